@@ -1,0 +1,199 @@
+"""The recurrent Q-network of R2D2: torso -> LSTM(s) -> dueling head.
+
+One architecture, two variants with the same weight layout:
+
+- **stateful** (:func:`build_q_network` with ``stateful=True``): a fixed batch
+  size; the LSTM state lives in the layers' state variables, read and written
+  with :mod:`r2d2_state.state`. The actor (batch = number of envs), the
+  learner's burn-in (batch = learner batch) and evaluation (batch = 1) each use
+  their own instance.
+- **stateless** (``stateful=False``): any batch size; the initial state is an
+  input and the final state an output (the seeds' "initial state as input").
+
+``set_weights``/``get_weights`` move weights between every variant and batch
+size, because both are built from the same layers in the same order and the
+recurrent states are not weights.
+
+Inputs (a dict, time-major within each batch row)::
+
+  observation:  [B, T, *obs_shape]  float32 vectors, or uint8 images [B, T, H, W, C]
+  prev_action:  int32 [B, T]        previous action, -1 at an episode's first step
+  prev_reward:  float32 [B, T]      previous reward, 0 at an episode's first step
+  valid:        float32 [B, T]      (optional) 0 on padding: the LSTM carries its
+                                    state unchanged across those steps
+  initial_state (stateless only):   list over LSTM layers of [h, c], each [B, units]
+
+Outputs: ``q`` float32 [B, T, num_actions]; the stateless variant also returns
+the final state (same layout as ``initial_state``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import keras
+
+__all__ = ["QNetworkConfig", "build_q_network", "initial_state_inputs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QNetworkConfig:
+    """Architecture of the recurrent Q-network."""
+
+    observation_shape: tuple[int, ...]
+    """Shape of one observation: (features,) for vectors, (H, W, C) or (H, W) for images."""
+    num_actions: int
+    """Size of the Discrete action space."""
+    image: bool | None = None
+    """Use the Nature-DQN conv torso; None: decided by the observation rank (>= 2 is an image)."""
+    mlp_units: tuple[int, ...] = (64,)
+    """Hidden layers of the MLP torso (vector observations)."""
+    conv_dense_units: int = 512
+    """Width of the dense layer after the conv stack (image observations)."""
+    lstm_units: tuple[int, ...] = (512,)
+    """One entry per stacked LSTM layer."""
+    head_units: int = 512
+    """Hidden width of each dueling stream (value and advantage)."""
+    use_prev_action: bool = True
+    """Feed the previous action (one-hot) to the LSTM, as in R2D2."""
+    use_prev_reward: bool = True
+    """Feed the previous reward to the LSTM, as in R2D2."""
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(d) for d in self.observation_shape)
+        object.__setattr__(self, "observation_shape", shape)
+        object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
+        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        if not shape or any(d <= 0 for d in shape):
+            raise ValueError(f"observation_shape must be non-empty and positive, got {shape!r}")
+        if self.num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {self.num_actions!r}")
+        if not self.lstm_units or any(u <= 0 for u in self.lstm_units):
+            raise ValueError(f"lstm_units must be a non-empty tuple of positive ints, got {self.lstm_units!r}")
+        if self.is_image and len(shape) not in (2, 3):
+            raise ValueError(f"image observations must be (H, W) or (H, W, C), got {shape!r}")
+
+    @property
+    def is_image(self) -> bool:
+        return self.image if self.image is not None else len(self.observation_shape) >= 2
+
+
+def initial_state_inputs(config: QNetworkConfig, batch_size: int | None = None) -> list[list[keras.KerasTensor]]:
+    """Symbolic ``[h, c]`` inputs per LSTM layer, for building models with explicit state."""
+    return [[keras.Input(batch_shape=(batch_size, units), name=f"initial_h{i}"),
+             keras.Input(batch_shape=(batch_size, units), name=f"initial_c{i}")]
+            for i, units in enumerate(config.lstm_units)]
+
+
+def build_q_network(config: QNetworkConfig, *, stateful: bool, batch_size: int | None = None,
+                    name: str | None = None) -> keras.Model:
+    """Build the stateful (fixed ``batch_size``) or stateless (any batch) variant.
+
+    Raises:
+      ValueError: ``stateful=True`` without a positive ``batch_size``.
+    """
+    if stateful and (batch_size is None or int(batch_size) < 1):
+        raise ValueError(
+            f"a stateful network needs a static batch size >= 1, got batch_size={batch_size!r}"
+        )
+    batch = int(batch_size) if batch_size is not None else None
+    obs_dtype = "uint8" if config.is_image else "float32"
+    inputs = {
+        "observation": keras.Input(batch_shape=(batch, None) + config.observation_shape,
+                                   dtype=obs_dtype, name="observation"),
+        "prev_action": keras.Input(batch_shape=(batch, None), dtype="int32", name="prev_action"),
+        "prev_reward": keras.Input(batch_shape=(batch, None), dtype="float32", name="prev_reward"),
+        "valid": keras.Input(batch_shape=(batch, None), dtype="float32", name="valid"),
+    }
+    initial = None if stateful else initial_state_inputs(config, batch)
+
+    x = _torso(config)(inputs["observation"])
+    extras = [x]
+    if config.use_prev_action:
+        extras.append(keras.ops.one_hot(inputs["prev_action"], config.num_actions))
+    if config.use_prev_reward:
+        extras.append(keras.ops.expand_dims(inputs["prev_reward"], -1))
+    x = keras.layers.Concatenate(name="lstm_input")(extras) if len(extras) > 1 else x
+    mask = keras.ops.greater(inputs["valid"], 0.5)
+
+    finals = []
+    for i, units in enumerate(config.lstm_units):
+        lstm = keras.layers.LSTM(units, return_sequences=True, return_state=not stateful,
+                                 stateful=stateful, name=f"lstm_{i}")
+        if stateful:
+            x = lstm(x, mask=mask)
+        else:
+            x, h, c = lstm(x, mask=mask, initial_state=initial[i])
+            finals.append([h, c])
+
+    q = _DuelingHead(config.num_actions, config.head_units, name="dueling_head")(x)
+    if stateful:
+        return keras.Model(inputs=inputs, outputs=q, name=name or f"q_network_stateful_b{batch}")
+    all_inputs = dict(inputs)
+    for i, (h, c) in enumerate(initial):
+        all_inputs[f"initial_h{i}"] = h
+        all_inputs[f"initial_c{i}"] = c
+    return keras.Model(inputs=all_inputs, outputs=[q, finals], name=name or "q_network_stateless")
+
+
+def _torso(config: QNetworkConfig) -> keras.layers.Layer:
+    """Observation encoder applied at every timestep: [B, T, *obs] -> [B, T, F]."""
+    if not config.is_image:
+        layers: list[keras.layers.Layer] = []
+        if len(config.observation_shape) > 1:
+            layers.append(keras.layers.Reshape((-1, int(_prod(config.observation_shape)))))
+        layers += [keras.layers.Dense(u, activation="relu", name=f"torso_dense_{i}")
+                   for i, u in enumerate(config.mlp_units)]
+        return keras.Sequential(layers, name="torso") if layers else keras.layers.Identity(name="torso")
+    shape = config.observation_shape
+    frame = shape if len(shape) == 3 else shape + (1,)
+    conv = keras.Sequential([
+        keras.Input(shape=shape, dtype="uint8"),
+        keras.layers.Reshape(frame),
+        keras.layers.Rescaling(1.0 / 255.0),
+        keras.layers.Conv2D(32, 8, strides=4, activation="relu", name="conv_0"),
+        keras.layers.Conv2D(64, 4, strides=2, activation="relu", name="conv_1"),
+        keras.layers.Conv2D(64, 3, strides=1, activation="relu", name="conv_2"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(config.conv_dense_units, activation="relu", name="conv_dense"),
+    ], name="nature_conv")
+    return keras.layers.TimeDistributed(conv, name="torso")
+
+
+class _DuelingHead(keras.layers.Layer):
+    """q = v + a - mean(a), each stream with its own hidden layer (Wang et al. 2016)."""
+
+    def __init__(self, num_actions: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # padding steps still get (ignored) Q-values
+        self.num_actions = num_actions
+        self.units = units
+        self.value_hidden = keras.layers.Dense(units, activation="relu", name="value_hidden")
+        self.value = keras.layers.Dense(1, name="value")
+        self.advantage_hidden = keras.layers.Dense(units, activation="relu", name="advantage_hidden")
+        self.advantage = keras.layers.Dense(num_actions, name="advantage")
+
+    def build(self, input_shape):
+        self.value_hidden.build(input_shape)
+        self.value.build(tuple(input_shape[:-1]) + (self.units,))
+        self.advantage_hidden.build(input_shape)
+        self.advantage.build(tuple(input_shape[:-1]) + (self.units,))
+
+    def call(self, x):
+        v = self.value(self.value_hidden(x))
+        a = self.advantage(self.advantage_hidden(x))
+        return v + a - keras.ops.mean(a, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_actions,)
+
+    def get_config(self):
+        return {**super().get_config(), "num_actions": self.num_actions, "units": self.units}
+
+
+def _prod(xs: Sequence[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from r2d2_state.networks import QNetworkConfig, build_q_network
+from r2d2_state.state import get_states, reset_states
+
+CFG = QNetworkConfig(observation_shape=(4,), num_actions=3, mlp_units=(16,),
+                     lstm_units=(8, 6), head_units=16)
+
+
+def _inputs(batch, steps, seed=0, cfg=CFG):
+    rng = np.random.default_rng(seed)
+    return {
+        "observation": rng.normal(size=(batch, steps) + cfg.observation_shape).astype(np.float32),
+        "prev_action": rng.integers(-1, cfg.num_actions, size=(batch, steps)).astype(np.int32),
+        "prev_reward": rng.normal(size=(batch, steps)).astype(np.float32),
+        "valid": np.ones((batch, steps), np.float32),
+    }
+
+
+def _states(batch, seed=1, cfg=CFG):
+    rng = np.random.default_rng(seed)
+    return [[rng.normal(size=(batch, u)).astype(np.float32) for _ in range(2)] for u in cfg.lstm_units]
+
+
+def _with_state(inputs, states):
+    out = dict(inputs)
+    for i, (h, c) in enumerate(states):
+        out[f"initial_h{i}"], out[f"initial_c{i}"] = h, c
+    return out
+
+
+def test_stateful_and_stateless_give_identical_q_and_final_state():
+    stateful = build_q_network(CFG, stateful=True, batch_size=5)
+    stateless = build_q_network(CFG, stateful=False)
+    stateless.set_weights(stateful.get_weights())
+    x, s = _inputs(5, 7), _states(5)
+
+    reset_states(stateful, s)
+    q_stateful = np.asarray(stateful(x))
+    q_stateless, finals = stateless(_with_state(x, s))
+    np.testing.assert_allclose(q_stateful, q_stateless, atol=1e-6)
+    for layer_state, layer_final in zip(get_states(stateful), finals):
+        for a, b in zip(layer_state, layer_final):
+            np.testing.assert_allclose(a, np.asarray(b), atol=1e-6)
+    assert q_stateful.shape == (5, 7, 3)
+
+
+def test_weights_move_between_batch_sizes():
+    learner = build_q_network(CFG, stateful=True, batch_size=4)
+    actor = build_q_network(CFG, stateful=True, batch_size=2)
+    evaluator = build_q_network(CFG, stateful=True, batch_size=1)
+    assert [w.shape for w in learner.get_weights()] == [w.shape for w in evaluator.get_weights()]
+    actor.set_weights(learner.get_weights())
+    evaluator.set_weights(learner.get_weights())
+    x, s = _inputs(4, 5), _states(4)
+    reset_states(learner, s)
+    q = np.asarray(learner(x))
+    row = 3
+    reset_states(evaluator, [[a[row:row + 1] for a in layer] for layer in s])
+    q_eval = np.asarray(evaluator({k: v[row:row + 1] for k, v in x.items()}))
+    np.testing.assert_allclose(q_eval[0], q[row], atol=1e-6)
+    reset_states(actor, [[a[2:] for a in layer] for layer in s])
+    np.testing.assert_allclose(np.asarray(actor({k: v[2:] for k, v in x.items()})), q[2:], atol=1e-6)
+
+
+def test_invalid_steps_carry_the_state_unchanged():
+    net = build_q_network(CFG, stateful=True, batch_size=2)
+    s = _states(2)
+    x = _inputs(2, 4)
+    reset_states(net, s)
+    q_plain = np.asarray(net(x))
+    # The same steps preceded by 3 padding steps of garbage, marked invalid.
+    padded = {k: np.concatenate([np.full_like(v[:, :3], 7), v], axis=1) for k, v in x.items()}
+    padded["valid"][:, :3] = 0.0
+    reset_states(net, s)
+    q_padded = np.asarray(net(padded))
+    np.testing.assert_allclose(q_padded[:, 3:], q_plain, atol=1e-6)
+
+
+def test_previous_action_and_reward_reach_the_network():
+    net = build_q_network(CFG, stateful=False)
+    x, s = _inputs(2, 3), _states(2)
+    base = np.asarray(net(_with_state(x, s))[0])
+    for key, value in (("prev_action", -1), ("prev_reward", 5.0)):
+        changed = dict(x)
+        changed[key] = np.full_like(x[key], value)
+        assert np.abs(np.asarray(net(_with_state(changed, s))[0]) - base).max() > 1e-4
+    off = QNetworkConfig(observation_shape=(4,), num_actions=3, mlp_units=(16,), lstm_units=(8,),
+                         head_units=16, use_prev_action=False, use_prev_reward=False)
+    net_off = build_q_network(off, stateful=False)
+    s1 = _states(2, cfg=off)
+    a = np.asarray(net_off(_with_state(x, s1))[0])
+    changed = dict(x, prev_action=np.zeros_like(x["prev_action"]), prev_reward=np.zeros_like(x["prev_reward"]))
+    np.testing.assert_array_equal(np.asarray(net_off(_with_state(changed, s1))[0]), a)
+
+
+def test_dueling_head_advantages_have_zero_mean_offset():
+    net = build_q_network(CFG, stateful=False)
+    q = np.asarray(net(_with_state(_inputs(3, 2), _states(3)))[0])
+    assert np.isfinite(q).all() and q.shape == (3, 2, 3)
+
+
+def test_image_torso_on_uint8_frames():
+    cfg = QNetworkConfig(observation_shape=(84, 84, 4), num_actions=4, lstm_units=(16,), head_units=16)
+    assert cfg.is_image
+    sf = build_q_network(cfg, stateful=True, batch_size=2)
+    sl = build_q_network(cfg, stateful=False)
+    sl.set_weights(sf.get_weights())
+    x = _inputs(2, 3, cfg=cfg)
+    x["observation"] = np.random.default_rng(0).integers(0, 255, size=(2, 3, 84, 84, 4)).astype(np.uint8)
+    s = _states(2, cfg=cfg)
+    reset_states(sf, s)
+    np.testing.assert_allclose(np.asarray(sf(x)), np.asarray(sl(_with_state(x, s))[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(observation_shape=(), num_actions=2), "observation_shape"),
+    (dict(observation_shape=(4,), num_actions=0), "num_actions must be >= 1, got 0"),
+    (dict(observation_shape=(4,), num_actions=2, lstm_units=()), "lstm_units"),
+    (dict(observation_shape=(4, 4, 4, 4), num_actions=2), "(H, W) or (H, W, C)"),
+])
+def test_config_validation(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        QNetworkConfig(**kwargs)
+    assert words in str(info.value)
+
+
+def test_stateful_needs_a_batch_size():
+    with pytest.raises(ValueError, match="static batch size"):
+        build_q_network(CFG, stateful=True)
