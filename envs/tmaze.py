@@ -1,0 +1,146 @@
+"""T-maze cue recall: a memory task a memoryless agent solves only at chance.
+
+::
+
+    cue shown at t = 0 only
+    |
+    [0]-[1]-[2]- ... -[corridor_length]  <- junction: LEFT or RIGHT ends the episode
+                                          +1 if the side matches the cue, -1 otherwise
+
+Observation ``float32[4]``: ``[cue_left, cue_right, at_junction, position / corridor_length]``.
+The cue is non-zero only in the reset observation, so after the first step every
+observation depends on the position alone: any memoryless (even stochastic) policy picks
+the cued side with probability exactly 1/2 and its mean return is at most
+``0.5 * correct_reward + 0.5 * wrong_reward`` (0.0 by default). A recurrent agent that
+remembers the cue gets ``correct_reward`` every episode (1.0 by default).
+
+Actions ``Discrete(3)``: 0 = forward, 1 = left, 2 = right. In the corridor left/right bump
+into the wall (the agent stays); at the junction forward is a no-op. The episode is
+truncated after ``max_steps`` steps (default ``4 * (corridor_length + 1)``) so a random
+agent always ends; the time limit lives in the env (not a ``TimeLimit`` wrapper) because it
+scales with ``corridor_length``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+FORWARD, LEFT, RIGHT = 0, 1, 2
+NUM_ACTIONS = 3
+OBS_SIZE = 4
+
+
+def check_tmaze_args(
+    corridor_length: int, max_steps: int | None, correct_reward: float, wrong_reward: float
+) -> int:
+    """Validate the T-maze arguments and return the effective ``max_steps``."""
+    if isinstance(corridor_length, bool) or not isinstance(corridor_length, (int, np.integer)):
+        raise TypeError(f"corridor_length must be an int >= 1, got {corridor_length!r}")
+    # corridor_length = 0 would put the junction at t = 0, where the cue is visible.
+    if corridor_length < 1:
+        raise ValueError(f"corridor_length must be >= 1, got {corridor_length!r}")
+    if max_steps is None:
+        max_steps = 4 * (int(corridor_length) + 1)
+    if max_steps < corridor_length + 1:
+        raise ValueError(
+            f"max_steps must be >= corridor_length + 1 = {corridor_length + 1} so the junction "
+            f"can be reached, got {max_steps!r}"
+        )
+    if not correct_reward > wrong_reward:
+        raise ValueError(
+            f"correct_reward must exceed wrong_reward, got {correct_reward!r} <= {wrong_reward!r}"
+        )
+    return int(max_steps)
+
+
+def observation_table(corridor_length: int) -> np.ndarray:
+    """Cue-free observations by position: <float32>[corridor_length + 1, 4]."""
+    table = np.zeros((corridor_length + 1, OBS_SIZE), dtype=np.float32)
+    table[:, 3] = np.arange(corridor_length + 1) / corridor_length
+    table[corridor_length, 2] = 1.0
+    return table
+
+
+def observation_space() -> spaces.Box:
+    return spaces.Box(low=0.0, high=1.0, shape=(OBS_SIZE,), dtype=np.float32)
+
+
+class TMazeEnv(gym.Env[np.ndarray, int]):
+    """Cue-recall T-maze (see the module docstring).
+
+    Args:
+      corridor_length: steps from the start to the junction, >= 1; the cue must be held
+        in memory for ``corridor_length`` steps.
+      max_steps: truncation limit; default ``4 * (corridor_length + 1)``.
+      correct_reward: reward for turning to the cued side.
+      wrong_reward: reward for turning to the other side.
+      step_penalty: subtracted from every step's reward (0 by default, which keeps the
+        registered ``reward_threshold`` valid for every corridor length).
+
+    Example:
+      >>> import gymnasium as gym, envs
+      >>> env = gym.make("r2d2_state/TMaze-v0", corridor_length=3)
+      >>> obs, _ = env.reset(seed=0)
+      >>> obs.shape, obs.dtype
+      ((4,), dtype('float32'))
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        corridor_length: int = 10,
+        max_steps: int | None = None,
+        correct_reward: float = 1.0,
+        wrong_reward: float = -1.0,
+        step_penalty: float = 0.0,
+    ) -> None:
+        self.max_steps = check_tmaze_args(corridor_length, max_steps, correct_reward, wrong_reward)
+        self.corridor_length = int(corridor_length)
+        self.correct_reward = float(correct_reward)
+        self.wrong_reward = float(wrong_reward)
+        self.step_penalty = float(step_penalty)
+        self.observation_space = observation_space()
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self._table = observation_table(self.corridor_length)
+        self._pos = 0
+        self._t = 0
+        self._cue = 0  # 0 = left, 1 = right
+
+    @property
+    def cue(self) -> int:
+        """The current episode's cue (0 = left, 1 = right); for tests and scripted policies."""
+        return self._cue
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._cue = int(self.np_random.integers(2))
+        self._pos = 0
+        self._t = 0
+        obs = self._table[0].copy()
+        obs[self._cue] = 1.0
+        return obs, {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        # Plain Python on ints: this is the hot path of every acting benchmark.
+        action = int(action)
+        if not 0 <= action < NUM_ACTIONS:
+            raise ValueError(f"action must be in [0, {NUM_ACTIONS}), got {action!r}")
+        self._t += 1
+        reward = 0.0 - self.step_penalty  # 0.0, not -0.0, when there is no penalty
+        terminated = False
+        if self._pos < self.corridor_length:
+            if action == FORWARD:
+                self._pos += 1
+        elif action != FORWARD:
+            terminated = True
+            reward += self.correct_reward if action - 1 == self._cue else self.wrong_reward
+        # A decision on the last allowed step is a termination, not a truncation.
+        truncated = not terminated and self._t >= self.max_steps
+        return self._table[self._pos].copy(), reward, terminated, truncated, {}

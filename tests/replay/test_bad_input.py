@@ -1,0 +1,250 @@
+"""Every bad input raises a clear error and leaves the buffer (and adder) as they were."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from r2d2_state.replay import SequenceAdder, SequenceReplay
+
+
+def make_item(value: float) -> dict:
+    return {
+        "observation": {"pixels": np.full((3, 2, 2), value, np.uint8)},
+        "action": np.full(3, value, np.int32),
+        "start_state": [np.full(4, value, np.float32)],
+    }
+
+
+def snapshot(replay: SequenceReplay) -> dict:
+    return {
+        "stats": replay.stats(),
+        "priorities": replay.priorities(),
+        "storage": [replay._rows.copy()],
+        "tree": [replay._tree._leaves.copy(), replay._tree._block_sums.copy()],
+        "rng": copy.deepcopy(replay._rng.bit_generator.state),
+        "spec": None if replay.spec is None else replay.spec.to_json(),
+    }
+
+
+def assert_unchanged(before: dict, replay: SequenceReplay) -> None:
+    after = snapshot(replay)
+    assert after["stats"] == before["stats"]
+    assert after["rng"] == before["rng"]
+    assert after["spec"] == before["spec"]
+    np.testing.assert_array_equal(after["priorities"], before["priorities"])
+    for a, b in zip(after["storage"] + after["tree"], before["storage"] + before["tree"]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def replay():
+    replay = SequenceReplay(4, seed=0)
+    replay.add(make_item(1))
+    replay.add(make_item(2), priority=3.0)
+    return replay
+
+
+def with_leaf(item, path, value):
+    item = copy.deepcopy(item)
+    target = item
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return item
+
+
+BAD_ITEMS = {
+    "missing_key": ({"action": np.zeros(3, np.int32)}, ValueError, "structure"),
+    "extra_key": (dict(make_item(0), extra=np.zeros(1)), ValueError, "structure"),
+    "wrong_shape": (with_leaf(make_item(0), ("observation", "pixels"), np.zeros((3, 2, 3), np.uint8)),
+                    ValueError, "observation/pixels"),
+    "wrong_dtype": (with_leaf(make_item(0), ("observation", "pixels"), np.zeros((3, 2, 2), np.float32)),
+                    TypeError, "observation/pixels"),
+    "wrong_state_dtype": (with_leaf(make_item(0), ("start_state", 0), np.zeros(4, np.float64)),
+                          TypeError, "start_state/0"),
+    "list_instead_of_tuple_leaf_count": (with_leaf(make_item(0), ("start_state",), [np.zeros(4, np.float32)] * 2),
+                                         ValueError, "structure"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ITEMS))
+def test_bad_item(replay, name):
+    item, error, match = BAD_ITEMS[name]
+    before = snapshot(replay)
+    with pytest.raises(error, match=match):
+        replay.add(item)
+    assert_unchanged(before, replay)
+
+
+def test_bad_batch_leading_sizes_disagree(replay):
+    batch = {"observation": {"pixels": np.zeros((2, 3, 2, 2), np.uint8)}, "action": np.zeros((3, 3), np.int32),
+             "start_state": [np.zeros((2, 4), np.float32)]}
+    before = snapshot(replay)
+    # Leaves are checked in dm-tree order (sorted keys): 'action' fixes K = 3 first.
+    with pytest.raises(ValueError, match=r"observation/pixels': expected shape \(3, 3, 2, 2\)"):
+        replay.add_batch(batch)
+    assert_unchanged(before, replay)
+
+
+@pytest.mark.parametrize("priority", [np.nan, np.inf, -np.inf, -1.0])
+def test_bad_priority_on_add(replay, priority):
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="priorities must be"):
+        replay.add(make_item(3), priority=priority)
+    with pytest.raises(ValueError, match="priorities must be"):
+        replay.add_batch(_stack2(make_item(3)), priorities=np.array([1.0, priority]))
+    assert_unchanged(before, replay)
+
+
+def _stack2(item):
+    import tree
+    return tree.map_structure(lambda x: np.stack([x, x]), item)
+
+
+def test_bad_priorities_count_on_add_batch(replay):
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="expected 2 priorities"):
+        replay.add_batch(_stack2(make_item(3)), priorities=np.array([1.0, 2.0, 3.0]))
+    assert_unchanged(before, replay)
+
+
+@pytest.mark.parametrize("priority", [np.nan, np.inf, -0.5])
+def test_bad_priority_on_update(replay, priority):
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="priorities must be"):
+        replay.update_priorities(np.array([0, 1]), np.array([2.0, priority]))
+    assert_unchanged(before, replay)
+
+
+@pytest.mark.parametrize("keys", [[0, 2], [-1], [1, 99]])
+def test_keys_out_of_range(replay, keys):
+    before = snapshot(replay)
+    with pytest.raises(IndexError, match="keys out of range"):
+        replay.update_priorities(np.array(keys), np.ones(len(keys)))
+    assert_unchanged(before, replay)
+
+
+def test_float_keys_and_mismatched_lengths(replay):
+    before = snapshot(replay)
+    with pytest.raises(TypeError, match="integer"):
+        replay.update_priorities(np.array([0.0, 1.0]), np.ones(2))
+    with pytest.raises(ValueError, match="expected 2 priorities"):
+        replay.update_priorities(np.array([0, 1]), np.ones(3))
+    assert_unchanged(before, replay)
+
+
+def test_sample_from_empty_buffer():
+    replay = SequenceReplay(4, seed=0)
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="empty"):
+        replay.sample(1)
+    assert_unchanged(before, replay)
+
+
+@pytest.mark.parametrize("batch_size,match", [(3, "larger than the 2 items"), (0, "positive"), (1.5, "positive")])
+def test_bad_batch_size(replay, batch_size, match):
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match=match):
+        replay.sample(batch_size)
+    assert_unchanged(before, replay)
+
+
+def test_all_zero_priorities_cannot_be_sampled(replay):
+    replay.update_priorities(np.array([0, 1]), np.zeros(2))
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="zero"):
+        replay.sample(1)
+    assert_unchanged(before, replay)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(capacity=0), "capacity"), (dict(capacity=4, priority_exponent=-1), "priority_exponent"),
+    (dict(capacity=4, importance_exponent=np.nan), "importance_exponent"),
+])
+def test_bad_constructor(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SequenceReplay(**kwargs)
+
+
+# ---------------------------------------------------------------- adder
+
+
+def adder_snapshot(adder: SequenceAdder) -> dict:
+    return copy.deepcopy({k: v for k, v in vars(adder).items() if k not in ("replay", "priority_fn")})
+
+
+def assert_adder_unchanged(before: dict, adder: SequenceAdder) -> None:
+    after = adder_snapshot(adder)
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], dict):
+            for name in before[key]:
+                np.testing.assert_array_equal(before[key][name], after[key][name])
+        elif isinstance(before[key], list):
+            for a, b in zip(before[key], after[key]):
+                np.testing.assert_array_equal(a, b)
+        else:
+            assert str(before[key]) == str(after[key]), key
+
+
+def good_step(num_envs=2, obs_dtype=np.float32):
+    return dict(
+        observation={"x": np.zeros((num_envs, 3), obs_dtype)},
+        action=np.zeros(num_envs, np.int64),
+        reward=np.zeros(num_envs, np.float32),
+        terminated=np.zeros(num_envs, bool),
+        truncated=np.zeros(num_envs, bool),
+        state=[np.zeros((num_envs, 4), np.float32)],
+    )
+
+
+ADDER_BAD_STEPS = {
+    "obs_batch_not_num_envs": (dict(observation={"x": np.zeros((3, 3), np.float32)}), ValueError, "observation/x"),
+    "obs_wrong_shape": (dict(observation={"x": np.zeros((2, 4), np.float32)}), ValueError, "observation/x"),
+    "obs_wrong_dtype": (dict(observation={"x": np.zeros((2, 3), np.float64)}), TypeError, "observation/x"),
+    "obs_wrong_structure": (dict(observation=np.zeros((2, 3), np.float32)), ValueError, "structure"),
+    "state_wrong_shape": (dict(state=[np.zeros((2, 5), np.float32)]), ValueError, "state/0"),
+    "action_wrong_shape": (dict(action=np.zeros(3, np.int64)), ValueError, "action"),
+    "action_float": (dict(action=np.zeros(2, np.float32)), TypeError, "action"),
+    "action_negative": (dict(action=np.array([0, -1])), ValueError, "action"),
+    "reward_nan": (dict(reward=np.array([0.0, np.nan])), ValueError, "reward"),
+    "terminated_not_bool": (dict(terminated=np.zeros(2, np.float32)), TypeError, "terminated"),
+    "truncated_wrong_shape": (dict(truncated=np.zeros(1, bool)), ValueError, "truncated"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADDER_BAD_STEPS))
+def test_adder_bad_step(name):
+    override, error, match = ADDER_BAD_STEPS[name]
+    replay = SequenceReplay(8, seed=0)
+    adder = SequenceAdder(replay, num_envs=2, burn_in=0, trace_length=1, period=1)
+    adder.add(**good_step())  # fixes the spec and emits one sequence per env
+    before, replay_before = adder_snapshot(adder), snapshot(replay)
+    with pytest.raises(error, match=match):
+        adder.add(**dict(good_step(), **override))
+    assert_adder_unchanged(before, adder)
+    assert_unchanged(replay_before, replay)
+
+
+def test_adder_unknown_env_id():
+    adder = SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1)
+    adder.add(**good_step())
+    before = adder_snapshot(adder)
+    with pytest.raises(IndexError, match="unknown env id 2"):
+        adder.reset([0, 2])
+    with pytest.raises(IndexError, match="unknown env id -1"):
+        adder.reset([-1])
+    assert_adder_unchanged(before, adder)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(period=0), "period"), (dict(period=3), "period"), (dict(trace_length=0, period=1), "trace_length"),
+    (dict(burn_in=-1), "burn_in"), (dict(num_envs=0), "num_envs"), (dict(n_step=-2), "n_step"),
+])
+def test_adder_bad_config(kwargs, match):
+    config = dict(replay=None, num_envs=2, burn_in=1, trace_length=2, period=1)
+    with pytest.raises(ValueError, match=match):
+        SequenceAdder(**dict(config, **kwargs))
