@@ -1,0 +1,147 @@
+"""R2D2 hyperparameters: one frozen dataclass, the paper's values by default.
+
+Paper: Kapturowski et al. 2019, Appendix (see ../shared/DESIGN.md). Every field
+has a one-line docstring; command-line parsing lives in ``scripts/`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from r2d2_state.burn_in import START_STATES
+
+
+@dataclasses.dataclass(frozen=True)
+class R2D2Config:
+    # --- sequences
+    burn_in: int = 40
+    """Steps replayed without gradient to refresh the stored start state."""
+    trace_length: int = 80
+    """Trained steps per sequence."""
+    sequence_period: int = 40
+    """Steps between the starts of adjacent sequences (overlap = length - period)."""
+    n_step: int = 5
+    """n of the n-step double-Q targets; also the length of the sequence's tail."""
+    discount: float = 0.997
+    """gamma."""
+
+    # --- replay
+    replay_capacity: int = 100_000
+    """Sequences held by the replay (FIFO eviction)."""
+    priority_exponent: float = 0.9
+    """alpha: sampling probability proportional to priority ** alpha."""
+    importance_exponent: float = 0.6
+    """beta: importance weights (N p) ** -beta, normalised by their max."""
+    priority_eta: float = 0.9
+    """Sequence priority = eta * max |td| + (1 - eta) * mean |td|."""
+
+    # --- learner
+    batch_size: int = 64
+    """Sequences per learner step."""
+    learning_rate: float = 1e-4
+    """Adam learning rate."""
+    adam_epsilon: float = 1e-3
+    """Adam epsilon."""
+    max_gradient_norm: float = 40.0
+    """Global gradient-norm clip."""
+    target_update_period: int = 2500
+    """Learner steps between copies of the online weights into the target network."""
+    value_rescaling: bool = True
+    """Use h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x on targets (and h^-1 on bootstraps)."""
+    rescale_epsilon: float = 1e-3
+    """eps of the value rescaling."""
+    start_state: str = "stored"
+    """Start state of replayed sequences: 'stored' (the actor's) or 'zero'."""
+    staleness_period: int = 0
+    """Learner steps between staleness diagnostics (0: off). Needs per-step states in the replay."""
+    jit_compile: bool = False
+    """Compile the learner step with XLA."""
+
+    # --- network
+    mlp_units: tuple[int, ...] = (64,)
+    """Torso MLP for vector observations."""
+    lstm_units: tuple[int, ...] = (512,)
+    """One entry per stacked LSTM layer."""
+    head_units: int = 512
+    """Hidden width of each dueling stream."""
+    use_prev_action: bool = True
+    """Feed the previous action (one-hot) to the LSTM."""
+    use_prev_reward: bool = True
+    """Feed the previous reward to the LSTM."""
+
+    # --- actors
+    num_envs: int = 32
+    """Parallel environments of the actor (the actor network's batch size)."""
+    epsilon_base: float = 0.4
+    """Per-env epsilon = epsilon_base ** (1 + epsilon_alpha * i / (N - 1))."""
+    epsilon_alpha: float = 7.0
+    """Spread exponent of the per-env epsilons."""
+    eval_epsilon: float = 0.0
+    """Epsilon of evaluation episodes."""
+    actor_update_period: int = 400
+    """Env steps (per env) between weight refreshes of the actor."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
+        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        checks = [
+            (self.burn_in >= 0, "burn_in", ">= 0"),
+            (self.trace_length >= 1, "trace_length", ">= 1"),
+            (1 <= self.sequence_period <= self.trace_length, "sequence_period", "in [1, trace_length]"),
+            (self.n_step >= 1, "n_step", ">= 1"),
+            (0.0 <= self.discount <= 1.0, "discount", "in [0, 1]"),
+            (self.replay_capacity >= 1, "replay_capacity", ">= 1"),
+            (self.priority_exponent >= 0.0, "priority_exponent", ">= 0"),
+            (self.importance_exponent >= 0.0, "importance_exponent", ">= 0"),
+            (0.0 <= self.priority_eta <= 1.0, "priority_eta", "in [0, 1]"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.learning_rate > 0.0, "learning_rate", "> 0"),
+            (self.max_gradient_norm > 0.0, "max_gradient_norm", "> 0"),
+            (self.target_update_period >= 1, "target_update_period", ">= 1"),
+            (self.rescale_epsilon > 0.0, "rescale_epsilon", "> 0"),
+            (self.start_state in START_STATES, "start_state", f"one of {START_STATES}"),
+            (self.staleness_period >= 0, "staleness_period", ">= 0"),
+            (self.num_envs >= 1, "num_envs", ">= 1"),
+            (0.0 <= self.epsilon_base <= 1.0, "epsilon_base", "in [0, 1]"),
+            (0.0 <= self.eval_epsilon <= 1.0, "eval_epsilon", "in [0, 1]"),
+            (self.actor_update_period >= 1, "actor_update_period", ">= 1"),
+            (len(self.lstm_units) >= 1 and min(self.lstm_units) >= 1, "lstm_units", "non-empty, positive"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"R2D2Config.{name} must be {expected}, got {getattr(self, name)!r}")
+
+    @property
+    def sequence_length(self) -> int:
+        """burn_in + trace_length + n_step: every replayed sequence has this length."""
+        return self.burn_in + self.trace_length + self.n_step
+
+    def replace(self, **changes: Any) -> "R2D2Config":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown R2D2Config fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "R2D2Config":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown R2D2Config fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+def actor_epsilons(num_envs: int, base: float = 0.4, alpha: float = 7.0) -> list[float]:
+    """The paper's per-env exploration rates ``base ** (1 + alpha * i / (N - 1))``."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
+    if num_envs == 1:
+        return [base]
+    return [base ** (1.0 + alpha * i / (num_envs - 1)) for i in range(num_envs)]

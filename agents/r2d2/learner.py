@@ -1,0 +1,209 @@
+"""The R2D2 learner: burn-in from stored states, n-step double Q on rescaled values.
+
+One learner step, all inside a single ``tf.function`` that traces once::
+
+    sample [B, L] from the replay         L = burn_in + trace + n_step
+    online:  reset_states(start) -> burn-in (no gradient) -> trace (gradient) -> tail (no gradient)
+    target:  reset_states(start) -> whole sequence (no gradient)
+    targets: n-step double Q (argmax online, value target), h / h^-1 value rescaling
+    loss:    0.5 td^2 averaged over each sequence's trained steps, x importance weight, mean
+    update:  clip global norm, Adam; every target_update_period steps target <- online
+    return:  priorities eta * max |td| + (1 - eta) * mean |td| for the replay
+
+Usage::
+
+    learner = R2D2Learner(config, network_config)
+    sample = replay.sample(config.batch_size)
+    metrics = learner.step(sample.data, sample.weights)   # numpy scalars and priorities
+    replay.update_priorities(sample.keys, metrics.pop("priorities"))
+    actor.set_weights(learner.get_weights())
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from agents.r2d2.config import R2D2Config
+from r2d2_state import losses
+from r2d2_state.burn_in import NETWORK_INPUTS, StatefulCore, StatelessCore, burn_in_and_unroll, time_slice
+from r2d2_state.networks import QNetworkConfig, build_q_network
+
+__all__ = ["R2D2Learner", "LEARNER_FIELDS", "STALENESS_STRATEGIES"]
+
+LEARNER_FIELDS = NETWORK_INPUTS + ("action", "reward", "discount", "mask", "start_state")
+"""The replayed fields a learner step reads (others, e.g. per-step ``states``, are dropped)."""
+
+STALENESS_STRATEGIES = ("zero", "zero_burn_in", "stored", "stored_burn_in")
+
+
+class R2D2Learner:
+    """Owns the online and target networks, the optimizer and the step counter.
+
+    Args:
+      config: hyperparameters (``batch_size``, ``burn_in``, ``trace_length``, ``n_step`` ...).
+      network_config: the Q-network architecture.
+      core: ``"stateful"`` (default; start states written with ``reset_states``) or
+        ``"stateless"`` (the same network with the state as an input) — the
+        benchmark compares them.
+    """
+
+    def __init__(self, config: R2D2Config, network_config: QNetworkConfig, *, core: str = "stateful"):
+        if core not in ("stateful", "stateless"):
+            raise ValueError(f"core must be 'stateful' or 'stateless', got {core!r}")
+        self.config = config
+        self.network_config = network_config
+        self.core_kind = core
+        stateful = core == "stateful"
+        batch = config.batch_size if stateful else None
+        self.online = build_q_network(network_config, stateful=stateful, batch_size=batch, name="online")
+        self.target = build_q_network(network_config, stateful=stateful, batch_size=batch, name="target")
+        self.target.set_weights(self.online.get_weights())
+        make = StatefulCore if stateful else StatelessCore
+        self._online_core, self._target_core = make(self.online), make(self.target)
+        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
+                                               epsilon=config.adam_epsilon)
+        self.optimizer.build(self.online.trainable_variables)
+        self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
+        self.trace_count = 0  # Python side effect: counts traces of the step function
+        self._step_fn = tf.function(self._step, jit_compile=config.jit_compile)
+        self._staleness_fn = tf.function(self._staleness)
+
+    # ------------------------------------------------------------------ public API
+
+    def step(self, data: Mapping[str, Any], importance_weights: Any) -> dict[str, Any]:
+        """One gradient step on a sampled batch; returns numpy metrics and ``priorities``."""
+        batch = self._select(data)
+        out = self._step_fn(batch, tf.convert_to_tensor(importance_weights, tf.float32))
+        metrics = {k: (np.asarray(v) if k == "priorities" else float(v)) for k, v in out.items()}
+        if self.config.staleness_period and "states" in data and \
+                int(self.num_steps.numpy()) % self.config.staleness_period == 0:
+            metrics.update(self.staleness(data))
+        return metrics
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.online.get_weights()
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.online.set_weights(weights)
+
+    def update_target(self) -> None:
+        self.target.set_weights(self.online.get_weights())
+
+    def checkpoint_objects(self) -> dict[str, Any]:
+        """Trackables for ``tf.train.Checkpoint``: networks, optimizer, step counter."""
+        return {"online": self.online, "target": self.target, "optimizer": self.optimizer,
+                "learner_steps": self.num_steps}
+
+    def staleness(self, data: Mapping[str, Any]) -> dict[str, float]:
+        """The paper's dQ (section 3) at the first and last trained step, per strategy.
+
+        ``dQ = ||q(h_hat_t) - q(h_t)||_2 / |max_{a,j} q(h_hat_j)_a|`` with the current
+        online weights, where ``h_t`` is the state the actor recorded at step t and
+        ``h_hat_t`` the state the replay unroll reaches there: from zeros or from the
+        stored state, with or without burn-in. Averaged over sequences whose step t is
+        a transition. Needs the replay's per-step ``states`` field.
+        """
+        if "states" not in data:
+            raise ValueError("the staleness diagnostic needs per-step 'states' in the replayed "
+                             "data (create the SequenceAdder with store_states=True)")
+        batch = self._select(data)
+        out = self._staleness_fn(batch, tf.nest.map_structure(tf.convert_to_tensor, data["states"]))
+        return {k: float(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------------ internals
+
+    def _select(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [k for k in LEARNER_FIELDS if k not in data]
+        if missing:
+            raise KeyError(f"replayed data lacks fields {missing}; expected {list(LEARNER_FIELDS)}")
+        length = np.shape(data["valid"])[1]
+        if length != self.config.sequence_length:
+            raise ValueError(
+                f"replayed sequences have {length} steps; expected burn_in + trace_length + n_step = "
+                f"{self.config.sequence_length}")
+        if np.shape(data["valid"])[0] != self.config.batch_size:
+            raise ValueError(f"batch of {np.shape(data['valid'])[0]} sequences; expected "
+                             f"batch_size={self.config.batch_size}")
+        return {k: data[k] for k in LEARNER_FIELDS}
+
+    def _step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> dict[str, tf.Tensor]:
+        self.trace_count += 1
+        cfg = self.config
+        burn, trace = cfg.burn_in, cfg.trace_length
+        start = batch["start_state"] if cfg.start_state == "stored" else None
+        inputs = {k: batch[k] for k in NETWORK_INPUTS}
+        after = lambda key: tf.cast(batch[key][:, burn:], tf.float32)  # noqa: E731
+
+        with tf.GradientTape() as tape:
+            # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
+            q_trace = burn_in_and_unroll(self._online_core, time_slice(inputs, 0, burn + trace),
+                                         start, burn, tape=tape, training=True)
+            with tape.stop_recording():
+                q_tail = self._online_core.unroll(time_slice(inputs, burn + trace, None))
+                # No gradient anywhere here, so the target runs its burn-in and the rest in one call.
+                q_target = burn_in_and_unroll(self._target_core, inputs, start, 0)[:, burn:]
+                q_online_all = tf.concat([tf.stop_gradient(q_trace), q_tail], axis=1)
+                targets = losses.n_step_double_q_targets(
+                    q_online_all, q_target, after("reward"), after("discount"), after("mask"),
+                    gamma=cfg.discount, n=cfg.n_step, rescale=cfg.value_rescaling,
+                    eps=cfg.rescale_epsilon)[:, :trace]
+                weight = losses.trained_steps_weight(after("mask")[:, :trace], 0, trace)
+            q_taken = losses.action_values(q_trace, batch["action"][:, burn:burn + trace])
+            loss, abs_td = losses.sequence_td_loss(q_taken, targets, weight, importance_weights)
+
+        variables = self.online.trainable_variables
+        grads = tape.gradient(loss, variables)
+        clipped, grad_norm = tf.clip_by_global_norm(grads, cfg.max_gradient_norm)
+        self.optimizer.apply(clipped, variables)
+        self.num_steps.assign_add(1)
+        if self.num_steps % cfg.target_update_period == 0:
+            for t_var, o_var in zip(self.target.weights, self.online.weights):
+                t_var.assign(o_var)
+
+        priorities = losses.sequence_priorities(abs_td, weight, cfg.priority_eta)
+        count = tf.maximum(tf.reduce_sum(weight), 1.0)
+        return {
+            "loss": loss,
+            "mean_abs_td": tf.reduce_sum(abs_td) / count,
+            "mean_q": tf.reduce_sum(q_taken * weight) / count,
+            "mean_target": tf.reduce_sum(targets * weight) / count,
+            "grad_norm": grad_norm,
+            "trained_steps": tf.reduce_sum(weight),
+            "priorities": priorities,
+        }
+
+    def _staleness(self, batch: dict[str, Any], states: Any) -> dict[str, tf.Tensor]:
+        cfg = self.config
+        burn, trace = cfg.burn_in, cfg.trace_length
+        inputs = {k: batch[k] for k in NETWORK_INPUTS}
+        mask = tf.cast(batch["mask"], tf.float32)
+        core = self._online_core
+        recorded_at = lambda t: [[h[:, t], c[:, t]] for h, c in states]  # noqa: E731
+        first, last = burn, burn + trace - 1
+
+        # q(h_t): the actor's recorded state at step t, one step on observation t.
+        reference = {}
+        for name, t in (("first", first), ("last", last)):
+            reference[name] = burn_in_and_unroll(core, time_slice(inputs, t, t + 1), recorded_at(t), 0)[:, 0]
+        trained_valid = tf.cast(batch["valid"][:, first:last + 1], tf.float32)[..., None]
+
+        starts = {
+            "zero": (None, first, 0),
+            "zero_burn_in": (None, 0, burn),
+            "stored": (recorded_at(first), first, 0),
+            "stored_burn_in": (batch["start_state"], 0, burn),
+        }
+        out = {}
+        for strategy, (start_state, offset, burn_steps) in starts.items():
+            q_hat = burn_in_and_unroll(core, time_slice(inputs, offset, burn + trace), start_state, burn_steps)
+            # |max_{a,j} q(h_hat_j)_a| over the real trained steps (padding carries stale q).
+            scale = tf.maximum(tf.abs(tf.reduce_max(q_hat + (trained_valid - 1.0) * 1e9, axis=[1, 2])), 1e-8)
+            for name, t in (("first", first), ("last", last)):
+                d_q = tf.norm(q_hat[:, t - burn] - reference[name], axis=-1) / scale
+                m = mask[:, t]
+                out[f"staleness/{strategy}/{name}"] = tf.reduce_sum(d_q * m) / tf.maximum(tf.reduce_sum(m), 1.0)
+        return out

@@ -1,0 +1,164 @@
+"""Restore a replayed sequence's stored start state, burn in, then unroll.
+
+R2D2 replays fixed-length sequences that start mid-episode. The start state
+the actor recorded is stale (older weights) and a zero state is wrong; the fix
+is to restore the stored state and run a *burn-in* prefix without gradients so
+the state catches up with the current weights, then train on the rest::
+
+    sequence  |<-- burn_in -->|<--------- trace --------->|<- n ->|
+    state     stored (h, c)   caught up                            (n-step tail)
+    gradient  none            yes                          none (targets only)
+
+Two interchangeable cores carry the state through the unroll:
+
+- :class:`StatefulCore` (the project's main path): a stateful Keras network of
+  fixed batch size; the start state is written with
+  :func:`r2d2_state.state.reset_states` and the state advances in the layers'
+  variables between calls.
+- :class:`StatelessCore`: the same network built ``stateful=False``; the state
+  is passed as ``initial_h{i}/initial_c{i}`` inputs and read back from the
+  outputs.
+
+Both give identical Q-values for identical weights (tested), which is how the
+learner benchmark measures what the stateful API costs.
+
+Gradients: the burn-in runs under ``tape.stop_recording()``. For the stateful
+core, the trained part reads its start state from non-trainable variables, so
+no gradient can reach the burn-in even without that; for the stateless core
+the state after burn-in is a tensor computed while the tape was not recording,
+so it is a constant for the gradient as well (both tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+
+from r2d2_state.state import reset_states, stateful_layers
+
+__all__ = [
+    "START_STATES",
+    "NETWORK_INPUTS",
+    "StatefulCore",
+    "StatelessCore",
+    "make_core",
+    "time_slice",
+    "burn_in_and_unroll",
+]
+
+START_STATES = ("stored", "zero")
+"""How a replayed sequence's start state is chosen: the actor's recorded state or zeros."""
+
+NETWORK_INPUTS = ("observation", "prev_action", "prev_reward", "valid")
+"""The replayed fields the Q-network reads (see :mod:`r2d2_state.networks`)."""
+
+
+def time_slice(inputs: Mapping[str, Any], start: int, stop: int | None) -> dict[str, Any]:
+    """``inputs[k][:, start:stop]`` for every network input (batch-major, time second)."""
+    return {k: inputs[k][:, start:stop] for k in NETWORK_INPUTS}
+
+
+class StatefulCore:
+    """Unrolls a stateful network; the state lives in its recurrent layers' variables."""
+
+    stateful = True
+
+    def __init__(self, network: keras.Model):
+        self.network = network
+        self.layers = stateful_layers(network)  # raises if the network is not stateful
+
+    def begin(self, start_state: Any | None) -> None:
+        """Set the state (``None``: zeros) before the first :meth:`unroll`."""
+        reset_states(self.network, start_state)
+
+    def unroll(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+        """Q-values ``[B, T, A]``; the state advances to the end of ``inputs``."""
+        return self.network(_tensors(inputs), training=training)
+
+
+class StatelessCore:
+    """Unrolls a stateless network, carrying the state as a tensor between calls."""
+
+    stateful = False
+
+    def __init__(self, network: keras.Model):
+        self.network = network
+        names = [k for k in network.input if k.startswith("initial_h")] if isinstance(network.input, dict) else []
+        if not names:
+            raise ValueError(
+                f"network {network.name!r} has no initial_h*/initial_c* inputs; expected a model "
+                "from build_q_network(config, stateful=False)"
+            )
+        self.num_layers = len(names)
+        self.units = [int(network.input[f"initial_h{i}"].shape[-1]) for i in range(self.num_layers)]
+        self._state: list[list[tf.Tensor]] | None = None
+
+    def begin(self, start_state: Any | None, batch_size: int | None = None) -> None:
+        if start_state is None:
+            if batch_size is None:
+                raise ValueError("StatelessCore.begin(None) needs batch_size to build a zero state")
+            self._state = [[tf.zeros((batch_size, u)), tf.zeros((batch_size, u))] for u in self.units]
+        else:
+            self._state = [[tf.convert_to_tensor(h, tf.float32), tf.convert_to_tensor(c, tf.float32)]
+                           for h, c in start_state]
+
+    def unroll(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+        if self._state is None:
+            raise RuntimeError("call begin(start_state) before unroll()")
+        feed = _tensors(inputs)
+        for i, (h, c) in enumerate(self._state):
+            feed[f"initial_h{i}"], feed[f"initial_c{i}"] = h, c
+        q, finals = self.network(feed, training=training)
+        self._state = [[h, c] for h, c in finals]
+        return q
+
+    @property
+    def state(self) -> list[list[tf.Tensor]] | None:
+        return self._state
+
+
+def _tensors(inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    # Keras refuses a dict input that mixes numpy arrays and tensors.
+    return {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
+
+
+def make_core(network: keras.Model) -> StatefulCore | StatelessCore:
+    """The core that fits ``network``: stateful if it has stateful recurrent layers."""
+    try:
+        return StatefulCore(network)
+    except ValueError:
+        return StatelessCore(network)
+
+
+def burn_in_and_unroll(core: StatefulCore | StatelessCore, inputs: Mapping[str, Any],
+                       start_state: Any | None, burn_in: int, *,
+                       tape: tf.GradientTape | None = None, training: bool = False) -> tf.Tensor:
+    """Restore ``start_state``, run ``burn_in`` steps without gradient, unroll the rest.
+
+    Args:
+      core: a :class:`StatefulCore` or :class:`StatelessCore`.
+      inputs: network inputs, each ``[B, L, ...]``.
+      start_state: per-layer ``[h, c]`` with ``[B, units]`` arrays, or ``None``
+        for the zero state (the ``zero`` start strategy).
+      burn_in: number of leading steps to run without gradient (0 allowed).
+      tape: the active ``GradientTape``, if any: burn-in is not recorded on it.
+
+    Returns:
+      Q-values ``[B, L - burn_in, A]`` for the steps after the burn-in.
+    """
+    if burn_in < 0:
+        raise ValueError(f"burn_in must be >= 0, got {burn_in!r}")
+    length = inputs["valid"].shape[1]
+    if length is not None and burn_in >= length:
+        raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence ({length} steps)")
+    if isinstance(core, StatelessCore):
+        core.begin(start_state, batch_size=inputs["valid"].shape[0])
+    else:
+        core.begin(start_state)
+    if burn_in:
+        with (tape.stop_recording() if tape is not None else contextlib.nullcontext()):
+            core.unroll(time_slice(inputs, 0, burn_in), training=False)
+    return core.unroll(time_slice(inputs, burn_in, None), training=training)

@@ -1,0 +1,162 @@
+"""Learner steps/s: the stateful reset_states path vs the stateless path vs a naive step.
+
+Batch 64, burn-in 40 + trace 80 + 5-step tail (L = 125), online + target networks,
+at LSTM 64 and LSTM 512, all measured in the same run (ratios are what to read: the
+machine is noisy). Also measured in the same run:
+
+- naive: a plain Keras 3 step of that size (stateless LSTM, zero start state, gradient
+  through all 125 steps, target net unrolled too, 1-step TD): the peer to beat;
+- floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
+  matmul per LSTM step, forward and backward counted), run as one large matmul.
+
+Usage:
+    python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
+    python scripts/bench_learner.py --units 64 --steps 20
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def _time_steps(fn, steps: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` mean seconds per call over ``steps`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
+def _naive_step_fn(config, network_config):
+    """A straightforward Keras 3 R2D2-sized step: no burn-in split, no masking, 1-step TD."""
+    import keras
+    import tensorflow as tf
+
+    def build():
+        obs = keras.Input((None,) + network_config.observation_shape)
+        x = keras.layers.Dense(network_config.mlp_units[0], activation="relu")(obs)
+        for units in network_config.lstm_units:
+            x = keras.layers.LSTM(units, return_sequences=True)(x)
+        x = keras.layers.Dense(network_config.head_units, activation="relu")(x)
+        return keras.Model(obs, keras.layers.Dense(network_config.num_actions)(x))
+
+    online, target = build(), build()
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    rng = np.random.default_rng(0)
+    shape = (config.batch_size, config.sequence_length) + network_config.observation_shape
+    obs = tf.constant(rng.normal(size=shape).astype(np.float32))
+    action = tf.constant(rng.integers(0, network_config.num_actions, shape[:2]).astype(np.int32))
+    reward = tf.constant(rng.normal(size=shape[:2]).astype(np.float32))
+
+    @tf.function
+    def step():
+        q_next = target(obs)
+        with tf.GradientTape() as tape:
+            q = online(obs)
+            q_taken = tf.gather(q, action, batch_dims=2)[:, :-1]
+            y = reward[:, :-1] + config.discount * tf.reduce_max(q_next, -1)[:, 1:]
+            loss = tf.reduce_mean(tf.square(tf.stop_gradient(y) - q_taken))
+        grads = tape.gradient(loss, online.trainable_variables)
+        optimizer.apply(grads, online.trainable_variables)
+        return loss
+
+    return step
+
+
+def _floor_seconds(config, network_config, feature_dim: int, repeats: int = 3) -> float:
+    """Time of the step's LSTM matrix arithmetic at this machine's best matmul rate.
+
+    The step does one [B, in + units] x [in + units, 4 units] matmul per LSTM step for
+    the online and target forward passes (L steps each) and two per trained step in the
+    backward pass (dX and dW): 2 L + 2 T matmuls. The floor runs the same FLOPs as one
+    large TensorFlow matmul (numpy's BLAS threads would fight TF's thread pool here).
+    """
+    import tensorflow as tf
+
+    b, units = config.batch_size, network_config.lstm_units[0]
+    count = 2 * config.sequence_length + 2 * config.trace_length
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(count * b, feature_dim + units)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(feature_dim + units, 4 * units)).astype(np.float32))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(x, w)))
+    matmul()
+    return _time_steps(lambda: matmul().numpy(), 5, repeats)
+
+
+def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
+    import keras
+
+    from agents.r2d2.config import R2D2Config
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.synthetic import random_batch
+    from r2d2_state.networks import QNetworkConfig
+
+    keras.utils.set_random_seed(0)
+    config = R2D2Config(lstm_units=(units,))
+    network_config = QNetworkConfig(observation_shape=(4,), num_actions=4, mlp_units=(64,),
+                                    lstm_units=(units,), head_units=units)
+    data, weights = random_batch(config, network_config)
+    learners = {core: R2D2Learner(config, network_config, core=core) for core in ("stateful", "stateless")}
+    calls = {core: (lambda l=l: l.step(data, weights)) for core, l in learners.items()}
+    calls["naive"] = _naive_step_fn(config, network_config)
+    for call in calls.values():
+        call()  # trace
+    # Interleave the variants round by round and keep each one's best round, so that load
+    # from other processes hits all of them alike.
+    results = {name: float("inf") for name in calls}
+    for _ in range(2 if quick else 4):
+        for name, call in calls.items():
+            results[name] = min(results[name], _time_steps(call, steps, 1))
+    for core, learner in learners.items():
+        if learner.trace_count != 1:
+            raise RuntimeError(f"{core} learner step retraced: {learner.trace_count} traces")
+    feature_dim = network_config.mlp_units[0] + network_config.num_actions + 1
+    results["floor"] = _floor_seconds(config, network_config, feature_dim, 1 if quick else 3)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, nargs="+", default=[64, 512], help="LSTM sizes to measure")
+    parser.add_argument("--steps", type=int, default=0, help="steps per timing (0: 20 for 64, 3 for 512)")
+    parser.add_argument("--quick", action="store_true", help="one timing repeat instead of three")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    summary: dict[str, float] = {}
+    print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "
+          f"{'steps/s':>8} {'stateful/stateless':>19} {'vs naive':>9} {'vs floor':>9}")
+    for units in args.units:
+        steps = args.steps or (20 if units <= 128 else 3)
+        r = measure(units, steps, args.quick)
+        ratio = r["stateful"] / r["stateless"]
+        print(f"{units:>5} {r['stateful'] * 1e3:>12.1f} {r['stateless'] * 1e3:>13.1f} {r['naive'] * 1e3:>9.1f} "
+              f"{r['floor'] * 1e3:>9.1f} {1 / r['stateful']:>8.2f} {ratio:>19.3f} "
+              f"{r['stateful'] / r['naive']:>9.2f} {r['stateful'] / r['floor']:>9.2f}", flush=True)
+        summary[f"steps_per_s_lstm{units}"] = round(1.0 / r["stateful"], 3)
+        summary[f"stateless_steps_per_s_lstm{units}"] = round(1.0 / r["stateless"], 3)
+        summary[f"naive_steps_per_s_lstm{units}"] = round(1.0 / r["naive"], 3)
+        summary[f"stateful_over_naive_time_lstm{units}"] = round(r["stateful"] / r["naive"], 3)
+        summary[f"stateful_over_floor_time_lstm{units}"] = round(r["stateful"] / r["floor"], 3)
+        summary[f"stateful_over_stateless_time_lstm{units}"] = round(ratio, 3)
+    ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
+    summary["stateful_over_stateless_time"] = round(max(ratios), 3)
+    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

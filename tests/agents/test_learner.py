@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.r2d2.config import R2D2Config, actor_epsilons
+from agents.r2d2.learner import R2D2Learner
+from agents.r2d2.synthetic import random_batch
+from r2d2_state.networks import QNetworkConfig, build_q_network
+
+CFG = R2D2Config(burn_in=3, trace_length=6, sequence_period=3, n_step=2, batch_size=6, discount=0.9,
+                 learning_rate=1e-3, target_update_period=1000, lstm_units=(8,), mlp_units=(8,),
+                 head_units=8)
+NET = QNetworkConfig(observation_shape=(3,), num_actions=3, mlp_units=(8,), lstm_units=(8,), head_units=8)
+
+
+def h(x, eps=1e-3):
+    return np.sign(x) * (np.sqrt(np.abs(x) + 1) - 1) + eps * x
+
+
+def h_inv(x, eps=1e-3):
+    return np.sign(x) * (((np.sqrt(1 + 4 * eps * (np.abs(x) + 1 + eps)) - 1) / (2 * eps)) ** 2 - 1)
+
+
+def _stateless_q(weights, data):
+    """Q over the whole sequence from the stored start state, continuous unroll [B, L, A]."""
+    net = build_q_network(NET, stateful=False)
+    net.set_weights(weights)
+    feed = {k: data[k] for k in ("observation", "prev_action", "prev_reward", "valid")}
+    for i, (hh, cc) in enumerate(data["start_state"]):
+        feed[f"initial_h{i}"], feed[f"initial_c{i}"] = hh, cc
+    return np.asarray(net(feed)[0], np.float64)
+
+
+def _reference(learner, data, weights, cfg=CFG):
+    """Loss and priorities by the definitions, in plain numpy loops."""
+    q_online = _stateless_q(learner.online.get_weights(), data)
+    q_target = _stateless_q(learner.target.get_weights(), data)
+    burn, trace, n, gamma = cfg.burn_in, cfg.trace_length, cfg.n_step, cfg.discount
+    mask, reward, discount = data["mask"], data["reward"], data["discount"]
+    losses, priorities = [], []
+    for b in range(cfg.batch_size):
+        tds = []
+        for t in range(burn, burn + trace):
+            if not mask[b, t]:
+                continue
+            m = 0
+            while m < n and mask[b, t + m]:
+                m += 1
+            ret, alive = 0.0, 1.0
+            for j in range(m):
+                ret += gamma ** j * alive * reward[b, t + j]
+                alive *= discount[b, t + j]
+            a_star = int(np.argmax(q_online[b, t + m]))
+            ret += gamma ** m * alive * h_inv(q_target[b, t + m, a_star])
+            tds.append(h(ret) - q_online[b, t, data["action"][b, t]])
+        tds = np.abs(np.array(tds))
+        losses.append(weights[b] * (0.5 * tds ** 2).sum() / max(len(tds), 1))
+        priorities.append(cfg.priority_eta * tds.max() + (1 - cfg.priority_eta) * tds.mean() if len(tds) else 0.0)
+    return float(np.mean(losses)), np.array(priorities)
+
+
+@pytest.mark.parametrize("core", ["stateful", "stateless"])
+def test_step_matches_numpy_reference(core):
+    learner = R2D2Learner(CFG, NET, core=core)
+    data, weights = random_batch(CFG, NET, seed=3, episode_end_fraction=0.5)
+    # Rows with front padding (an episode's first sequence) and an early end are covered too.
+    data["valid"][0, :2] = data["mask"][0, :2] = 0.0
+    data["reward"][0, :2] = data["discount"][0, :2] = 0.0
+    data["start_state"] = [[np.where(np.arange(CFG.batch_size)[:, None] == 0, 0.0, s).astype(np.float32)
+                            for s in layer] for layer in data["start_state"]]
+    expected_loss, expected_priorities = _reference(learner, data, weights)
+    metrics = learner.step(data, weights)
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-4, abs=1e-6)
+    np.testing.assert_allclose(metrics["priorities"], expected_priorities, rtol=1e-4, atol=1e-6)
+    assert metrics["priorities"].shape == (CFG.batch_size,)
+    for key in ("mean_abs_td", "mean_q", "mean_target", "grad_norm", "trained_steps"):
+        assert np.isfinite(metrics[key])
+
+
+def test_step_traces_once_and_counts_steps():
+    learner = R2D2Learner(CFG, NET)
+    for seed in range(4):
+        data, weights = random_batch(CFG, NET, seed=seed)
+        learner.step(data, weights)
+    assert learner.trace_count == 1
+    assert int(learner.num_steps.numpy()) == 4
+
+
+def test_zero_start_strategy_ignores_the_stored_state():
+    data, weights = random_batch(CFG, NET, seed=5)
+    zeroed = dict(data, start_state=[[np.zeros_like(s) for s in layer] for layer in data["start_state"]])
+    results = {}
+    for strategy in ("stored", "zero"):
+        for name, batch in (("given", data), ("zeroed", zeroed)):
+            learner = R2D2Learner(CFG.replace(start_state=strategy), NET)
+            learner.online.set_weights(R2D2Learner.shared_init)
+            learner.target.set_weights(R2D2Learner.shared_init)
+            results[strategy, name] = learner.step(batch, weights)["priorities"]
+    np.testing.assert_allclose(results["zero", "given"], results["zero", "zeroed"], rtol=1e-6)
+    np.testing.assert_allclose(results["stored", "zeroed"], results["zero", "zeroed"], rtol=1e-6)
+    assert np.abs(results["stored", "given"] - results["zero", "given"]).max() > 1e-6
+
+
+@pytest.fixture(autouse=True)
+def _shared_init():
+    net = build_q_network(NET, stateful=False)
+    R2D2Learner.shared_init = net.get_weights()
+    yield
+    del R2D2Learner.shared_init
+
+
+def test_target_network_updates_every_period():
+    learner = R2D2Learner(CFG.replace(target_update_period=3), NET)
+    data, weights = random_batch(CFG, NET, seed=1)
+    same = lambda: all(np.array_equal(a, b) for a, b in zip(learner.online.get_weights(),
+                                                             learner.target.get_weights()))
+    assert same()
+    learner.step(data, weights)
+    learner.step(data, weights)
+    assert not same()
+    learner.step(data, weights)
+    assert same()
+
+
+def test_learner_drives_its_loss_down_on_a_fixed_batch():
+    cfg = CFG.replace(learning_rate=3e-3, target_update_period=20)
+    learner = R2D2Learner(cfg, NET)
+    data, weights = random_batch(cfg, NET, seed=11)
+    first = learner.step(data, weights)["loss"]
+    for _ in range(150):
+        last = learner.step(data, weights)["loss"]
+    assert last < 0.2 * first
+
+
+def test_bad_batches_are_refused():
+    learner = R2D2Learner(CFG, NET)
+    data, weights = random_batch(CFG, NET)
+    with pytest.raises(KeyError, match="start_state"):
+        learner.step({k: v for k, v in data.items() if k != "start_state"}, weights)
+    short = {k: (v[:, :-1] if k != "start_state" else v) for k, v in data.items()}
+    with pytest.raises(ValueError, match=r"10 steps; expected burn_in \+ trace_length \+ n_step = 11"):
+        learner.step(short, weights)
+    half = {k: (v[:3] if k != "start_state" else [[s[:3] for s in l] for l in v]) for k, v in data.items()}
+    with pytest.raises(ValueError, match="batch of 3 sequences; expected batch_size=6"):
+        learner.step(half, weights[:3])
+    assert int(learner.num_steps.numpy()) == 0
+
+
+def _recorded_states(weights, data):
+    """Step a batch-B stateful copy one observation at a time, recording the state before each."""
+    from r2d2_state.state import get_states, reset_states
+
+    net = build_q_network(NET, stateful=True, batch_size=CFG.batch_size)
+    net.set_weights(weights)
+    reset_states(net, data["start_state"])
+    hs, cs = [], []
+    for t in range(CFG.sequence_length):
+        (h_t, c_t), = get_states(net)
+        hs.append(h_t)
+        cs.append(c_t)
+        net({k: data[k][:, t:t + 1] for k in ("observation", "prev_action", "prev_reward", "valid")})
+    return [[np.stack(hs, 1), np.stack(cs, 1)]]
+
+
+def test_staleness_diagnostic_orders_the_strategies():
+    learner = R2D2Learner(CFG, NET)
+    data, _ = random_batch(CFG, NET, seed=7, episode_end_fraction=0.0)
+    data["start_state"] = [[s * 20 for s in layer] for layer in data["start_state"]]  # far from zero
+    data["states"] = _recorded_states(learner.get_weights(), data)
+    fresh = learner.staleness(data)
+    # The actor's states came from the current weights: the stored state is exact.
+    for key in ("stored/first", "stored/last", "stored_burn_in/first", "stored_burn_in/last"):
+        assert fresh[f"staleness/{key}"] < 1e-5
+    assert fresh["staleness/zero/first"] > 1e-3
+
+    # After the weights move on, the recorded states are stale. Without burn-in the first
+    # trained step starts from exactly the recorded state (dQ = 0 by construction), but the
+    # unroll under the new weights drifts away from the actor's states by the last step.
+    learner.set_weights([w + 0.3 * np.random.default_rng(0).normal(size=w.shape).astype(w.dtype)
+                         for w in learner.get_weights()])
+    stale = learner.staleness(data)
+    assert stale["staleness/stored/first"] < 1e-5
+    assert stale["staleness/stored/last"] > 1e-3
+    assert stale["staleness/stored_burn_in/first"] > 1e-3
+    assert stale["staleness/zero/first"] > stale["staleness/stored/first"]
+
+
+def test_staleness_needs_recorded_states():
+    learner = R2D2Learner(CFG, NET)
+    data, _ = random_batch(CFG, NET)
+    with pytest.raises(ValueError, match="per-step 'states'"):
+        learner.staleness(data)
+
+
+def test_actor_epsilons_follow_the_paper():
+    eps = actor_epsilons(8)
+    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4 ** 8)
+    assert all(a > b for a, b in zip(eps, eps[1:]))
+    assert actor_epsilons(1) == [0.4]
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match=r"sequence_period must be in \[1, trace_length\], got 7"):
+        CFG.replace(sequence_period=7)
+    with pytest.raises(ValueError, match="start_state must be one of"):
+        CFG.replace(start_state="random")
+    with pytest.raises(ValueError, match="unknown R2D2Config fields"):
+        CFG.replace(batchsize=3)
+    assert R2D2Config.from_dict(CFG.to_dict()) == CFG
