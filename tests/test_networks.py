@@ -131,3 +131,28 @@ def test_config_validation(kwargs, words):
 def test_stateful_needs_a_batch_size():
     with pytest.raises(ValueError, match="static batch size"):
         build_q_network(CFG, stateful=True)
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_mask_aware_lstm_matches_keras_lstm_values_and_gradients(pad):
+    import keras
+    import tensorflow as tf
+
+    from r2d2_state.networks import MaskAwareLSTM
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32))
+    mask = np.ones((3, 6), bool)
+    mask[1, :pad] = False
+    mask = tf.constant(mask)
+    ours, ref = MaskAwareLSTM(5, return_sequences=True), keras.layers.LSTM(5, return_sequences=True)
+    ours(x), ref(x)
+    ours.set_weights(ref.get_weights())
+    results = []
+    for layer in (ours, ref):
+        with tf.GradientTape() as tape:
+            y = layer(x, mask=mask)
+            loss = tf.reduce_sum(tf.square(y))
+        results.append((np.asarray(y), [np.asarray(g) for g in tape.gradient(loss, layer.trainable_variables)]))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -138,14 +138,23 @@ class R2D2Learner:
         inputs = {k: batch[k] for k in NETWORK_INPUTS}
         after = lambda key: tf.cast(batch[key][:, burn:], tf.float32)  # noqa: E731
 
+        # Front padding lies inside the burn-in (the adder pads at most burn_in steps) and
+        # the outputs after an episode's final observation are never used, so everything
+        # after the burn-in may run as all-valid: the LSTMs then take their unmasked loop.
+        plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
+        online, target = self._online_core, self._target_core
         with tf.GradientTape() as tape:
             # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
-            q_trace = burn_in_and_unroll(self._online_core, time_slice(inputs, 0, burn + trace),
-                                         start, burn, tape=tape, training=True)
             with tape.stop_recording():
-                q_tail = self._online_core.unroll(time_slice(inputs, burn + trace, None))
-                # No gradient anywhere here, so the target runs its burn-in and the rest in one call.
-                q_target = burn_in_and_unroll(self._target_core, inputs, start, 0)[:, burn:]
+                self._begin(online, start)
+                self._begin(target, start)
+                if burn:
+                    online.unroll(time_slice(inputs, 0, burn))
+                    target.unroll(time_slice(inputs, 0, burn))
+            q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True)
+            with tape.stop_recording():
+                q_tail = online.unroll(time_slice(plain, burn + trace, None))
+                q_target = target.unroll(time_slice(plain, burn, None))
                 q_online_all = tf.concat([tf.stop_gradient(q_trace), q_tail], axis=1)
                 targets = losses.n_step_double_q_targets(
                     q_online_all, q_target, after("reward"), after("discount"), after("mask"),
@@ -175,6 +184,12 @@ class R2D2Learner:
             "trained_steps": tf.reduce_sum(weight),
             "priorities": priorities,
         }
+
+    def _begin(self, core, start) -> None:
+        if isinstance(core, StatelessCore):
+            core.begin(start, batch_size=self.config.batch_size)
+        else:
+            core.begin(start)
 
     def _staleness(self, batch: dict[str, Any], states: Any) -> dict[str, tf.Tensor]:
         cfg = self.config
