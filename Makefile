@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scripts/demo_state.py
+	$(BIN)/python scripts/train.py --preset tmaze --evaluate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
+
+from r2d2_state.files import atomic_write
 
 FORMAT_NAME = "r2d2_state.SequenceReplay"
 FORMAT_VERSION = 1
@@ -35,23 +36,10 @@ def _write_arrays(file: Any, arrays: dict[str, np.ndarray]) -> None:
 def write(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Atomically writes ``meta`` (JSON-serialisable) and ``arrays`` to ``path``."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     header = dict(meta, format=FORMAT_NAME, version=FORMAT_VERSION)
     payload = {"meta": np.array(json.dumps(header)), **arrays}
-    fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_arrays(file, payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        try:
-            os.unlink(temp_path)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+    # Looked up at call time, so tests can make the writer fail midway.
+    atomic_write(path, lambda file: _write_arrays(file, payload), binary=True)
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -78,17 +66,3 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]
     if missing:
         raise ValueError(f"{path!r}: meta is missing {missing!r}")
     return meta, arrays
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable; not possible on every platform (e.g. Windows).
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

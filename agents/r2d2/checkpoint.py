@@ -1,0 +1,278 @@
+"""Atomic, verified checkpoints of a training run: networks, optimizer, replay, counters.
+
+Layout of ``RUN_DIR/checkpoints``::
+
+    checkpoints/
+      latest                      text: the name of the newest complete checkpoint
+      ckpt-000000120000/          one checkpoint, named by its env step
+        learner.index             tf.train.Checkpoint of learner.checkpoint_objects():
+        learner.data-00000-of-00001   online + target networks, Adam slots, learner step
+        weights.npz               the online weights as plain arrays (evaluation, actors)
+        replay.npz                SequenceReplay.save (contents, priorities, RNG)
+        state.json                loop counters, RNG states, anything JSON
+        MANIFEST.json             size + sha256 of every file above, written last
+
+Writing (:meth:`CheckpointManager.save`) never touches an existing checkpoint: everything
+goes into ``checkpoints/.tmp-<random>/``, each file and the directory are fsynced, the
+manifest is written last, the directory is renamed to its final name (atomic), and then
+``latest`` is replaced by write-temp-and-rename. A crash (even ``kill -9``) at any point
+leaves ``latest`` naming a complete checkpoint or the previous one. Old checkpoints are
+pruned only after a new one is complete, and never the one ``latest`` names.
+
+Reading (:meth:`CheckpointManager.verify` / :meth:`load`) checks the manifest first: a
+missing, truncated or altered file raises :class:`CheckpointError` naming the file and
+what differs. Nothing is deleted or rewritten on a failed load, and there is no silent
+fallback: the caller decides (e.g. ``--checkpoint ckpt-...`` to pick an older one).
+
+Usage::
+
+    manager = CheckpointManager(run_dir, keep=2)
+    manager.save(env_steps, learner.checkpoint_objects(), replay, {"env_steps": ...}, weights)
+    ckpt = manager.load(learner.checkpoint_objects(), replay)   # verified; raises CheckpointError
+    ckpt.state["env_steps"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+
+from r2d2_state.files import atomic_write_text, fsync_directory, fsync_file
+
+__all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint"]
+
+MANIFEST = "MANIFEST.json"
+LATEST = "latest"
+STATE = "state.json"
+REPLAY = "replay.npz"
+WEIGHTS = "weights.npz"
+LEARNER_PREFIX = "learner"
+_PREFIX = "ckpt-"
+_FORMAT = "r2d2_state.checkpoint"
+_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or corrupt (the message names the file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    name: str
+    """Directory name, e.g. ``ckpt-000000120000``."""
+    path: str
+    """Absolute path of the checkpoint directory."""
+    state: dict[str, Any]
+    """The JSON state written with it (loop counters, RNG states)."""
+
+
+class CheckpointManager:
+    """Writes and reads the checkpoints of one run directory (module docstring)."""
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep!r}")
+        self.run_dir = os.path.abspath(os.fspath(run_dir))
+        self.directory = os.path.join(self.run_dir, "checkpoints")
+        self.keep = int(keep)
+
+    # ------------------------------------------------------------------ listing
+
+    def names(self) -> list[str]:
+        """Names of the complete checkpoint directories (those with a manifest), oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(n for n in os.listdir(self.directory)
+                      if n.startswith(_PREFIX) and os.path.isdir(os.path.join(self.directory, n)))
+
+    def latest_name(self) -> str | None:
+        """The name ``latest`` points to, or None if no checkpoint was ever completed."""
+        pointer = os.path.join(self.directory, LATEST)
+        try:
+            with open(pointer, encoding="utf-8") as file:
+                name = file.read().strip()
+        except FileNotFoundError:
+            return None
+        if not name.startswith(_PREFIX) or os.sep in name or "/" in name:
+            raise CheckpointError(f"{pointer!r} is corrupt: expected a checkpoint name, got {name!r}")
+        return name
+
+    # ------------------------------------------------------------------ writing
+
+    def save(
+        self,
+        step: int,
+        trackables: Mapping[str, Any],
+        replay: Any,
+        state: Mapping[str, Any],
+        weights: list[np.ndarray] | None = None,
+    ) -> str:
+        """Write checkpoint ``ckpt-<step>`` atomically; returns its path.
+
+        If a checkpoint with that name already exists (nothing happened since it was
+        written), it is kept as is and only ``latest`` is pointed at it.
+        """
+        import tensorflow as tf  # the replay side of this module needs no TensorFlow
+
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"{_PREFIX}{int(step):012d}"
+        final = os.path.join(self.directory, name)
+        if not os.path.isdir(final):
+            temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
+            try:
+                tf.train.Checkpoint(**trackables).write(os.path.join(temp, LEARNER_PREFIX))
+                replay.save(os.path.join(temp, REPLAY))
+                if weights is not None:
+                    with open(os.path.join(temp, WEIGHTS), "wb") as file:
+                        np.savez(file, **{f"w{i:04d}": np.asarray(w) for i, w in enumerate(weights)})
+                _write_text(os.path.join(temp, STATE), json.dumps(dict(state), indent=2, sort_keys=True))
+                files = sorted(f for f in os.listdir(temp) if f != MANIFEST)
+                for f in files:
+                    fsync_file(os.path.join(temp, f))
+                manifest = {"format": _FORMAT, "version": _VERSION, "step": int(step),
+                            "files": {f: _describe(os.path.join(temp, f)) for f in files}}
+                _write_text(os.path.join(temp, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+                fsync_directory(temp)
+                os.replace(temp, final)
+            except BaseException:
+                shutil.rmtree(temp, ignore_errors=True)
+                raise
+        atomic_write_text(os.path.join(self.directory, LATEST), name + "\n")
+        self._prune(keep_name=name)
+        return final
+
+    def _prune(self, keep_name: str) -> None:
+        names = self.names()
+        for old in names[: max(0, len(names) - self.keep)]:
+            if old != keep_name:
+                shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
+        # Leftovers of writes killed midway; never a complete checkpoint.
+        for entry in os.listdir(self.directory):
+            if entry.startswith(".tmp-"):
+                shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+
+    def resolve(self, name: str | None = None) -> str:
+        """Absolute path of checkpoint ``name`` (default: the ``latest`` one).
+
+        Raises:
+          CheckpointError: no checkpoint exists, or ``name`` is unknown.
+        """
+        if name is None:
+            name = self.latest_name()
+            if name is None:
+                raise CheckpointError(
+                    f"no checkpoint in {self.directory!r} (no {LATEST!r} pointer): nothing to resume from")
+        path = os.path.join(self.directory, os.path.basename(os.path.normpath(name)))
+        if not os.path.isdir(path):
+            raise CheckpointError(f"checkpoint {name!r} does not exist in {self.directory!r}; "
+                                  f"available: {self.names()}")
+        return path
+
+    def verify(self, name: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Check every file of a checkpoint against its manifest; returns (path, manifest).
+
+        Raises:
+          CheckpointError: naming the missing manifest, a missing file, a size or a
+            sha256 that differs from the manifest, or an unknown format.
+        """
+        path = self.resolve(name)
+        manifest_path = os.path.join(path, MANIFEST)
+        hint = self._hint(os.path.basename(path))
+        try:
+            with open(manifest_path, encoding="utf-8") as file:
+                manifest = json.load(file)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path!r} is incomplete: {MANIFEST} is missing.{hint}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"checkpoint {path!r} is corrupt: {manifest_path!r} is not valid JSON "
+                                  f"({error}).{hint}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT or not isinstance(manifest.get("files"), dict):
+            raise CheckpointError(f"{manifest_path!r} is not an r2d2_state checkpoint manifest.{hint}")
+        if manifest.get("version") != _VERSION:
+            raise CheckpointError(f"{manifest_path!r} has version {manifest.get('version')!r}; "
+                                  f"this code reads version {_VERSION}")
+        for file_name, expected in sorted(manifest["files"].items()):
+            file_path = os.path.join(path, file_name)
+            if not os.path.isfile(file_path):
+                raise CheckpointError(f"checkpoint {path!r} is corrupt: {file_name!r} is missing.{hint}")
+            size = os.path.getsize(file_path)
+            if size != expected["size"]:
+                raise CheckpointError(
+                    f"checkpoint {path!r} is corrupt: {file_name!r} has {size} bytes, the manifest "
+                    f"says {expected['size']} (truncated or overwritten).{hint}")
+            digest = _sha256(file_path)
+            if digest != expected["sha256"]:
+                raise CheckpointError(
+                    f"checkpoint {path!r} is corrupt: {file_name!r} has sha256 {digest[:16]}..., the "
+                    f"manifest says {expected['sha256'][:16]}... (its content changed).{hint}")
+        return path, manifest
+
+    def load(self, trackables: Mapping[str, Any], replay: Any, name: str | None = None) -> LoadedCheckpoint:
+        """Verify, then restore ``trackables`` (tf.train.Checkpoint) and ``replay`` in place.
+
+        Every file is verified before anything is restored, so a corrupt checkpoint
+        leaves the objects as they were.
+        """
+        import tensorflow as tf
+
+        path, _ = self.verify(name)
+        state = self.read_state(path)
+        status = tf.train.Checkpoint(**trackables).read(os.path.join(path, LEARNER_PREFIX))
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise CheckpointError(f"checkpoint {path!r} does not match this learner's networks "
+                                  f"(a different architecture or config?): {error}") from error
+        replay.load(os.path.join(path, REPLAY))
+        return LoadedCheckpoint(name=os.path.basename(path), path=path, state=state)
+
+    def load_weights(self, name: str | None = None) -> tuple[list[np.ndarray], LoadedCheckpoint]:
+        """The online network's weights from a verified checkpoint (no learner needed)."""
+        path, _ = self.verify(name)
+        with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as archive:
+            weights = [archive[key] for key in sorted(archive.files)]
+        return weights, LoadedCheckpoint(name=os.path.basename(path), path=path, state=self.read_state(path))
+
+    @staticmethod
+    def read_state(path: str) -> dict[str, Any]:
+        with open(os.path.join(path, STATE), encoding="utf-8") as file:
+            return json.load(file)
+
+    def _hint(self, bad: str) -> str:
+        others = [n for n in self.names() if n != bad]
+        if not others:
+            return " No other checkpoint exists; nothing was changed."
+        return (f" Nothing was changed or deleted. Other checkpoints: {others}; resume from one with "
+                f"--checkpoint NAME (after checking it).")
+
+
+# ---------------------------------------------------------------------- file helpers
+
+
+def _describe(path: str) -> dict[str, Any]:
+    return {"size": os.path.getsize(path), "sha256": _sha256(path)}
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_text(path: str, text: str) -> None:
+    # Inside the temporary checkpoint directory: made durable, then the directory is renamed.
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())

@@ -1,0 +1,281 @@
+"""Evaluation of an R2D2 policy and the learning-curve picture of a run.
+
+- :func:`run_episodes`: N complete episodes with an :class:`R2D2Actor` (greedy or a given
+  epsilon). ``num_envs=1`` is the batch-1 network of ``scripts/evaluate.py``; the
+  periodic evaluation during training batches envs for speed. Every env runs a fixed
+  quota of episodes, so short episodes are not over-represented in the mean.
+- :func:`evaluate_run`: load a run's latest (verified) checkpoint, evaluate, write
+  ``eval.json`` and ``learning_curve.png``, optionally a GIF.
+- :func:`plot_learning_curve`: ``metrics.csv`` -> PNG (matplotlib, Agg backend).
+
+Usage::
+
+    result = evaluate_run("runs/tmaze-0", episodes=100, epsilon=0.0)
+    print(result.summary())   # mean +- std, min, max
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from r2d2_state.files import atomic_write_text
+
+__all__ = ["EvalResult", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    returns: tuple[float, ...]
+    """Return of every evaluated episode."""
+    lengths: tuple[int, ...]
+    """Length (transitions) of every evaluated episode."""
+    epsilon: float
+    """Exploration rate used."""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    def summary(self) -> str:
+        r = np.asarray(self.returns)
+        return (f"return {r.mean():.3f} +- {r.std():.3f} over {r.size} episodes "
+                f"(min {r.min():.3f}, max {r.max():.3f}; mean length {np.mean(self.lengths):.1f}; "
+                f"epsilon {self.epsilon})")
+
+    def to_dict(self) -> dict[str, Any]:
+        r = np.asarray(self.returns)
+        return {"episodes": int(r.size), "mean": float(r.mean()), "std": float(r.std()),
+                "min": float(r.min()), "max": float(r.max()),
+                "mean_length": float(np.mean(self.lengths)), "epsilon": self.epsilon,
+                "returns": [float(x) for x in r], "lengths": [int(x) for x in self.lengths]}
+
+
+def network_config_for(config: Any, description: Any):
+    """The QNetworkConfig of a TrainConfig on an env described by ``envs.describe_env``."""
+    from r2d2_state.networks import QNetworkConfig
+
+    r = config.r2d2
+    return QNetworkConfig(observation_shape=description.obs_shape, num_actions=description.num_actions,
+                          image=description.is_image, mlp_units=r.mlp_units, lstm_units=r.lstm_units,
+                          head_units=r.head_units, use_prev_action=r.use_prev_action,
+                          use_prev_reward=r.use_prev_reward)
+
+
+def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = None,
+                 max_steps: int = 10_000_000, frames: list | None = None) -> tuple[list[float], list[int]]:
+    """Run ``episodes`` complete episodes with ``actor`` on ``vec_env`` (NEXT_STEP autoreset).
+
+    Env i runs ``episodes // N`` (+1 for the first ``episodes % N``) episodes; envs past
+    their quota keep stepping (the batch is fixed) but are not counted.
+    ``frames``: if given and the env renders, the first env's frames of its first
+    episode are appended (for a GIF).
+    """
+    n = vec_env.num_envs
+    quota = np.full(n, episodes // n) + (np.arange(n) < episodes % n)
+    done = np.zeros(n, np.int64)
+    ep_return = np.zeros(n, np.float64)
+    ep_length = np.zeros(n, np.int64)
+    ended = np.zeros(n, bool)
+    returns: list[float] = []
+    lengths: list[int] = []
+    obs, _ = vec_env.reset(seed=seed)
+    actor.reset()
+    for _ in range(max_steps):
+        if (done >= quota).all():
+            break
+        if frames is not None and done[0] == 0:
+            frame = _render_first(vec_env)
+            if frame is not None:
+                frames.append(frame)
+        actions, _ = actor.select_actions(obs)
+        obs, reward, terminated, truncated, _ = vec_env.step(actions)
+        actor.observe(actions, reward, terminated, truncated)
+        transition = ~ended  # NEXT_STEP: the step after an episode end is a reset step
+        ep_return += np.where(transition, reward, 0.0)
+        ep_length += transition
+        finished = transition & (terminated | truncated)
+        for i in np.flatnonzero(finished):
+            if done[i] < quota[i]:
+                returns.append(float(ep_return[i]))
+                lengths.append(int(ep_length[i]))
+                done[i] += 1
+        ep_return[finished] = 0.0
+        ep_length[finished] = 0
+        ended = finished
+    else:
+        raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
+    return returns, lengths
+
+
+def _render_first(vec_env: Any) -> np.ndarray | None:
+    try:
+        frames = vec_env.render()
+    except Exception:  # noqa: BLE001 - rendering is optional
+        return None
+    if frames is None:
+        return None
+    frame = frames[0] if isinstance(frames, (tuple, list)) else frames
+    return np.asarray(frame) if frame is not None else None
+
+
+def evaluate_weights(config: Any, weights: list[np.ndarray], episodes: int, epsilon: float = 0.0,
+                     num_envs: int = 1, seed: int = 12345, video_path: str | None = None) -> tuple[EvalResult, str]:
+    """Evaluate ``weights`` on ``config.env_id``; returns (result, video message)."""
+    import envs
+    from agents.r2d2.actor import R2D2Actor
+
+    render_kwargs = {"render_mode": "rgb_array"} if video_path else {}
+    message = ""
+    try:
+        # Sync vectorization when recording: native vector envs may not render.
+        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed,
+                                   vectorization="sync" if video_path else "auto",
+                                   **config.env_kwargs, **render_kwargs)
+    except Exception as error:  # noqa: BLE001 - fall back to no video, say why
+        if not video_path:
+            raise
+        message = f"no video: {config.env_id!r} cannot render rgb_array ({type(error).__name__}: {error})"
+        video_path = None
+        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, **config.env_kwargs)
+    try:
+        description = envs.describe_env(vec)
+        actor = R2D2Actor(network_config_for(config, description), num_envs, epsilon, seed=seed)
+        actor.set_weights(weights)
+        frames: list | None = [] if video_path else None
+        returns, lengths = run_episodes(actor, vec, episodes, seed=seed, frames=frames)
+    finally:
+        vec.close()
+    if video_path:
+        if frames:
+            _write_gif(frames, video_path)
+            message = f"video: {video_path} ({len(frames)} frames)"
+        else:
+            message = f"no video: {config.env_id!r} returned no rgb_array frames"
+    return EvalResult(tuple(returns), tuple(lengths), float(epsilon)), message
+
+
+def _write_gif(frames: Sequence[np.ndarray], path: str, fps: int = 30) -> None:
+    from PIL import Image  # a matplotlib dependency
+
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_envs: int = 1,
+                 checkpoint: str | None = None, video: bool = False, seed: int = 12345) -> dict[str, Any]:
+    """Evaluate the run's checkpoint; write ``eval.json`` and ``learning_curve.png``.
+
+    Returns the JSON written (with ``eval_json``, ``learning_curve`` and ``video`` paths).
+
+    Raises:
+      CheckpointError: the checkpoint is missing or corrupt.
+      FileNotFoundError: ``run_dir`` has no ``config.json``.
+    """
+    from agents.r2d2.checkpoint import CheckpointManager
+    from agents.r2d2.train_config import TrainConfig
+
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{run_dir!r} is not a run directory: {config_path!r} does not exist")
+    config = TrainConfig.from_json_file(config_path)
+    weights, ckpt = CheckpointManager(run_dir).load_weights(checkpoint)
+    video_path = os.path.join(run_dir, "episode.gif") if video else None
+    start = time.perf_counter()
+    result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path)
+    threshold = config.solve_threshold if config.solve_threshold is not None else _env_threshold(config.env_id)
+    png = os.path.join(run_dir, "learning_curve.png")
+    plot_learning_curve(os.path.join(run_dir, "metrics.csv"), png, threshold=threshold,
+                        title=f"{config.env_id} {json.dumps(config.env_kwargs) if config.env_kwargs else ''}")
+    out = {
+        **result.to_dict(),
+        "checkpoint": ckpt.name,
+        "env_steps": ckpt.state.get("env_steps"),
+        "learner_steps": ckpt.state.get("learner_steps"),
+        "training_wall_time_s": ckpt.state.get("wall_time_s"),
+        "solved_at": ckpt.state.get("solved_at"),
+        "env_id": config.env_id,
+        "env_kwargs": config.env_kwargs,
+        "solve_threshold": threshold,
+        "solved": None if threshold is None else bool(result.mean >= threshold),
+        "eval_seconds": time.perf_counter() - start,
+        "summary": result.summary(),
+        "eval_json": os.path.join(run_dir, "eval.json"),
+        "learning_curve": png,
+        "video": video_path if video_message.startswith("video:") else None,
+        "video_message": video_message,
+    }
+    atomic_write_text(out["eval_json"], json.dumps(out, indent=2))
+    return out
+
+
+def _env_threshold(env_id: str) -> float | None:
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the project's ids
+
+    try:
+        return gym.spec(env_id).reward_threshold
+    except Exception:  # noqa: BLE001 - unknown id: no threshold line
+        return None
+
+
+def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None = None,
+                        title: str = "") -> str:
+    """Draw recent training return and evaluation return against env steps; returns the path.
+
+    Raises:
+      FileNotFoundError: ``metrics_csv`` does not exist or has no rows.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agents.r2d2.run_logger import read_metrics
+
+    rows = read_metrics(metrics_csv)
+    if not rows:
+        raise FileNotFoundError(f"no metrics to plot in {metrics_csv!r}")
+
+    def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for row in rows:
+            if row.get(key) not in (None, ""):
+                xs.append(float(row["env_steps"]))
+                ys.append(float(row[key]))
+        return np.asarray(xs), np.asarray(ys)
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    x, y = series("recent_return")
+    if x.size:
+        ax.plot(x, y, label="training episodes (exploring actors)", color="tab:blue", alpha=0.8)
+    x, y = series("eval_return")
+    if x.size:
+        _, std = series("eval_return_std")
+        ax.plot(x, y, "o-", label="greedy evaluation", color="tab:orange")
+        if std.size == y.size:
+            ax.fill_between(x, y - std, y + std, color="tab:orange", alpha=0.15)
+    if threshold is not None and math.isfinite(threshold):
+        ax.axhline(threshold, color="tab:green", linestyle="--", label=f"solve threshold {threshold:g}")
+    wall = [float(r["wall_time_s"]) for r in rows if r.get("wall_time_s")]
+    subtitle = f" ({wall[-1] / 60:.1f} min)" if wall else ""
+    ax.set_title((title + subtitle).strip())
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

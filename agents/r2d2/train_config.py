@@ -1,0 +1,253 @@
+"""TrainConfig: everything a training run needs, one frozen dataclass around R2D2Config.
+
+Every field has a one-line docstring (read back by :func:`field_docs` for ``--help``).
+Command-line parsing lives in ``scripts/``; this module only turns ``"dotted.name" ->
+string`` overrides into typed values (:func:`apply_overrides`), so a JSON file, a test
+or a CLI can all build the same config.
+
+Usage::
+
+    from agents.r2d2.presets import get_preset
+    config = get_preset("tmaze")
+    config = apply_overrides(config, {"seed": "3", "r2d2.batch_size": "16"})
+    print(config.to_json())                     # what RUN_DIR/config.json holds
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+
+Replay ratio. ``replay_ratio`` counts *sequences*: learner samples per sequence inserted
+(Acme's ``samples_per_insert``). Once the replay holds ``min_replay_size`` sequences the
+loop runs learner steps so that ``sampled = replay_ratio * (inserted - min_replay_size)``
+(within one batch). Each transition lies in the trained window of about
+``trace_length / sequence_period`` sequences, so it is trained on about
+``replay_ratio * trace_length / sequence_period`` times.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+import textwrap
+import types
+import typing
+from typing import Any
+
+from agents.r2d2.config import R2D2Config
+
+__all__ = ["TrainConfig", "apply_overrides", "field_docs", "flat_fields", "PROGRESS_MODES"]
+
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    # --- environment
+    env_id: str = "r2d2_state/TMaze-v0"
+    """Gymnasium id of any environment with a Discrete action space."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Keyword arguments for gymnasium.make (JSON on the command line)."""
+    seed: int = 0
+    """Seeds the environments, the actor's exploration, the replay sampling and TensorFlow."""
+
+    # --- budget
+    total_env_steps: int = 1_000_000
+    """Stop after this many environment steps (all envs together, autoreset steps included)."""
+    time_budget_s: float = 0.0
+    """Stop after this many seconds of training wall-clock, summed over resumes (0: no limit)."""
+    stop_at_threshold: bool = True
+    """Stop as soon as a periodic evaluation reaches solve_threshold."""
+    solve_threshold: float | None = None
+    """Mean evaluation return that counts as solved (None: the env spec's reward_threshold)."""
+
+    # --- actor / learner interleaving
+    replay_ratio: float = 1.0
+    """Learner sequence samples per sequence inserted into the replay (see module docstring)."""
+    min_replay_size: int = 1_000
+    """Sequences the replay must hold before the first learner step (at least r2d2.batch_size)."""
+    max_learner_steps_per_env_step: int = 16
+    """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
+
+    # --- evaluation during training
+    eval_every: int = 0
+    """Env steps between greedy evaluations during training (0: never)."""
+    eval_episodes: int = 100
+    """Episodes per evaluation (during training and the --evaluate at the end)."""
+    eval_num_envs: int = 20
+    """Parallel environments of the evaluation during training (greedy, eval_epsilon)."""
+
+    # --- output
+    run_dir: str = ""
+    """Where logs, config and checkpoints go ('' : runs/<env>-<seed>-<time>)."""
+    log_every: int = 1_000
+    """Env steps between metric rows (CSV, TensorBoard, plain progress lines)."""
+    checkpoint_every: int = 50_000
+    """Env steps between checkpoints (0: only at the end and on Ctrl-C / SIGTERM)."""
+    keep_checkpoints: int = 2
+    """Most recent checkpoints kept on disk (older ones are deleted after a good write)."""
+    progress: str = "auto"
+    """Progress display: auto (rich on a TTY, plain lines otherwise), rich, plain or none."""
+
+    # --- the agent
+    r2d2: R2D2Config = dataclasses.field(default_factory=R2D2Config)
+    """R2D2 hyperparameters: sequences, replay, learner, network, actors."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r2d2, dict):
+            object.__setattr__(self, "r2d2", R2D2Config.from_dict(self.r2d2))
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        checks = [
+            (isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty string"),
+            (self.total_env_steps >= 1, "total_env_steps", ">= 1"),
+            (self.time_budget_s >= 0, "time_budget_s", ">= 0"),
+            (self.replay_ratio > 0, "replay_ratio", "> 0"),
+            (self.min_replay_size >= self.r2d2.batch_size, "min_replay_size",
+             f">= r2d2.batch_size ({self.r2d2.batch_size})"),
+            (self.min_replay_size <= self.r2d2.replay_capacity, "min_replay_size",
+             f"<= r2d2.replay_capacity ({self.r2d2.replay_capacity})"),
+            (self.max_learner_steps_per_env_step >= 1, "max_learner_steps_per_env_step", ">= 1"),
+            (self.eval_every >= 0, "eval_every", ">= 0"),
+            (self.eval_episodes >= 1, "eval_episodes", ">= 1"),
+            (self.eval_num_envs >= 1, "eval_num_envs", ">= 1"),
+            (self.log_every >= 1, "log_every", ">= 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every", ">= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
+            (self.progress in PROGRESS_MODES, "progress", f"one of {PROGRESS_MODES}"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        try:
+            json.dumps(self.env_kwargs)
+        except TypeError as error:
+            raise ValueError(f"TrainConfig.env_kwargs must be JSON-serialisable, got {self.env_kwargs!r}") from error
+
+    # Frozen with a dict field: hashing is meaningless, equality is what matters.
+    __hash__ = None  # type: ignore[assignment]
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        values = dict(values)
+        if isinstance(values.get("r2d2"), dict):
+            r2d2 = dict(values["r2d2"])
+            for key in ("mlp_units", "lstm_units"):  # JSON has lists
+                if key in r2d2:
+                    r2d2[key] = tuple(r2d2[key])
+            values["r2d2"] = R2D2Config.from_dict(r2d2)
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: str) -> "TrainConfig":
+        with open(path, encoding="utf-8") as file:
+            return cls.from_dict(json.load(file))
+
+
+# ---------------------------------------------------------------------- field metadata
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` from the string literal under each field of a dataclass."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def flat_fields() -> list[tuple[str, Any, Any, str]]:
+    """``(dotted_name, type, default, doc)`` of every TrainConfig field, R2D2 ones as ``r2d2.X``."""
+    out = []
+    default = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "r2d2":
+            r2d2_hints = typing.get_type_hints(R2D2Config)
+            for sub in dataclasses.fields(R2D2Config):
+                out.append((f"r2d2.{sub.name}", r2d2_hints[sub.name], getattr(default.r2d2, sub.name),
+                            field_docs(R2D2Config).get(sub.name, "")))
+        else:
+            out.append((field.name, hints[field.name], getattr(default, field.name),
+                        field_docs(TrainConfig).get(field.name, "")))
+    return out
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with ``{"seed": "3", "r2d2.lstm_units": "64,64"}`` applied.
+
+    Values may be strings (parsed by the field's type: ints, floats, bools as
+    true/false/1/0, tuples as comma lists, dicts as JSON, ``none`` for optional fields)
+    or already-typed values.
+
+    Raises:
+      ValueError: an unknown field or a value that does not parse, naming both.
+    """
+    types_by_name = {name: kind for name, kind, _, _ in flat_fields()}
+    top: dict[str, Any] = {}
+    sub: dict[str, Any] = {}
+    for name, raw in overrides.items():
+        if name not in types_by_name:
+            raise ValueError(f"unknown config field {name!r}; known: {sorted(types_by_name)}")
+        value = parse_value(types_by_name[name], raw, name)
+        if name.startswith("r2d2."):
+            sub[name[len("r2d2."):]] = value
+        else:
+            top[name] = value
+    r2d2 = config.r2d2.replace(**sub) if sub else config.r2d2
+    return config.replace(**top, r2d2=r2d2)
+
+
+def parse_value(kind: Any, raw: Any, name: str = "value") -> Any:
+    """Parse ``raw`` (usually a command-line string) as type ``kind``."""
+    if not isinstance(raw, str):
+        return raw
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    try:
+        if origin in (typing.Union, types.UnionType):
+            if type(None) in args and raw.strip().lower() in ("none", "null", ""):
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return parse_value(inner, raw, name)
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind is int:
+            return int(raw.replace("_", ""))
+        if kind is float:
+            return float(raw)
+        if kind is str:
+            return raw
+        if origin is tuple:
+            parts = [p for p in raw.replace("(", "").replace(")", "").split(",") if p.strip()]
+            return tuple(parse_value(args[0], p.strip(), name) for p in parts)
+        if origin is dict or kind is dict:
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot parse {name}={raw!r} as {kind}: {error}") from error
+    raise ValueError(f"field {name!r} has unsupported type {kind!r}")

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Evaluate a training run's checkpoint and draw its learning curve.
+
+Examples::
+
+    python scripts/evaluate.py runs/tmaze-seed0-20250101-120000
+    python scripts/evaluate.py RUN_DIR --episodes 200 --epsilon 0.01 --video
+
+Runs N episodes with a batch-1 stateful network (greedy unless ``--epsilon``), prints
+``mean +- std, min, max``, writes ``RUN_DIR/eval.json`` and ``RUN_DIR/learning_curve.png``
+and, with ``--video``, ``RUN_DIR/episode.gif`` if the environment renders rgb_array.
+A corrupt or truncated checkpoint is refused (exit 2) with the file named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="a directory written by scripts/train.py")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes to run [100]")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate, 0 = greedy [0.0]")
+    parser.add_argument("--num-envs", type=int, default=1,
+                        help="parallel envs (network batch); 1 = the batch-1 network [1]")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint name (default: latest)")
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes [12345]")
+    parser.add_argument("--video", action="store_true", help="also write RUN_DIR/episode.gif if the env renders")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes!r}")
+    if not 0.0 <= args.epsilon <= 1.0:
+        parser.error(f"--epsilon must be in [0, 1], got {args.epsilon!r}")
+
+    from agents.r2d2.checkpoint import CheckpointError
+    from agents.r2d2.evaluation import evaluate_run
+
+    try:
+        out = evaluate_run(args.run_dir, episodes=args.episodes, epsilon=args.epsilon, num_envs=args.num_envs,
+                           checkpoint=args.checkpoint, video=args.video, seed=args.seed)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{out['env_id']} checkpoint {out['checkpoint']} ({out['env_steps']:,d} env steps): {out['summary']}")
+    if out["solve_threshold"] is not None:
+        print(f"solve threshold {out['solve_threshold']:g}: {'solved' if out['solved'] else 'not solved'}")
+    if args.video:
+        print(out["video_message"])
+    print(f"eval json: {out['eval_json']}\nlearning curve: {out['learning_curve']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Train R2D2 (single process) from a preset plus flag overrides; optionally evaluate.
+
+Examples::
+
+    python scripts/train.py                                   # the default preset (T-maze)
+    python scripts/train.py --preset tmaze --evaluate         # train, then evaluate: `make run`
+    python scripts/train.py --preset cartpole_novel --seed 3 --r2d2.batch_size 64
+    python scripts/train.py --env CartPole-v1 --total_env_steps 200000
+    python scripts/train.py --resume runs/tmaze-seed0-20250101-120000     # after Ctrl-C / a crash
+
+Every field of ``TrainConfig`` (``agents/r2d2/train_config.py``) is a flag, the R2D2
+hyperparameters as ``--r2d2.NAME``; ``--help`` lists them with their docstrings and the
+preset's values. Ctrl-C (SIGINT) or SIGTERM finish the current step, write a checkpoint
+and exit 0; ``--resume RUN_DIR`` continues from the run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+PROCESS_START = time.perf_counter()  # before TensorFlow's import: solve times include start-up
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from agents.r2d2.presets import DEFAULT_PRESET, PRESETS, get_preset  # noqa: E402
+from agents.r2d2.train_config import TrainConfig, apply_overrides, flat_fields  # noqa: E402
+
+# Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
+RESUME_OVERRIDABLE = {"total_env_steps", "time_budget_s", "stop_at_threshold", "log_every",
+                      "checkpoint_every", "keep_checkpoints", "progress", "eval_every", "eval_episodes"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Presets: " + ", ".join(sorted(PRESETS)) + f" (default {DEFAULT_PRESET}).")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help="starting config; flags below override its fields")
+    parser.add_argument("--env", dest="env_alias", metavar="ENV_ID", default=None,
+                        help="shorthand for --env_id (any Gymnasium id with Discrete actions)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue RUN_DIR from its latest checkpoint (its config.json; only budget "
+                             f"and output flags may change: {', '.join(sorted(RESUME_OVERRIDABLE))})")
+    parser.add_argument("--checkpoint", metavar="NAME", default=None,
+                        help="with --resume: resume from this checkpoint instead of the latest")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="after training, evaluate the final checkpoint (scripts/evaluate.py)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    fields = parser.add_argument_group("config fields (TrainConfig; default = the preset's value)")
+    for name, kind, default, doc in flat_fields():
+        shown = json.dumps(default) if isinstance(default, dict) else default
+        fields.add_argument(f"--{name}", dest=f"field:{name}", metavar=_metavar(kind), default=None,
+                            help=f"{doc} [{shown}]".replace("%", "%%"))
+    return parser
+
+
+def _metavar(kind) -> str:
+    text = getattr(kind, "__name__", None) or str(kind)
+    return {"dict": "JSON", "tuple": "INTS"}.get(text, text.upper())
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = {k[len("field:"):]: v for k, v in vars(args).items() if k.startswith("field:") and v is not None}
+    if args.env_alias is not None:
+        overrides["env_id"] = args.env_alias
+    if args.resume:
+        config_path = os.path.join(args.resume, "config.json")
+        if not os.path.isfile(config_path):
+            raise SystemExit(f"--resume {args.resume!r}: not a run directory ({config_path!r} does not exist)")
+        refused = sorted(set(overrides) - RESUME_OVERRIDABLE)
+        if refused:
+            raise SystemExit(f"--resume keeps the run's config; these flags cannot change: {refused}")
+        return apply_overrides(TrainConfig.from_json_file(config_path), overrides)
+    base = get_preset(args.preset)
+    if "env_id" in overrides and overrides["env_id"] != base.env_id and "env_kwargs" not in overrides:
+        overrides["env_kwargs"] = "{}"  # the preset's env kwargs belong to the preset's env
+    return apply_overrides(base, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.print_config:
+        print(config.to_json())
+        return 0
+
+    from agents.r2d2.checkpoint import CheckpointError
+    from agents.r2d2.loop import TrainingLoop
+
+    try:
+        loop = TrainingLoop(config, args.resume or None, resume=bool(args.resume),
+                            checkpoint=args.checkpoint, process_start=PROCESS_START)
+    except (CheckpointError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"run dir: {loop.run_dir}", flush=True)
+    result = loop.run()
+    print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
+          f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
+    if result.solved_at:
+        s = result.solved_at
+        print(f"solved at {s['env_steps']:,d} env steps: {s['wall_time_s']:.0f} s of training, "
+              f"{s['process_time_s']:.0f} s since the process started (eval return {s['eval_return']:.3f})")
+    if args.evaluate and result.stopped_by != "signal":
+        from agents.r2d2.evaluation import evaluate_run
+
+        out = evaluate_run(result.run_dir, episodes=config.eval_episodes, epsilon=config.r2d2.eval_epsilon)
+        print(f"evaluation: {out['summary']}")
+        print(f"eval json: {out['eval_json']}\nlearning curve: {out['learning_curve']}")
+    print(f"run dir: {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
