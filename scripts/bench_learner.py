@@ -116,9 +116,14 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     # Interleave the variants round by round and keep each one's best round, so that load
     # from other processes hits all of them alike.
     results = {name: float("inf") for name in calls}
-    for _ in range(2 if quick else 4):
-        for name, call in calls.items():
-            results[name] = min(results[name], _time_steps(call, steps, 1))
+    paired = []
+    for _ in range(3 if quick else 7):
+        times = {name: _time_steps(call, steps, 1) for name, call in calls.items()}
+        for name, seconds in times.items():
+            results[name] = min(results[name], seconds)
+        paired.append(times["stateful"] / times["stateless"])
+    # The ratio is the median of back-to-back pairs: robust to the machine's drift.
+    results["stateful_over_stateless"] = float(np.median(paired))
     for core, learner in learners.items():
         if learner.trace_count != 1:
             raise RuntimeError(f"{core} learner step retraced: {learner.trace_count} traces")
@@ -139,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "
           f"{'steps/s':>8} {'stateful/stateless':>19} {'vs naive':>9} {'vs floor':>9}")
     for units in args.units:
-        steps = args.steps or (20 if units <= 128 else 3)
+        steps = args.steps or (10 if units <= 128 else 2)
         r = measure(units, steps, args.quick)
-        ratio = r["stateful"] / r["stateless"]
+        ratio = r["stateful_over_stateless"]
         print(f"{units:>5} {r['stateful'] * 1e3:>12.1f} {r['stateless'] * 1e3:>13.1f} {r['naive'] * 1e3:>9.1f} "
               f"{r['floor'] * 1e3:>9.1f} {1 / r['stateful']:>8.2f} {ratio:>19.3f} "
               f"{r['stateful'] / r['naive']:>9.2f} {r['stateful'] / r['floor']:>9.2f}", flush=True)

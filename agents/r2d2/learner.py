@@ -143,18 +143,20 @@ class R2D2Learner:
         # after the burn-in may run as all-valid: the LSTMs then take their unmasked loop.
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
         online, target = self._online_core, self._target_core
+        # Target first: its unroll does not depend on the online network's.
+        self._begin(target, start)
+        if burn:
+            target.unroll(time_slice(inputs, 0, burn))
+        q_target = target.unroll(time_slice(plain, burn, None))
         with tf.GradientTape() as tape:
             # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
             with tape.stop_recording():
                 self._begin(online, start)
-                self._begin(target, start)
                 if burn:
                     online.unroll(time_slice(inputs, 0, burn))
-                    target.unroll(time_slice(inputs, 0, burn))
             q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True)
             with tape.stop_recording():
                 q_tail = online.unroll(time_slice(plain, burn + trace, None))
-                q_target = target.unroll(time_slice(plain, burn, None))
                 q_online_all = tf.concat([tf.stop_gradient(q_trace), q_tail], axis=1)
                 targets = losses.n_step_double_q_targets(
                     q_online_all, q_target, after("reward"), after("discount"), after("mask"),
