@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
+from bench_envs import steps_per_second  # noqa: E402  (scripts/ is on sys.path)
 from agents.r2d2.actor import R2D2Actor  # noqa: E402
 from agents.r2d2.config import actor_epsilons  # noqa: E402
 from r2d2_state.networks import QNetworkConfig  # noqa: E402
@@ -29,16 +30,9 @@ from r2d2_state.replay.buffer import SequenceReplay  # noqa: E402
 
 
 def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int = 0) -> float:
-    """Env steps/s of ``env.step`` alone with uniformly random actions."""
-    vec = envs.make_vector_env(env_id, num_envs, seed=seed)
-    actions = np.random.default_rng(seed).integers(int(vec.single_action_space.n), size=(steps, num_envs))
-    vec.reset(seed=seed)
-    start = time.perf_counter()
-    for action in actions:
-        vec.step(action)
-    elapsed = time.perf_counter() - start
-    vec.close()
-    return num_envs * steps / elapsed
+    """Env steps/s of ``env.step`` alone with uniformly random actions (the same vector env
+    ``make_vector_env`` gives the actor)."""
+    return steps_per_second(env_id, num_envs, steps, vectorization="auto", seed=seed)
 
 
 def actor_steps_per_second(

@@ -13,8 +13,38 @@ from typing import Any
 from r2d2_state.burn_in import START_STATES
 
 
+class ConfigMixin:
+    """What the frozen config dataclasses share: checked ``replace``, dict/JSON round trip."""
+
+    def _check(self, checks: list[tuple[bool, str, str]]) -> None:
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}.{name} must be {expected}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def _reject_unknown(cls, names: Any) -> None:
+        unknown = set(names) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+
+    def replace(self, **changes: Any):
+        self._reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        cls._reject_unknown(values)
+        return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True)
-class R2D2Config:
+class R2D2Config(ConfigMixin):
     # --- sequences
     burn_in: int = 40
     """Steps replayed without gradient to refresh the stored start state."""
@@ -109,33 +139,12 @@ class R2D2Config:
             (self.actor_update_period >= 1, "actor_update_period", ">= 1"),
             (len(self.lstm_units) >= 1 and min(self.lstm_units) >= 1, "lstm_units", "non-empty, positive"),
         ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"R2D2Config.{name} must be {expected}, got {getattr(self, name)!r}")
+        self._check(checks)
 
     @property
     def sequence_length(self) -> int:
         """burn_in + trace_length + n_step: every replayed sequence has this length."""
         return self.burn_in + self.trace_length + self.n_step
-
-    def replace(self, **changes: Any) -> "R2D2Config":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown R2D2Config fields: {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "R2D2Config":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown R2D2Config fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 def actor_epsilons(num_envs: int, base: float = 0.4, alpha: float = 7.0) -> list[float]:

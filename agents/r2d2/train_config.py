@@ -33,7 +33,7 @@ import types
 import typing
 from typing import Any
 
-from agents.r2d2.config import R2D2Config
+from agents.r2d2.config import ConfigMixin, R2D2Config
 
 __all__ = ["TrainConfig", "apply_overrides", "field_docs", "flat_fields", "PROGRESS_MODES"]
 
@@ -41,7 +41,7 @@ PROGRESS_MODES = ("auto", "rich", "plain", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     # --- environment
     env_id: str = "r2d2_state/TMaze-v0"
     """Gymnasium id of any environment with a Discrete action space."""
@@ -114,9 +114,7 @@ class TrainConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.progress in PROGRESS_MODES, "progress", f"one of {PROGRESS_MODES}"),
         ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        self._check(checks)
         try:
             json.dumps(self.env_kwargs)
         except TypeError as error:
@@ -125,23 +123,9 @@ class TrainConfig:
     # Frozen with a dict field: hashing is meaningless, equality is what matters.
     __hash__ = None  # type: ignore[assignment]
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        cls._reject_unknown(values)
         values = dict(values)
         if isinstance(values.get("r2d2"), dict):
             r2d2 = dict(values["r2d2"])
