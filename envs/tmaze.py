@@ -89,7 +89,7 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
       ((4,), dtype('float32'))
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -98,8 +98,13 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
         correct_reward: float = 1.0,
         wrong_reward: float = -1.0,
         step_penalty: float = 0.0,
+        render_mode: str | None = None,
     ) -> None:
         self.max_steps = check_tmaze_args(corridor_length, max_steps, correct_reward, wrong_reward)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
         self.corridor_length = int(corridor_length)
         self.correct_reward = float(correct_reward)
         self.wrong_reward = float(wrong_reward)
@@ -110,6 +115,7 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
         self._pos = 0
         self._t = 0
         self._cue = 0  # 0 = left, 1 = right
+        self._turn: int | None = None  # the final LEFT/RIGHT, for rendering
 
     @property
     def cue(self) -> int:
@@ -123,6 +129,7 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
         self._cue = int(self.np_random.integers(2))
         self._pos = 0
         self._t = 0
+        self._turn = None
         obs = self._table[0].copy()
         obs[self._cue] = 1.0
         return obs, {}
@@ -143,4 +150,32 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
             reward += self.correct_reward if action - 1 == self._cue else self.wrong_reward
         # A decision on the last allowed step is a termination, not a truncation.
         truncated = not terminated and self._t >= self.max_steps
+        self._turn = action if terminated else None
         return self._table[self._pos].copy(), reward, terminated, truncated, {}
+
+    _CELL = 12
+    _COLORS = {"wall": (30, 30, 30), "floor": (200, 200, 200), "agent": (0, 110, 220),
+               "cue": ((60, 180, 75), (230, 120, 25))}  # left cue green, right cue orange
+
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: the corridor (middle row) and the junction's two arms (top = left,
+        bottom = right); the start cell and the cued arm show the cue's colour (to the viewer
+        always, to the agent only at step 0), the agent is the blue square."""
+        if self.render_mode != "rgb_array":
+            return None
+        cell, width = self._CELL, self.corridor_length + 1
+        image = np.empty((3 * cell, width * cell, 3), np.uint8)
+        image[:] = self._COLORS["wall"]
+        cue_color = self._COLORS["cue"][self._cue]
+
+        def paint(row: int, col: int, color, inset: int = 1) -> None:
+            image[row * cell + inset:(row + 1) * cell - inset, col * cell + inset:(col + 1) * cell - inset] = color
+
+        for col in range(width):
+            paint(1, col, self._COLORS["floor"])
+        paint(1, 0, cue_color)
+        paint(0, width - 1, cue_color if self._cue == 0 else self._COLORS["floor"])
+        paint(2, width - 1, cue_color if self._cue == 1 else self._COLORS["floor"])
+        row = 1 if self._turn is None else (0 if self._turn == LEFT else 2)
+        paint(row, self._pos, self._COLORS["agent"], inset=3)
+        return image

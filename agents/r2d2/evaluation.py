@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from r2d2_state.files import atomic_write_text
+from r2d2_state.files import atomic_write, atomic_write_text
 
 __all__ = ["EvalResult", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
 
@@ -169,7 +169,8 @@ def _write_gif(frames: Sequence[np.ndarray], path: str, fps: int = 30) -> None:
     from PIL import Image  # a matplotlib dependency
 
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    atomic_write(path, lambda file: images[0].save(file, format="GIF", save_all=True, append_images=images[1:],
+                                                   duration=int(1000 / fps), loop=0), binary=True)
 
 
 def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_envs: int = 1,

@@ -138,3 +138,24 @@ def test_staleness_diagnostic_is_logged_when_enabled(tmp_path):
         for strategy in ("zero", "zero_burn_in", "stored", "stored_burn_in"):
             for step in ("first", "last"):
                 assert float(row[f"staleness/{strategy}/{step}"]) >= 0.0
+
+
+def test_evaluation_writes_a_video_of_a_rendering_env(tmp_path):
+    from PIL import Image
+
+    from agents.r2d2.evaluation import evaluate_weights
+    from r2d2_state.networks import build_q_network
+    import envs
+
+    config = get_preset("smoke")
+    vec = envs.make_vector_env(config.env_id, 1, **config.env_kwargs)
+    from agents.r2d2.evaluation import network_config_for
+
+    weights = build_q_network(network_config_for(config, envs.describe_env(vec)), stateful=False).get_weights()
+    vec.close()
+    path = str(tmp_path / "episode.gif")
+    result, message = evaluate_weights(config, weights, episodes=2, epsilon=1.0, video_path=path)
+    assert message.startswith("video:"), message
+    with Image.open(path) as gif:
+        assert gif.n_frames >= 2
+    assert len(result.returns) == 2

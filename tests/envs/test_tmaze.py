@@ -113,3 +113,28 @@ def test_memoryless_policy_is_at_chance(policy):
     assert abs(returns.mean()) < 0.06
     assert set(np.unique(returns)) == {-1.0, 1.0}
     assert returns.mean() < 0.9  # far from the solve threshold
+
+
+def test_rgb_array_render_shows_cue_agent_and_turn():
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+
+    env = gym.make("r2d2_state/TMaze-v0", corridor_length=3, render_mode="rgb_array")
+    env.reset(seed=0)
+    cue = env.unwrapped.cue
+    frame = env.render()
+    cell = 12
+    assert frame.shape == (3 * cell, 4 * cell, 3) and frame.dtype == np.uint8
+    agent = np.array([0, 110, 220], np.uint8)
+    assert (frame[cell + cell // 2, cell // 2] == agent).all()  # the agent at the start cell
+    for _ in range(3):
+        env.step(0)
+    assert (env.render()[cell + cell // 2, 3 * cell + cell // 2] == agent).all()  # at the junction
+    env.step(1 + cue)  # turn to the cued side: the agent is drawn in that arm
+    arm_row = 0 if cue == 0 else 2
+    assert (env.render()[arm_row * cell + cell // 2, 3 * cell + cell // 2] == agent).all()
+    from envs.tmaze import TMazeEnv
+
+    with pytest.raises(ValueError, match="render_mode must be None or one of"):
+        TMazeEnv(render_mode="human")
