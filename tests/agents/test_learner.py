@@ -60,20 +60,23 @@ def _reference(learner, data, weights, cfg=CFG):
     return float(np.mean(losses)), np.array(priorities)
 
 
-@pytest.mark.parametrize("core", ["stateful", "stateless"])
-def test_step_matches_numpy_reference(core):
-    learner = R2D2Learner(CFG, NET, core=core)
-    data, weights = random_batch(CFG, NET, seed=3, episode_end_fraction=0.5)
-    # Rows with front padding (an episode's first sequence) and an early end are covered too.
-    data["valid"][0, :2] = data["mask"][0, :2] = 0.0
-    data["reward"][0, :2] = data["discount"][0, :2] = 0.0
-    data["start_state"] = [[np.where(np.arange(CFG.batch_size)[:, None] == 0, 0.0, s).astype(np.float32)
-                            for s in layer] for layer in data["start_state"]]
-    expected_loss, expected_priorities = _reference(learner, data, weights)
+@pytest.mark.parametrize("core,burn_in", [("stateful", 3), ("stateless", 3), ("stateful", 0)])
+def test_step_matches_numpy_reference(core, burn_in):
+    cfg = CFG.replace(burn_in=burn_in)
+    learner = R2D2Learner(cfg, NET, core=core)
+    data, weights = random_batch(cfg, NET, seed=3, episode_end_fraction=0.5)
+    if burn_in:
+        # A row with front padding (an episode's first sequence; the adder pads only inside
+        # the burn-in) and rows ending early are covered too.
+        data["valid"][0, :2] = data["mask"][0, :2] = 0.0
+        data["reward"][0, :2] = data["discount"][0, :2] = 0.0
+        data["start_state"] = [[np.where(np.arange(cfg.batch_size)[:, None] == 0, 0.0, s).astype(np.float32)
+                                for s in layer] for layer in data["start_state"]]
+    expected_loss, expected_priorities = _reference(learner, data, weights, cfg)
     metrics = learner.step(data, weights)
     assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-4, abs=1e-6)
     np.testing.assert_allclose(metrics["priorities"], expected_priorities, rtol=1e-4, atol=1e-6)
-    assert metrics["priorities"].shape == (CFG.batch_size,)
+    assert metrics["priorities"].shape == (cfg.batch_size,)
     for key in ("mean_abs_td", "mean_q", "mean_target", "grad_norm", "trained_steps"):
         assert np.isfinite(metrics[key])
 
