@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train R2D2 (single process) from a preset plus flag overrides; optionally evaluate.
+"""Train R2D2 (single process, or Ray actor processes) from a preset plus flag overrides; optionally evaluate.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     python scripts/train.py --preset cartpole_novel --seed 3 --r2d2.batch_size 64
     python scripts/train.py --env CartPole-v1 --total_env_steps 200000
     python scripts/train.py --resume runs/tmaze-seed0-20250101-120000     # after Ctrl-C / a crash
+    python scripts/train.py --backend ray --num-actors 2       # actors in 2 Ray processes (local cluster)
+    python scripts/train.py --backend ray --num-actors 8 --ray-address auto   # join a running cluster
 
 Every field of ``TrainConfig`` (``agents/r2d2/train_config.py``) is a flag, the R2D2
 hyperparameters as ``--r2d2.NAME``; ``--help`` lists them with their docstrings and the
@@ -34,7 +36,11 @@ from agents.r2d2.train_config import TrainConfig, apply_overrides, flat_fields  
 
 # Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
 RESUME_OVERRIDABLE = {"total_env_steps", "time_budget_s", "stop_at_threshold", "log_every",
-                      "checkpoint_every", "keep_checkpoints", "progress", "eval_every", "eval_episodes"}
+                      "checkpoint_every", "keep_checkpoints", "progress", "eval_every", "eval_episodes",
+                      # Where the actors run does not change what is checkpointed.
+                      "backend", "num_actors", "samples_per_insert_tolerance"}
+# Config fields that also get a dashed spelling (--num-actors as in the docs).
+DASHED_ALIASES = {"num_actors": "--num-actors"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluate", action="store_true",
                         help="after training, evaluate the final checkpoint (scripts/evaluate.py)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--ray-address", metavar="ADDR", default=None,
+                        help="with --backend ray: join this Ray cluster ('auto', 'HOST:6379' or "
+                             "'ray://HOST:10001'); default: start a local one")
     fields = parser.add_argument_group("config fields (TrainConfig; default = the preset's value)")
     for name, kind, default, doc in flat_fields():
         shown = json.dumps(default) if isinstance(default, dict) else default
-        fields.add_argument(f"--{name}", dest=f"field:{name}", metavar=_metavar(kind), default=None,
+        flags = [f"--{name}"] + ([DASHED_ALIASES[name]] if name in DASHED_ALIASES else [])
+        fields.add_argument(*flags, dest=f"field:{name}", metavar=_metavar(kind), default=None,
                             help=f"{doc} [{shown}]".replace("%", "%%"))
     return parser
 
@@ -97,9 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.loop import TrainingLoop
 
+    if args.ray_address is not None and config.backend != "ray":
+        raise SystemExit("error: --ray-address needs --backend ray")
+    kwargs = dict(resume=bool(args.resume), checkpoint=args.checkpoint, process_start=PROCESS_START)
     try:
-        loop = TrainingLoop(config, args.resume or None, resume=bool(args.resume),
-                            checkpoint=args.checkpoint, process_start=PROCESS_START)
+        if config.backend == "ray":
+            try:
+                from agents.r2d2.ray_backend import RayTrainingLoop
+            except ImportError as error:
+                raise SystemExit(f"error: --backend ray needs Ray ({error}); pip install -e '.[ray]'") from None
+            loop = RayTrainingLoop(config, args.resume or None, ray_address=args.ray_address, **kwargs)
+        else:
+            loop = TrainingLoop(config, args.resume or None, **kwargs)
     except (CheckpointError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

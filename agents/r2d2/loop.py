@@ -261,12 +261,9 @@ class TrainingLoop:
         learner_steps_since_sync = 0
 
         while True:
-            if stop_signal:
-                return "signal"
-            if c["env_steps"] >= cfg.total_env_steps:
-                return "env_steps"
-            if cfg.time_budget_s and c["wall_time_s"] >= cfg.time_budget_s:
-                return "time_budget"
+            stop = self._stop_reason(stop_signal)
+            if stop:
+                return stop
 
             actions, state = self.actor.select_actions(obs)
             next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
@@ -311,37 +308,74 @@ class TrainingLoop:
                 learner_steps_since_sync = 0
 
             c["wall_time_s"] = wall_at_start + (time.perf_counter() - session_start)
-            eval_row = None
-            if c["env_steps"] >= c["next_eval"]:
-                c["next_eval"] += cfg.eval_every * max(1, math.ceil((c["env_steps"] - c["next_eval"] + 1) / cfg.eval_every))
-                eval_row = self._evaluate()
-            if c["env_steps"] >= c["next_log"] or eval_row is not None:
-                if c["env_steps"] >= c["next_log"]:
-                    c["next_log"] += cfg.log_every * max(1, math.ceil((c["env_steps"] - c["next_log"] + 1) / cfg.log_every))
-                now = time.perf_counter()
-                elapsed = max(now - interval["time"], 1e-9)
-                learner_steps = int(self.learner.num_steps.numpy())
-                row: dict[str, Any] = {
-                    "env_steps": c["env_steps"], "wall_time_s": c["wall_time_s"], "episodes": c["episodes"],
-                    "learner_steps": learner_steps, "replay_size": len(self.replay),
-                    "recent_return": float(np.mean(self.recent_returns)) if self.recent_returns else None,
-                    "recent_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else None,
-                    "env_steps_per_s": (c["env_steps"] - interval["env_steps"]) / elapsed,
-                    "learner_steps_per_s": (learner_steps - interval["learner_steps"]) / elapsed,
-                }
-                row.update({k: v / metric_counts[k] for k, v in metric_sums.items()})
-                if eval_row is not None:
-                    row.update(eval_row)
-                self.logger.log(row)
-                interval = {"time": now, "env_steps": c["env_steps"], "learner_steps": learner_steps}
-                metric_sums.clear()
-                metric_counts.clear()
-            if eval_row is not None and self.solved_at is not None and cfg.stop_at_threshold:
-                return "solved"
-            if c["env_steps"] >= c["next_checkpoint"]:
-                c["next_checkpoint"] += cfg.checkpoint_every * max(
-                    1, math.ceil((c["env_steps"] - c["next_checkpoint"] + 1) / cfg.checkpoint_every))
-                self.save_checkpoint()
+            interval, stop = self._periodic(interval, metric_sums, metric_counts)
+            if stop:
+                return stop
+
+    def _stop_reason(self, stop_signal: list[int]) -> str | None:
+        """Why the loop must stop now (a signal, the env-step or the time budget), or None."""
+        c, cfg = self.counters, self.config
+        if stop_signal:
+            return "signal"
+        if c["env_steps"] >= cfg.total_env_steps:
+            return "env_steps"
+        if cfg.time_budget_s and c["wall_time_s"] >= cfg.time_budget_s:
+            return "time_budget"
+        return None
+
+    def _periodic(self, interval: dict[str, Any], metric_sums: dict[str, float],
+                  metric_counts: dict[str, int]) -> tuple[dict[str, Any], str | None]:
+        """Evaluation, logging and checkpoints when due; returns the new log interval and
+        ``"solved"`` when an evaluation reached the threshold (and stopping is on)."""
+        c, cfg = self.counters, self.config
+        eval_row = None
+        if c["env_steps"] >= c["next_eval"]:
+            c["next_eval"] += cfg.eval_every * max(1, math.ceil((c["env_steps"] - c["next_eval"] + 1) / cfg.eval_every))
+            eval_row = self._evaluate()
+        if c["env_steps"] >= c["next_log"] or eval_row is not None:
+            if c["env_steps"] >= c["next_log"]:
+                c["next_log"] += cfg.log_every * max(1, math.ceil((c["env_steps"] - c["next_log"] + 1) / cfg.log_every))
+            interval = self._log(interval, metric_sums, metric_counts, eval_row)
+        if eval_row is not None and self.solved_at is not None and cfg.stop_at_threshold:
+            return interval, "solved"
+        if c["env_steps"] >= c["next_checkpoint"]:
+            c["next_checkpoint"] += cfg.checkpoint_every * max(
+                1, math.ceil((c["env_steps"] - c["next_checkpoint"] + 1) / cfg.checkpoint_every))
+            self.save_checkpoint()
+        return interval, None
+
+    def samples_per_insert(self) -> float | None:
+        """Sampled / inserted sequences since learning started (None before)."""
+        c = self.counters
+        if c["inserted_at_learning_start"] is None:
+            return None
+        inserted = c["inserted_sequences"] - c["inserted_at_learning_start"]
+        return c["sampled_sequences"] / inserted if inserted else None
+
+    def _log(self, interval: dict[str, Any], metric_sums: dict[str, float], metric_counts: dict[str, int],
+             eval_row: dict[str, Any] | None) -> dict[str, Any]:
+        """Write one metrics row (averages since the last row); returns the new interval."""
+        c = self.counters
+        now = time.perf_counter()
+        elapsed = max(now - interval["time"], 1e-9)
+        learner_steps = int(self.learner.num_steps.numpy())
+        row: dict[str, Any] = {
+            "env_steps": c["env_steps"], "wall_time_s": c["wall_time_s"], "episodes": c["episodes"],
+            "learner_steps": learner_steps, "replay_size": len(self.replay),
+            "recent_return": float(np.mean(self.recent_returns)) if self.recent_returns else None,
+            "recent_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else None,
+            "env_steps_per_s": (c["env_steps"] - interval["env_steps"]) / elapsed,
+            "learner_steps_per_s": (learner_steps - interval["learner_steps"]) / elapsed,
+            "samples_per_insert": self.samples_per_insert(),
+            "actor_restarts": c.get("actor_restarts"),  # Ray backend only
+        }
+        row.update({k: v / metric_counts[k] for k, v in metric_sums.items()})
+        if eval_row is not None:
+            row.update(eval_row)
+        self.logger.log(row)
+        metric_sums.clear()
+        metric_counts.clear()
+        return {"time": now, "env_steps": c["env_steps"], "learner_steps": learner_steps}
 
     def _learner_step(self) -> dict[str, float]:
         sample = self.replay.sample(self.config.r2d2.batch_size)

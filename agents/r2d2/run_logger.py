@@ -33,8 +33,8 @@ CSV_COLUMNS = (
     "recent_return", "recent_length", "eval_return", "eval_return_std",
     "loss", "mean_abs_td", "mean_q", "grad_norm", "env_steps_per_s", "learner_steps_per_s",
 ) + tuple(f"staleness/{strategy}/{step}" for strategy in ("zero", "zero_burn_in", "stored", "stored_burn_in")
-          for step in ("first", "last"))
-"""Columns of metrics.csv, in order."""
+          for step in ("first", "last")) + ("samples_per_insert", "actor_restarts")
+"""Columns of metrics.csv, in order (the last two are written by the Ray backend only)."""
 
 
 class RunLogger:
@@ -129,6 +129,7 @@ class RunLogger:
             ("episodes", "episodes", "{:,.0f}"), ("recent_return", "return", "{:.3f}"),
             ("eval_return", "eval", "{:.3f}"), ("env_steps_per_s", "env/s", "{:,.0f}"),
             ("learner_steps", "learner", "{:,.0f}"), ("learner_steps_per_s", "learn/s", "{:.1f}"),
+            ("samples_per_insert", "spi", "{:.2f}"), ("actor_restarts", "restarts", "{:,.0f}"),
             ("loss", "loss", "{:.4f}"), ("wall_time_s", "t", "{:.0f}s"),
         ):
             value = row.get(key, last.get(key) if key != "eval_return" else None)
@@ -154,6 +155,11 @@ class RunLogger:
             ("learner steps", f"{int(last.get('learner_steps', 0)):,d}"),
             ("learner steps/s", _fmt(last.get("learner_steps_per_s"), "{:.1f}")),
             ("loss", _fmt(last.get("loss"), "{:.4f}")),
+        ]
+        if "samples_per_insert" in last or "actor_restarts" in last:  # Ray backend
+            rows += [("samples per insert", _fmt(last.get("samples_per_insert"), "{:.2f}")),
+                     ("actor restarts", _fmt(last.get("actor_restarts"), "{:,.0f}"))]
+        rows += [
             ("replay size", f"{int(last.get('replay_size', 0)):,d}"),
             ("wall time", _fmt(last.get("wall_time_s"), "{:.0f} s")),
         ]

@@ -35,9 +35,10 @@ from typing import Any
 
 from agents.r2d2.config import ConfigMixin, R2D2Config
 
-__all__ = ["TrainConfig", "apply_overrides", "field_docs", "flat_fields", "PROGRESS_MODES"]
+__all__ = ["TrainConfig", "apply_overrides", "field_docs", "flat_fields", "BACKENDS", "PROGRESS_MODES"]
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
+BACKENDS = ("single", "ray")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,14 @@ class TrainConfig(ConfigMixin):
     """Sequences the replay must hold before the first learner step (at least r2d2.batch_size)."""
     max_learner_steps_per_env_step: int = 16
     """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
+
+    # --- backend (where the actors run; the learner and replay always run in this process)
+    backend: str = "single"
+    """single: one process, actors and learner interleaved; ray: num_actors Ray actor processes."""
+    num_actors: int = 2
+    """Ray backend: actor processes, each with r2d2.num_envs envs (epsilons spread over all of them)."""
+    samples_per_insert_tolerance: float = 0.1
+    """Ray backend: sampled sequences stay within replay_ratio * inserted +- this * replay_ratio * min_replay_size (at least one batch)."""
 
     # --- evaluation during training
     eval_every: int = 0
@@ -106,6 +115,9 @@ class TrainConfig(ConfigMixin):
             (self.min_replay_size <= self.r2d2.replay_capacity, "min_replay_size",
              f"<= r2d2.replay_capacity ({self.r2d2.replay_capacity})"),
             (self.max_learner_steps_per_env_step >= 1, "max_learner_steps_per_env_step", ">= 1"),
+            (self.backend in BACKENDS, "backend", f"one of {BACKENDS}"),
+            (self.num_actors >= 1, "num_actors", ">= 1"),
+            (self.samples_per_insert_tolerance >= 0, "samples_per_insert_tolerance", ">= 0"),
             (self.eval_every >= 0, "eval_every", ">= 0"),
             (self.eval_episodes >= 1, "eval_episodes", ">= 1"),
             (self.eval_num_envs >= 1, "eval_num_envs", ">= 1"),

@@ -1,0 +1,150 @@
+"""The Ray backend: single-process runs never import Ray; workers produce prioritised
+sequences; a killed actor process is restarted without losing inserted data; checkpoint
+and resume; the default preset learns with 2 Ray actors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agents.r2d2.presets import get_preset
+from agents.r2d2.train_config import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_single_process_run_does_not_import_ray(tmp_path):
+    """The default backend (the loop module and scripts/train.py) never imports ray."""
+    code = (
+        "import sys; sys.path.insert(0, 'scripts'); import train; import agents.r2d2.loop\n"
+        f"train.main(['--preset', 'smoke', '--run_dir', {str(tmp_path / 'run')!r}, '--total_env_steps', '40',"
+        " '--progress', 'none'])\n"
+        "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))\n"
+        "print('NO_RAY')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=180,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "NO_RAY" in out.stdout, out.stderr[-3000:]
+
+
+def test_worker_epsilons_cover_all_envs_of_all_actors():
+    from agents.r2d2.config import actor_epsilons
+    from agents.r2d2.ray_backend import worker_epsilons
+
+    spread = [e for i in range(3) for e in worker_epsilons(i, 3, 4, 0.4, 7.0)]
+    assert spread == actor_epsilons(12, 0.4, 7.0)
+    with pytest.raises(ValueError, match="actor_index"):
+        worker_epsilons(3, 3, 4, 0.4, 7.0)
+
+
+def test_config_rejects_unknown_backend():
+    with pytest.raises(ValueError, match="backend"):
+        TrainConfig(backend="mpi")
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}})
+    yield
+    ray.shutdown()
+
+
+def _smoke(tmp_path, name: str = "run", **changes) -> TrainConfig:
+    config = get_preset("smoke").replace(progress="none", run_dir=str(tmp_path / name), backend="ray",
+                                         num_actors=2)
+    return config.replace(**changes)
+
+
+def test_worker_collect_returns_prioritised_sequences():
+    """In-process (no Ray): items stacked, one finite positive priority per sequence."""
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.ray_backend import ActorWorker
+
+    config = get_preset("smoke")
+    worker = ActorWorker(config.to_dict(), actor_index=1, num_actors=2)
+    learner = R2D2Learner(config.r2d2, worker.network_config)
+    out = worker.collect(20, learner.get_weights())
+    k = out["items"]["valid"].shape[0]
+    assert k > 0 and out["priorities"].shape == (k,)
+    assert np.all(np.isfinite(out["priorities"])) and np.all(out["priorities"] >= 0)
+    assert out["items"]["valid"].shape[1] == config.r2d2.sequence_length
+    assert out["env_steps"] == 20 * config.r2d2.num_envs and out["episode_returns"]
+    again = worker.collect(5)  # continues the same episodes (no reset), other k
+    assert again["env_steps"] == 5 * config.r2d2.num_envs
+
+
+def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_cluster):
+    from agents.r2d2.ray_backend import RayTrainingLoop
+
+    config = _smoke(tmp_path, total_env_steps=60_000, log_every=40)  # a safety cap: SIGINT below ends the run
+    config = config.replace(r2d2=config.r2d2.replace(replay_capacity=20_000))
+    loop = RayTrainingLoop(config)
+    pid = ray.get(loop.workers[0].pid.remote())
+    seen: dict = {}
+    original = loop._insert
+
+    def insert(out, index):
+        original(out, index)
+        if "before" not in seen and loop.counters["inserted_sequences"] >= 100 and loop.learner.num_steps.numpy() > 0:
+            seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
+                              "learner_steps": int(loop.learner.num_steps.numpy()),
+                              "chunks0": loop.chunks_per_worker[0]}
+            os.kill(pid, signal.SIGKILL)
+        elif "before" in seen and loop.chunks_per_worker[0] >= seen["before"]["chunks0"] + 3 \
+                and "stopped" not in seen:
+            seen["stopped"] = True
+            os.kill(os.getpid(), signal.SIGINT)  # handled by the loop: checkpoint and return
+
+    loop._insert = insert
+    result = loop.run()
+    before = seen["before"]
+    assert result.stopped_by == "signal", result
+    assert loop.counters["actor_restarts"] >= 1
+    assert loop.replay.stats()["inserted"] > before["inserted"]
+    assert len(loop.replay) >= before["size"]  # capacity > run: nothing inserted was dropped
+    assert result.learner_steps > before["learner_steps"]
+    assert loop.chunks_per_worker[0] >= before["chunks0"] + 3  # the restarted process delivers again
+    from agents.r2d2.run_logger import read_metrics
+
+    rows = read_metrics(os.path.join(result.run_dir, "metrics.csv"))
+    assert float(rows[-1]["actor_restarts"]) >= 1
+
+
+def test_checkpoint_and_resume_with_ray_backend(tmp_path, ray_cluster):
+    from agents.r2d2.ray_backend import RayTrainingLoop
+
+    config = _smoke(tmp_path, total_env_steps=800)
+    first = RayTrainingLoop(config).run()
+    assert first.stopped_by == "env_steps" and first.learner_steps > 0
+    resumed_loop = RayTrainingLoop(config.replace(total_env_steps=1_600), resume=True)
+    assert resumed_loop.counters["env_steps"] == first.env_steps
+    assert int(resumed_loop.learner.num_steps.numpy()) == first.learner_steps
+    size_at_resume = len(resumed_loop.replay)
+    second = resumed_loop.run()
+    assert second.env_steps >= 1_600 and second.learner_steps > first.learner_steps
+    assert len(resumed_loop.replay) >= size_at_resume
+    assert resumed_loop.counters["resumes"] == 1
+
+
+@pytest.mark.slow
+def test_default_preset_learns_short_tmaze_with_two_ray_actors(tmp_path, ray_cluster):
+    """As test_default_preset_learns_short_tmaze (tests/agents/test_loop.py), on Ray."""
+    from agents.r2d2.evaluation import evaluate_weights
+    from agents.r2d2.ray_backend import RayTrainingLoop
+
+    config = get_preset("tmaze").replace(
+        env_kwargs={"corridor_length": 3, "max_steps": 14}, progress="none", run_dir=str(tmp_path / "run"),
+        time_budget_s=150.0, solve_threshold=0.9, backend="ray", num_actors=2)
+    loop = RayTrainingLoop(config)
+    result = loop.run()
+    final, _ = evaluate_weights(config, loop.learner.get_weights(), episodes=100, num_envs=20)
+    assert final.mean > 0.5, (result, final.summary())
