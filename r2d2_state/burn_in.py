@@ -95,20 +95,21 @@ class StatelessCore:
         self.num_layers = len(names)
         self.units = [int(network.input[f"initial_h{i}"].shape[-1]) for i in range(self.num_layers)]
         self._state: list[list[tf.Tensor]] | None = None
+        self._begun = False
 
-    def begin(self, start_state: Any | None, batch_size: int | None = None) -> None:
-        if start_state is None:
-            if batch_size is None:
-                raise ValueError("StatelessCore.begin(None) needs batch_size to build a zero state")
-            self._state = [[tf.zeros((batch_size, u)), tf.zeros((batch_size, u))] for u in self.units]
-        else:
-            self._state = [[tf.convert_to_tensor(h, tf.float32), tf.convert_to_tensor(c, tf.float32)]
-                           for h, c in start_state]
+    def begin(self, start_state: Any | None) -> None:
+        """Set the state (``None``: zeros, sized by the first :meth:`unroll`'s batch)."""
+        self._begun = True
+        self._state = None if start_state is None else [
+            [tf.convert_to_tensor(h, tf.float32), tf.convert_to_tensor(c, tf.float32)] for h, c in start_state]
 
     def unroll(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
-        if self._state is None:
+        if not self._begun:
             raise RuntimeError("call begin(start_state) before unroll()")
         feed = _tensors(inputs)
+        if self._state is None:
+            batch = tf.shape(feed["valid"])[0]
+            self._state = [[tf.zeros((batch, u)), tf.zeros((batch, u))] for u in self.units]
         for i, (h, c) in enumerate(self._state):
             feed[f"initial_h{i}"], feed[f"initial_c{i}"] = h, c
         q, finals = self.network(feed, training=training)
@@ -154,10 +155,7 @@ def burn_in_and_unroll(core: StatefulCore | StatelessCore, inputs: Mapping[str, 
     length = inputs["valid"].shape[1]
     if length is not None and burn_in >= length:
         raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence ({length} steps)")
-    if isinstance(core, StatelessCore):
-        core.begin(start_state, batch_size=inputs["valid"].shape[0])
-    else:
-        core.begin(start_state)
+    core.begin(start_state)
     if burn_in:
         with (tape.stop_recording() if tape is not None else contextlib.nullcontext()):
             core.unroll(time_slice(inputs, 0, burn_in), training=False)

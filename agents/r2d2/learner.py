@@ -144,14 +144,14 @@ class R2D2Learner:
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
         online, target = self._online_core, self._target_core
         # Target first: its unroll does not depend on the online network's.
-        self._begin(target, start)
+        target.begin(start)
         if burn:
             target.unroll(time_slice(inputs, 0, burn))
         q_target = target.unroll(time_slice(plain, burn, None))
         with tf.GradientTape() as tape:
             # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
             with tape.stop_recording():
-                self._begin(online, start)
+                online.begin(start)
                 if burn:
                     online.unroll(time_slice(inputs, 0, burn))
             q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True)
@@ -186,12 +186,6 @@ class R2D2Learner:
             "trained_steps": tf.reduce_sum(weight),
             "priorities": priorities,
         }
-
-    def _begin(self, core, start) -> None:
-        if isinstance(core, StatelessCore):
-            core.begin(start, batch_size=self.config.batch_size)
-        else:
-            core.begin(start)
 
     def _staleness(self, batch: dict[str, Any], states: Any) -> dict[str, tf.Tensor]:
         cfg = self.config

@@ -209,7 +209,7 @@ def _priority_function(twin: Any, r: Any) -> Any:
         # As in the learner: after the burn-in everything may run as all-valid.
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
         after = lambda key: tf.cast(batch[key][:, burn:], tf.float32)  # noqa: E731
-        core.begin(start, batch_size=tf.shape(inputs["valid"])[0])
+        core.begin(start)
         if burn:
             core.unroll(time_slice(inputs, 0, burn))
         q = core.unroll(time_slice(plain, burn, None))
