@@ -252,12 +252,17 @@ def sequence_td_loss(
     weight: tf.Tensor,
     importance_weights: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Squared TD loss averaged over each sequence's trained steps, then over the batch.
+    """R2D2's loss: 0.5 td^2 summed over each sequence's trained steps, weighted, batch mean.
 
-    Each sequence's loss is ``sum_t weight * 0.5 td^2 / max(sum_t weight, 1)`` (a sequence
-    with no trained step contributes 0), scaled by its importance weight; the batch loss is
-    the mean over B. This is the per-sequence mean used by R2D2 implementations (SEED RL),
-    so short sequences (episode ends) are not down-weighted.
+    ``loss = mean_b( w_b * sum_t weight[b, t] * 0.5 td[b, t]^2 )`` with ``w_b`` the
+    prioritized-replay importance weight. This is the paper's definition (Kapturowski et
+    al. 2019) and what SEED RL (``agents/r2d2/learner.py``: ``0.5 * tf.reduce_sum(
+    tf.math.square(abs_td_errors), axis=0)  # Sums over time``, then the mean of
+    ``loss * importance_weights``) and Acme (``agents/jax/r2d2/learning.py``) compute.
+
+    Summing, not averaging, over time matters under Adam: dividing the gradient by the
+    number of trained steps T acts like multiplying Adam's epsilon by T, and would give a
+    step in a short sequence (an episode's end) T/k times the weight of a step in a full one.
 
     Args:
       q_taken: <float32>[B, L] Q of the taken actions (online network, gradient flows).
@@ -270,8 +275,7 @@ def sequence_td_loss(
     """
     td = tf.stop_gradient(targets) - q_taken
     weight = tf.convert_to_tensor(weight, tf.float32)
-    count = tf.maximum(tf.reduce_sum(weight, axis=1), 1.0)
-    per_sequence = tf.reduce_sum(0.5 * tf.square(td) * weight, axis=1) / count
+    per_sequence = tf.reduce_sum(0.5 * tf.square(td) * weight, axis=1)
     if importance_weights is not None:
         per_sequence = per_sequence * tf.convert_to_tensor(importance_weights, tf.float32)
     abs_td = tf.stop_gradient(tf.abs(td) * weight)

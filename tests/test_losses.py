@@ -306,8 +306,8 @@ def test_action_values_and_td_loss_hand_computed():
     targets = tf.constant([[4.0, 2.0, 0.0]])
     weight = tf.constant([[1.0, 1.0, 0.0]])
     loss, abs_td = losses.sequence_td_loss(taken, targets, weight, tf.constant([0.5]))
-    # td = [2, -1, (ignored)] -> 0.5 * (4 + 1) / 2 steps = 1.25, times importance 0.5
-    np.testing.assert_allclose(loss.numpy(), 0.625)
+    # td = [2, -1, (ignored)] -> 0.5 * (4 + 1) = 2.5 summed over time, times importance 0.5
+    np.testing.assert_allclose(loss.numpy(), 1.25)
     np.testing.assert_array_equal(abs_td.numpy(), [[2.0, 1.0, 0.0]])
 
 
@@ -320,8 +320,20 @@ def test_td_loss_gradient_reaches_q_only():
         )
     g_q, g_targets = tape.gradient(loss, [q, targets])
     assert g_targets is None
-    # d/dq of 0.5 * mean(q^2) over 2 steps = q / 2 at the taken actions
-    np.testing.assert_allclose(g_q.numpy(), [[[0.5, 0.0], [0.0, 2.0]]])
+    # d/dq of 0.5 * sum(q^2) over time = q at the taken actions
+    np.testing.assert_allclose(g_q.numpy(), [[[1.0, 0.0], [0.0, 4.0]]])
+
+
+def test_td_loss_weighs_every_trained_step_alike_whatever_the_sequence_length():
+    # Sequence 0 ends after 1 trained step, sequence 1 has 4 (td = 1 everywhere). Summed over
+    # time (the paper's loss): mean(0.5 * 1, 0.5 * 4) = 1.25, and every trained step's
+    # gradient is td / B. A per-sequence mean would give 0.5 and weigh the lone step 4x.
+    q = tf.Variable(tf.zeros((2, 4)))
+    weight = tf.constant([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    with tf.GradientTape() as tape:
+        loss, _ = losses.sequence_td_loss(q, tf.ones((2, 4)), weight)
+    np.testing.assert_allclose(loss.numpy(), 1.25)
+    np.testing.assert_allclose(tape.gradient(loss, q).numpy(), -0.5 * weight.numpy())
 
 
 # ----------------------------------------------------------------------------- priorities

@@ -6,7 +6,8 @@ One learner step, all inside a single ``tf.function`` that traces once::
     online:  reset_states(start) -> burn-in (no gradient) -> trace (gradient) -> tail (no gradient)
     target:  reset_states(start) -> whole sequence (no gradient)
     targets: n-step double Q (argmax online, value target), h / h^-1 value rescaling
-    loss:    0.5 td^2 averaged over each sequence's trained steps, x importance weight, mean
+    loss:    0.5 td^2 summed over each sequence's trained steps, x importance weight, batch mean
+             (the paper's definition, as in SEED RL and Acme)
     update:  clip global norm, Adam; every target_update_period steps target <- online
     return:  priorities eta * max |td| + (1 - eta) * mean |td| for the replay
 

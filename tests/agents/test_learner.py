@@ -33,7 +33,11 @@ def _stateless_q(weights, data):
 
 
 def _reference(learner, data, weights, cfg=CFG):
-    """Loss and priorities by the definitions, in plain numpy loops."""
+    """Loss and priorities by the paper's definitions, in plain numpy loops.
+
+    Loss (Kapturowski et al. 2019; SEED RL and Acme alike): per sequence the SUM over its
+    trained steps of 0.5 td^2, times its importance weight, averaged over the batch.
+    """
     q_online = _stateless_q(learner.online.get_weights(), data)
     q_target = _stateless_q(learner.target.get_weights(), data)
     burn, trace, n, gamma = cfg.burn_in, cfg.trace_length, cfg.n_step, cfg.discount
@@ -55,7 +59,7 @@ def _reference(learner, data, weights, cfg=CFG):
             ret += gamma ** m * alive * h_inv(q_target[b, t + m, a_star])
             tds.append(h(ret) - q_online[b, t, data["action"][b, t]])
         tds = np.abs(np.array(tds))
-        losses.append(weights[b] * (0.5 * tds ** 2).sum() / max(len(tds), 1))
+        losses.append(weights[b] * (0.5 * tds ** 2).sum())
         priorities.append(cfg.priority_eta * tds.max() + (1 - cfg.priority_eta) * tds.mean() if len(tds) else 0.0)
     return float(np.mean(losses)), np.array(priorities)
 
@@ -64,6 +68,11 @@ def _reference(learner, data, weights, cfg=CFG):
 def test_step_matches_numpy_reference(core, burn_in):
     cfg = CFG.replace(burn_in=burn_in)
     learner = R2D2Learner(cfg, NET, core=core)
+    # Online and target start equal; perturb the target so that swapping their roles
+    # (argmax from the target, value from the online net) would fail the comparison.
+    rng = np.random.default_rng(7)
+    learner.target.set_weights([w + 0.3 * rng.standard_normal(w.shape).astype(w.dtype)
+                                for w in learner.target.get_weights()])
     data, weights = random_batch(cfg, NET, seed=3, episode_end_fraction=0.5)
     if burn_in:
         # A row with front padding (an episode's first sequence; the adder pads only inside
