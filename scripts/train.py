@@ -3,10 +3,10 @@
 
 Examples::
 
-    python scripts/train.py                                   # the default preset (T-maze)
+    python scripts/train.py                                   # the default preset (T-maze, corridor 5)
     python scripts/train.py --preset tmaze --evaluate         # train, then evaluate: `make run`
     python scripts/train.py --preset cartpole_novel --seed 3 --r2d2.batch_size 64
-    python scripts/train.py --env CartPole-v1 --total_env_steps 200000
+    python scripts/train.py --env CartPole-v1 --total_env_steps 200000   # any env: the generic 'memory' preset
     python scripts/train.py --resume runs/tmaze-seed0-20250101-120000     # after Ctrl-C / a crash
     python scripts/train.py --backend ray --num-actors 2       # actors in 2 Ray processes (local cluster)
     python scripts/train.py --backend ray --num-actors 8 --ray-address auto   # join a running cluster
@@ -31,7 +31,7 @@ import sys  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from agents.r2d2.presets import DEFAULT_PRESET, PRESETS, get_preset  # noqa: E402
+from agents.r2d2.presets import DEFAULT_PRESET, GENERIC_PRESET, PRESETS, get_preset  # noqa: E402
 from agents.r2d2.train_config import TrainConfig, apply_overrides, flat_fields  # noqa: E402
 
 # Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
@@ -46,9 +46,11 @@ DASHED_ALIASES = {"num_actors": "--num-actors"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Presets: " + ", ".join(sorted(PRESETS)) + f" (default {DEFAULT_PRESET}).")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                        help="starting config; flags below override its fields")
+        epilog="Presets: " + ", ".join(sorted(PRESETS)) + f" (default {DEFAULT_PRESET}; "
+               f"{GENERIC_PRESET} when --env is given without --preset).")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help=f"starting config; flags below override its fields (default: {DEFAULT_PRESET}, "
+                             f"or {GENERIC_PRESET} with --env / --env_id)")
     parser.add_argument("--env", dest="env_alias", metavar="ENV_ID", default=None,
                         help="shorthand for --env_id (any Gymnasium id with Discrete actions)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -88,7 +90,11 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if refused:
             raise SystemExit(f"--resume keeps the run's config; these flags cannot change: {refused}")
         return apply_overrides(TrainConfig.from_json_file(config_path), overrides)
-    base = get_preset(args.preset)
+    preset = args.preset
+    if preset is None:
+        # Another env without a preset gets the hyperparameters meant for any small memory task.
+        preset = GENERIC_PRESET if "env_id" in overrides else DEFAULT_PRESET
+    base = get_preset(preset)
     if "env_id" in overrides and overrides["env_id"] != base.env_id and "env_kwargs" not in overrides:
         overrides["env_kwargs"] = "{}"  # the preset's env kwargs belong to the preset's env
     return apply_overrides(base, overrides)

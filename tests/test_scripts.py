@@ -132,3 +132,19 @@ def test_print_config_applies_overrides():
     config = json.loads(result.stdout)
     assert config["env_id"] == "CartPole-v1" and config["env_kwargs"] == {}
     assert config["r2d2"]["lstm_units"] == [32]
+
+
+def test_an_env_without_a_preset_gets_the_generic_memory_preset():
+    from agents.r2d2.presets import DEFAULT_PRESET, GENERIC_PRESET, get_preset
+
+    generic, default = get_preset(GENERIC_PRESET), get_preset(DEFAULT_PRESET)
+    assert generic.r2d2 != default.r2d2
+    result = _run(TRAIN, "--env", "CartPole-v1", "--print-config", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads(result.stdout)
+    assert config["env_id"] == "CartPole-v1" and config["env_kwargs"] == {}
+    assert config["r2d2"]["discount"] == generic.r2d2.discount
+    assert config["replay_ratio"] == generic.replay_ratio
+    # No --env: the default preset, unchanged.
+    plain = json.loads(_run(TRAIN, "--print-config", timeout=120).stdout)
+    assert plain["env_id"] == default.env_id and plain["r2d2"]["discount"] == default.r2d2.discount

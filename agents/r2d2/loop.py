@@ -42,7 +42,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from r2d2_state.files import atomic_write_text
 
 __all__ = ["LoopResult", "TrainingLoop", "default_run_dir"]
 
-STOP_REASONS = ("env_steps", "time_budget", "solved", "signal")
+STOP_REASONS = ("env_steps", "time_budget", "solved", "signal", "on_eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +93,15 @@ class TrainingLoop:
       checkpoint: name of the checkpoint to resume from (default: ``latest``).
       process_start: ``time.perf_counter()`` at process start, so solve times can
         include TensorFlow's start-up.
+      on_eval: called after every periodic evaluation with its record (``env_steps``,
+        ``mean``, ``std``, ``episodes``, ``train_time_s``: training wall time so far without
+        the time spent evaluating); returning True stops the run (``stopped_by="on_eval"``).
+        The learning benchmark uses it for its stopping rule.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, resume: bool = False,
-                 checkpoint: str | None = None, process_start: float | None = None) -> None:
+                 checkpoint: str | None = None, process_start: float | None = None,
+                 on_eval: Callable[[dict[str, Any]], bool] | None = None) -> None:
         import keras
 
         import envs
@@ -110,6 +115,7 @@ class TrainingLoop:
         self.config = config
         self.run_dir = os.path.abspath(run_dir or config.run_dir or default_run_dir(config))
         self.process_start = process_start if process_start is not None else time.perf_counter()
+        self.on_eval = on_eval
         config_path = os.path.join(self.run_dir, "config.json")
         if not resume and os.path.exists(config_path):
             raise FileExistsError(f"{self.run_dir!r} already holds a run (config.json exists): "
@@ -145,7 +151,7 @@ class TrainingLoop:
             "env_steps": 0, "vector_steps": 0, "episodes": 0, "inserted_sequences": 0,
             "sampled_sequences": 0, "inserted_at_learning_start": None, "wall_time_s": 0.0,
             "next_log": config.log_every, "next_checkpoint": config.checkpoint_every or math.inf,
-            "next_eval": config.eval_every or math.inf, "resumes": 0,
+            "next_eval": config.eval_every or math.inf, "resumes": 0, "eval_time_s": 0.0,
         }
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=100)
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=100)
@@ -338,6 +344,8 @@ class TrainingLoop:
             interval = self._log(interval, metric_sums, metric_counts, eval_row)
         if eval_row is not None and self.solved_at is not None and cfg.stop_at_threshold:
             return interval, "solved"
+        if eval_row is not None and self.on_eval is not None and self.on_eval(dict(self.last_eval)):
+            return interval, "on_eval"
         if c["env_steps"] >= c["next_checkpoint"]:
             c["next_checkpoint"] += cfg.checkpoint_every * max(
                 1, math.ceil((c["env_steps"] - c["next_checkpoint"] + 1) / cfg.checkpoint_every))
@@ -398,9 +406,14 @@ class TrainingLoop:
         self._eval_actor.set_weights(self.learner.get_weights())
         c = self.counters
         seed = int(np.random.SeedSequence([cfg.seed, 7, c["env_steps"]]).generate_state(1)[0] % 2**31)
+        # wall_time_s was updated just before this evaluation; earlier ones are subtracted.
+        train_time_s = c["wall_time_s"] - c["eval_time_s"]
+        started = time.perf_counter()
         returns, _ = run_episodes(self._eval_actor, self._eval_envs, cfg.eval_episodes, seed=seed)
+        c["eval_time_s"] += time.perf_counter() - started
         mean, std = float(np.mean(returns)), float(np.std(returns))
-        self.last_eval = {"env_steps": c["env_steps"], "mean": mean, "std": std, "episodes": len(returns)}
+        self.last_eval = {"env_steps": c["env_steps"], "mean": mean, "std": std, "episodes": len(returns),
+                          "train_time_s": train_time_s}
         if self.solved_at is None and self.threshold is not None and mean >= self.threshold:
             self.solved_at = {"env_steps": c["env_steps"], "learner_steps": int(self.learner.num_steps.numpy()),
                               "wall_time_s": c["wall_time_s"],

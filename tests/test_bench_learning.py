@@ -1,0 +1,68 @@
+"""The learning benchmark's stopping rule and a tiny end-to-end run of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import bench_learning  # noqa: E402
+
+
+def _evals(means, every=5_000):
+    return [{"env_steps": every * (i + 1), "mean": m, "train_time_s": 2.0 * (i + 1)} for i, m in enumerate(means)]
+
+
+def test_first_and_sustained_points():
+    points = bench_learning.solve_points(_evals([0.0, 0.95, 0.5, 0.9, 1.0, 0.92]), 0.9)
+    assert points["first"]["env_steps"] == 10_000
+    # The dip at 15k resets the streak: sustained from 20k; the run reached 30k < 2 x 20k.
+    assert points["sustained"]["env_steps"] == 20_000 and points["sustained"]["train_time_s"] == 8.0
+    assert not points["stop"]
+
+
+def test_the_run_stops_at_twice_the_sustained_point():
+    assert bench_learning.solve_points(_evals([0.0, 0.95, 0.95, 0.95]), 0.9)["stop"]  # 10k .. 20k
+    assert not bench_learning.solve_points(_evals([0.0, 0.95, 0.95]), 0.9)["stop"]
+    unsolved = bench_learning.solve_points(_evals([0.95, 0.1]), 0.9)
+    assert unsolved["sustained"] is None and unsolved["first"]["env_steps"] == 5_000 and not unsolved["stop"]
+
+
+def test_medians_count_unsolved_runs_as_never():
+    assert bench_learning._median([10.0, None, 30.0]) == 30.0
+    assert bench_learning._median([10.0, None, None]) is None
+    assert bench_learning._ratio(5.0, 10.0) == 0.5 and bench_learning._ratio(None, 10.0) is None
+
+
+def _agents():
+    try:
+        import sb3_contrib  # noqa: F401
+    except ImportError:
+        return ["ours"]
+    return ["ours", "peer"]
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_run_writes_results_plot_and_json(tmp_path):
+    agents = _agents()
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "bench_learning.py"), "--tasks", "tmaze5", "--seeds", "0",
+         "--agents", *agents, "--eval-every", "1000", "--max-env-steps", "2000", "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {"tmaze5", "steps_vs_peer_tmaze5", "wall_vs_peer_tmaze5"}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["agent"] for r in rows) == sorted(agents)
+    for row in rows:
+        assert [e["env_steps"] for e in row["evals"]][:1] and all(
+            e["env_steps"] >= 1000 * (i + 1) for i, e in enumerate(row["evals"]))
+        assert all(e["train_time_s"] > 0 for e in row["evals"])
+    assert (out / "learning_tmaze5.png").stat().st_size > 1000
