@@ -91,8 +91,12 @@ def test_outputs_states_and_gradients_equal_keras_lstm(kind, stateful, graph):
         np.testing.assert_allclose(get_states(ours)[0][0], get_states(ref)[0][0], atol=1e-5)
 
 
+@pytest.mark.parametrize("per_iteration", [1, 3, 8])
 @pytest.mark.parametrize("steps", [1, 2, 8, 11, 16])
-def test_step_counts_that_split_unevenly_into_loop_iterations(steps):
+def test_step_counts_and_steps_per_loop_iteration(monkeypatch, steps, per_iteration):
+    from r2d2_state import lstm
+
+    monkeypatch.setattr(lstm, "MAX_STEPS_PER_ITERATION", per_iteration)
     ours, ref = FusedLSTM(U, return_sequences=False), keras.layers.LSTM(U, return_sequences=False)
     x = tf.constant(np.random.default_rng(1).normal(size=(B, steps, F)).astype(np.float32))
     ours(x), ref(x)
