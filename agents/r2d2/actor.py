@@ -61,7 +61,7 @@ class R2D2Actor:
       epsilons: one exploration rate in [0, 1] for every env, or N of them.
       seed: seeds the exploration generator (numpy ``default_rng``); the network's
         initial weights come from Keras' global seed as usual.
-      jit_compile: compile the step with XLA (README, "Speed": measured no faster here).
+      jit_compile: compile the step with XLA (README, Actor, "Speed": mixed, off by default).
 
     Attributes:
       network: the stateful ``keras.Model`` (batch N). Its state variables are the
