@@ -35,6 +35,8 @@ masked batches.
 
 from __future__ import annotations
 
+import collections
+
 import keras
 import tensorflow as tf
 
@@ -46,15 +48,15 @@ class FusedLSTM(keras.layers.LSTM):
     """``keras.layers.LSTM`` whose recurrent loop is the fused one of this module.
 
     Attributes:
-      loop_log: ``(branch, loop)`` pairs appended each time a loop is traced (eager
-        calls trace every time): branch ``"masked"`` or ``"unmasked"``, loop ``"fused"``,
+      loop_log: the last 64 ``(branch, loop)`` pairs, one appended each time a loop is
+        traced (eager calls trace every time): branch ``"masked"`` or ``"unmasked"``, loop ``"fused"``,
         ``"keras"`` (``keras.layers.LSTM.inner_loop``, which takes cuDNN on a GPU) or
         ``"generic"`` (``keras.layers.RNN.inner_loop``, never cuDNN). For tests.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loop_log: list[tuple[str, str]] = []
+        self.loop_log: collections.deque[tuple[str, str]] = collections.deque(maxlen=64)
 
     @staticmethod
     def gpu_available() -> bool:
