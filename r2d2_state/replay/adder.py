@@ -214,13 +214,13 @@ class SequenceAdder:
             self._allocate(spec, leaves)
         self._begin_episodes(leaves)
         emissions = self._record(leaves, action, reward.astype(np.float32), terminated, truncated)
-        if emissions[0].size == 0:
+        if not emissions:
             return None
-        items = self._gather(*emissions)
+        items = self._gather(*map(np.asarray, zip(*emissions)))
         if self.replay is not None:
             priorities = None if self.priority_fn is None else np.asarray(self.priority_fn(items))
             self.replay.add_batch(items, priorities)
-        self.num_emitted += int(emissions[0].size)
+        self.num_emitted += len(emissions)
         return items
 
     # ------------------------------------------------------------------ internals
@@ -248,9 +248,8 @@ class SequenceAdder:
         self._last_reward[fresh] = 0.0
         self._fresh[fresh] = False
 
-    def _record(self, leaves, action, reward, terminated, truncated) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Writes this step into every env's ring; returns (env, start, length) to emit,
-        each int [K], in env order."""
+    def _record(self, leaves, action, reward, terminated, truncated) -> list[tuple[int, int, int]]:
+        """Writes this step into every env's ring; returns (env, start, length) to emit."""
         envs = np.arange(self.num_envs)
         slot = self._position % self.sequence_length
         final = self._ended  # this observation is the final one of its episode
@@ -268,38 +267,28 @@ class SequenceAdder:
         self._last_action = np.where(transition, action, self._last_action).astype(np.int32)
         self._last_reward = np.where(transition, reward, self._last_reward).astype(np.float32)
 
+        emissions = []
         length, period = self.sequence_length, self.period
-        # A transition completes at most one full sequence (vectorised over envs) ...
-        starts = self._position + 1 - length
-        full = transition & (starts >= 0) & (starts % period == 0)
-        emit_env, emit_start = np.flatnonzero(full), starts[full]
-        emit_length = np.full(emit_env.size, length, dtype=np.int64)
-        self._next_sequence[full] += 1
-        # ... a final observation flushes every remaining one (rare: a loop over those envs).
-        ended = np.flatnonzero(final)
-        if ended.size:
-            extra = []
-            for env in ended:
-                position = int(self._position[env])
+        for env in range(self.num_envs):
+            position = int(self._position[env])
+            if transition[env]:
+                start = position + 1 - length
+                if start >= 0 and start % period == 0:
+                    emissions.append((env, start, length))
+                    self._next_sequence[env] += 1
+            else:
                 # Emit every remaining sequence whose trained window holds a transition:
                 # transitions are padded indices [B, position), so start + B < position.
                 j = int(self._next_sequence[env])
                 while j * period + self.burn_in < position:
                     start = j * period
-                    extra.append((env, start, position + 1 - start))
+                    emissions.append((env, start, position + 1 - start))
                     j += 1
                 self._next_sequence[env] = j
-            if extra:
-                env_x, start_x, length_x = (np.asarray(v, dtype=np.int64) for v in zip(*extra))
-                emit_env = np.concatenate([emit_env, env_x])
-                emit_start = np.concatenate([emit_start, start_x])
-                emit_length = np.concatenate([emit_length, length_x])
-                order = np.argsort(emit_env, kind="stable")  # env order, as one loop gives
-                emit_env, emit_start, emit_length = emit_env[order], emit_start[order], emit_length[order]
         self._position += 1
         self._fresh = final.copy()  # after a final observation, a new episode begins
         self._ended = transition & (terminated | truncated)
-        return emit_env.astype(np.int64), emit_start.astype(np.int64), emit_length
+        return emissions
 
     def _gather(self, env: np.ndarray, start: np.ndarray, length: np.ndarray) -> dict:
         """Stacks the emitted sequences: env, start (padded index), length, each int [K]."""
