@@ -34,7 +34,9 @@ from typing import Sequence
 
 import keras
 
-__all__ = ["QNetworkConfig", "MaskAwareLSTM", "build_q_network", "initial_state_inputs"]
+from r2d2_state.lstm import FusedLSTM
+
+__all__ = ["QNetworkConfig", "FusedLSTM", "MaskAwareLSTM", "build_q_network", "initial_state_inputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,7 @@ def build_q_network(config: QNetworkConfig, *, stateful: bool, batch_size: int |
 
     finals = []
     for i, units in enumerate(config.lstm_units):
-        lstm = MaskAwareLSTM(units, return_sequences=True, return_state=not stateful,
+        lstm = FusedLSTM(units, return_sequences=True, return_state=not stateful,
                              stateful=stateful, name=f"lstm_{i}")
         if stateful:
             x = lstm(x, mask=mask)
@@ -137,28 +139,8 @@ def build_q_network(config: QNetworkConfig, *, stateful: bool, batch_size: int |
     return keras.Model(inputs=all_inputs, outputs=[q, finals], name=name or "q_network_stateless")
 
 
-@keras.saving.register_keras_serializable(package="r2d2_state")
-class MaskAwareLSTM(keras.layers.LSTM):
-    """``keras.layers.LSTM`` that runs its plain loop when every step of the batch is valid.
-
-    Keras's masked loop selects outputs and states with ``where`` at every step, which
-    costs most in the backward pass. Replayed sequences are masked only where they are
-    padded, so the layer checks the mask once and takes the unmasked loop when nothing
-    is masked (same numbers, tested). It is a ``keras.layers.LSTM`` in every other way:
-    stateful, weights, ``initial_state`` and :mod:`r2d2_state.state` work unchanged.
-    """
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        base = super(MaskAwareLSTM, self).inner_loop
-        if mask is None:
-            return base(sequences, initial_state, None, training=training)
-        return keras.ops.cond(
-            keras.ops.all(mask),
-            lambda: base(sequences, initial_state, None, training=training),
-            lambda: base(sequences, initial_state, mask, training=training),
-        )
+MaskAwareLSTM = FusedLSTM
+"""The former name of the network's LSTM layer (now :class:`r2d2_state.lstm.FusedLSTM`)."""
 
 
 def _torso(config: QNetworkConfig) -> keras.layers.Layer:

@@ -6,6 +6,8 @@ machine is noisy). Also measured in the same run:
 
 - naive: a plain Keras 3 step of that size (stateless LSTM, zero start state, gradient
   through all 125 steps, target net unrolled too, 1-step TD): the peer to beat;
+- the stateful step with XLA on vs off (``R2D2Config.jit_compile``; whichever is not the
+  default is the extra variant);
 - floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
   matmul per LSTM step, forward and backward counted), run as one large matmul.
 
@@ -109,6 +111,8 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
                                     lstm_units=(units,), head_units=units)
     data, weights = random_batch(config, network_config)
     learners = {core: R2D2Learner(config, network_config, core=core) for core in ("stateful", "stateless")}
+    # The stateful step with the other XLA setting than the default, for the XLA ratio.
+    learners["stateful_other_jit"] = R2D2Learner(config.replace(jit_compile=not config.jit_compile), network_config)
     calls = {core: (lambda l=l: l.step(data, weights)) for core, l in learners.items()}
     calls["naive"] = _naive_step_fn(config, network_config)
     for call in calls.values():
@@ -116,14 +120,18 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     # Interleave the variants round by round and keep each one's best round, so that load
     # from other processes hits all of them alike.
     results = {name: float("inf") for name in calls}
-    paired = []
+    paired, paired_xla = [], []
     for _ in range(3 if quick else 7):
         times = {name: _time_steps(call, steps, 1) for name, call in calls.items()}
         for name, seconds in times.items():
             results[name] = min(results[name], seconds)
         paired.append(times["stateful"] / times["stateless"])
+        xla, plain = ((times["stateful"], times["stateful_other_jit"]) if config.jit_compile
+                      else (times["stateful_other_jit"], times["stateful"]))
+        paired_xla.append(xla / plain)
     # The ratio is the median of back-to-back pairs: robust to the machine's drift.
     results["stateful_over_stateless"] = float(np.median(paired))
+    results["xla_over_no_xla"] = float(np.median(paired_xla))
     for core, learner in learners.items():
         if learner.trace_count != 1:
             raise RuntimeError(f"{core} learner step retraced: {learner.trace_count} traces")
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or (10 if units <= 128 else 2)
         r = measure(units, steps, args.quick)
         ratio = r["stateful_over_stateless"]
+        print(f"      XLA / no XLA (stateful, median of paired rounds): {r['xla_over_no_xla']:.3f}")
         print(f"{units:>5} {r['stateful'] * 1e3:>12.1f} {r['stateless'] * 1e3:>13.1f} {r['naive'] * 1e3:>9.1f} "
               f"{r['floor'] * 1e3:>9.1f} {1 / r['stateful']:>8.2f} {ratio:>19.3f} "
               f"{r['stateful'] / r['naive']:>9.2f} {r['stateful'] / r['floor']:>9.2f}", flush=True)
@@ -156,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"stateful_over_naive_time_lstm{units}"] = round(r["stateful"] / r["naive"], 3)
         summary[f"stateful_over_floor_time_lstm{units}"] = round(r["stateful"] / r["floor"], 3)
         summary[f"stateful_over_stateless_time_lstm{units}"] = round(ratio, 3)
+        summary[f"xla_over_no_xla_time_lstm{units}"] = round(r["xla_over_no_xla"], 3)
     ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
     summary["stateful_over_stateless_time"] = round(max(ratios), 3)
     summary["load_average_1min"] = round(os.getloadavg()[0], 2)

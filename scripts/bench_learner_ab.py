@@ -1,0 +1,102 @@
+"""Learner step with this tree's LSTM layer vs a git revision's, XLA on and off, interleaved.
+
+    python scripts/bench_learner_ab.py --base 87a61ec --units 64 --steps 5 --rounds 7
+
+Builds the same ``R2D2Learner`` (stateful core, batch 64, 40 + 80 + 5) four times: with the
+base revision's LSTM layer (``MaskAwareLSTM`` of its ``r2d2_state/networks.py``) or this
+tree's ``FusedLSTM``, each with ``jit_compile`` off and on, and times them round by round.
+Ratios are medians of paired rounds, of wall time and of this process's CPU time (the
+latter survives a machine shared with other jobs better). Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def base_lstm(revision: str, directory: str):
+    """The LSTM layer class of the base revision's ``r2d2_state/networks.py``."""
+    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:r2d2_state/networks.py"],
+                            check=True, capture_output=True, text=True).stdout
+    file = os.path.join(directory, "base_networks.py")
+    with open(file, "w") as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location("base_networks", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, "MaskAwareLSTM", None) or module.FusedLSTM
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="87a61ec")
+    parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="learner steps per round and variant")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    sys.path.insert(0, ROOT)
+
+    import keras
+
+    import r2d2_state.networks as networks
+    from agents.r2d2.config import R2D2Config
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.synthetic import random_batch
+
+    keras.utils.set_random_seed(0)
+    config = R2D2Config(lstm_units=(args.units,))
+    network_config = networks.QNetworkConfig(observation_shape=(4,), num_actions=4, mlp_units=(64,),
+                                             lstm_units=(args.units,), head_units=args.units)
+    data, weights = random_batch(config, network_config)
+    ours = networks.FusedLSTM
+    calls = {}
+    with tempfile.TemporaryDirectory() as directory:
+        layers = {"base": base_lstm(args.base, directory), "fused": ours}
+        for layer_name, layer in layers.items():
+            for jit in (False, True):
+                networks.FusedLSTM = layer  # what build_q_network instantiates
+                try:
+                    learner = R2D2Learner(config.replace(jit_compile=jit), network_config)
+                finally:
+                    networks.FusedLSTM = ours
+                name = f"{layer_name}{'_xla' if jit else ''}"
+                calls[name] = lambda learner=learner: learner.step(data, weights)
+                calls[name]()  # trace (and compile)
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for _ in range(args.rounds):
+        for name, call in calls.items():
+            w, c = time.perf_counter(), time.process_time()
+            for _ in range(args.steps):
+                call()
+            wall[name].append((time.perf_counter() - w) / args.steps)
+            cpu[name].append((time.process_time() - c) / args.steps)
+    result: dict[str, float] = {}
+    print(f"LSTM {args.units}: {'variant':>10} {'wall ms':>9} {'x base':>7} {'cpu ms':>8} {'x base (cpu)':>13}")
+    for name in calls:
+        ratio = float(np.median(np.array(wall[name]) / np.array(wall["base"])))
+        ratio_cpu = float(np.median(np.array(cpu[name]) / np.array(cpu["base"])))
+        print(f"{'':>9} {name:>10} {1e3 * np.median(wall[name]):>9.1f} {ratio:>7.3f} "
+              f"{1e3 * np.median(cpu[name]):>8.1f} {ratio_cpu:>13.3f}")
+        result[f"{name}_over_base_time_lstm{args.units}"] = round(ratio, 3)
+        result[f"{name}_over_base_cpu_time_lstm{args.units}"] = round(ratio_cpu, 3)
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
