@@ -248,3 +248,39 @@ def test_adder_bad_config(kwargs, match):
     config = dict(replay=None, num_envs=2, burn_in=1, trace_length=2, period=1)
     with pytest.raises(ValueError, match=match):
         SequenceAdder(**dict(config, **kwargs))
+
+
+# ---------------------------------------------------------------- priorities that cannot be sampled
+
+
+@pytest.mark.parametrize("alpha,priority", [(1.0, 1.7e308), (2.0, 1e200)])
+def test_overflowing_priorities_are_refused_everywhere(alpha, priority):
+    replay = SequenceReplay(4, priority_exponent=alpha, seed=0)
+    replay.add(make_item(1))
+    replay.add(make_item(2), priority=3.0)
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.update_priorities(np.array([0]), np.array([priority]))
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.add(make_item(3), priority=priority)
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.add_batch(_stack2(make_item(3)), priorities=np.array([1.0, priority]))
+    assert_unchanged(before, replay)
+    # The largest accepted priority still samples with finite weights and probabilities.
+    replay.update_priorities(np.array([0, 1]), np.array([replay.max_allowed_priority()] * 2))
+    sample = replay.sample(2)
+    assert np.all(np.isfinite(sample.weights)) and np.all(sample.probabilities > 0)
+
+
+@pytest.mark.parametrize("priorities", [np.array([1 + 2j, 1.0]), np.array([True, False]),
+                                        np.array([b"1", b"2"]), np.array(["1", "2"]),
+                                        np.array([1.0, None], dtype=object)])
+def test_priorities_that_are_not_real_numbers_are_refused(replay, priorities):
+    before = snapshot(replay)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.update_priorities(np.array([0, 1]), priorities)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.add_batch(_stack2(make_item(3)), priorities=priorities)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.add(make_item(3), priority=priorities[:1])
+    assert_unchanged(before, replay)
