@@ -287,9 +287,7 @@ class RayTrainingLoop(TrainingLoop):
             ActorUnavailableError = RayActorError  # noqa: N806
         cfg, r, c = self.config, self.config.r2d2, self.counters
         c.setdefault("actor_restarts", 0)
-        if self.resumed_from:
-            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c['env_steps']:,d} env steps, "
-                                f"{int(self.learner.num_steps.numpy()):,d} learner steps, replay {len(self.replay):,d}")
+        self._announce_start()
         self.logger.message(f"ray backend: {len(self.workers)} actor processes x {r.num_envs} envs, "
                             f"samples per insert {cfg.replay_ratio:g} +- {error_buffer(cfg):g} sequences")
         buffer = error_buffer(cfg)
