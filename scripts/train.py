@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from agents.r2d2.checkpoint import CheckpointError
-    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.loop import RunFailedError, TrainingLoop
 
     if args.ray_address is not None and config.backend != "ray":
         return _error("--ray-address needs --backend ray")
@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileExistsError, ConfigurationError) as error:
         return _error(error)
     print(f"run dir: {loop.run_dir}", flush=True)
-    result = loop.run()
+    try:
+        result = loop.run()
+    except RunFailedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
           f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
     if result.solved_at:

@@ -50,9 +50,16 @@ from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
 from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 from r2d2_state.files import atomic_write_text
 
-__all__ = ["LoopResult", "TrainingLoop", "default_run_dir"]
+__all__ = ["LoopResult", "RunFailedError", "TrainingLoop", "default_run_dir"]
 
 STOP_REASONS = ("env_steps", "time_budget", "solved", "signal")
+
+
+class RunFailedError(RuntimeError):
+    """Training cannot go on (e.g. a Ray actor failed more than max_actor_restarts times).
+
+    Raised after a checkpoint of everything the driver holds was written.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
