@@ -34,11 +34,9 @@ adder). The pending ``collect`` fails with a ``RayActorError``; the driver count
 ``actor_restarts``, logs it and resubmits to the same handle with the current weights.
 Restarts are bounded per worker: the failure after ``max_actor_restarts`` restarts of one
 worker (e.g. a constructor that always raises), or one outage longer than five minutes
-("unavailable" errors while Ray restarts it count once per outage), writes a checkpoint
-and ends the run with
-:class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last error, instead of
-restarting it forever. Sequences the dead
-worker had not returned yet (at most one chunk) are lost; everything already inserted lives
+("unavailable" errors while Ray restarts it count once per outage), writes a checkpoint and
+ends the run with :class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last
+error, instead of restarting it forever. Sequences the dead worker had not returned yet (at most one chunk) are lost; everything already inserted lives
 in the driver's replay and is never touched by a worker failure. The driver itself is a
 single point of failure: checkpoints and ``--resume`` cover it as in the single-process loop.
 
@@ -356,7 +354,8 @@ class RayTrainingLoop(TrainingLoop):
                     except RayActorError as error:  # ActorUnavailableError is one too
                         # "Unavailable" repeats while one death is being restarted: count an
                         # outage once; every "died" error is a failure of its own.
-                        unavailable = isinstance(error, ActorUnavailableError) and ActorUnavailableError is not RayActorError
+                        unavailable = (ActorUnavailableError is not RayActorError
+                                       and isinstance(error, ActorUnavailableError))
                         now = time.monotonic()
                         if not (unavailable and index in down_since):
                             c["actor_restarts"] += 1
