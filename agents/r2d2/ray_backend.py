@@ -36,8 +36,9 @@ Restarts are bounded per worker: the failure after ``max_actor_restarts`` restar
 worker (e.g. a constructor that always raises), or one outage longer than five minutes
 ("unavailable" errors while Ray restarts it count once per outage), writes a checkpoint and
 ends the run with :class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last
-error, instead of restarting it forever. Sequences the dead worker had not returned yet (at most one chunk) are lost; everything already inserted lives
-in the driver's replay and is never touched by a worker failure. The driver itself is a
+error, instead of restarting it forever. Sequences the dead worker had not returned yet
+(at most one chunk) are lost; everything already inserted lives in the driver's replay and
+is never touched by a worker failure. The driver itself is a
 single point of failure: checkpoints and ``--resume`` cover it as in the single-process loop.
 
 Ray is imported only here (and only when this module is used), so the single-process
