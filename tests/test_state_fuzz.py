@@ -51,7 +51,7 @@ def state_arrays(draw):
         return draw(st.sampled_from([None, "h", 1.5, [1.0, 2.0], {"h": 1}]))
     if dtype.kind in "OU":
         return np.zeros(shape, dtype)
-    with np.errstate(over="ignore"):
+    with np.errstate(all="ignore"):
         return np.asarray(draw(st.sampled_from([0.0, 1.0, -2.5, 3e38])) * np.ones(shape)).astype(dtype)
 
 
