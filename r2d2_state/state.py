@@ -134,12 +134,12 @@ def reset_states(model_or_layer: keras.layers.Layer, states: Any = None) -> None
                 var.assign(keras.ops.zeros(var.shape, dtype=var.dtype))
         return
     per_layer = _normalize(model_or_layer, layers, states)
-    checked = [[_checked_value(layer, i, var, value)
-                for i, (var, value) in enumerate(zip(_as_list(layer.states), values))]
-               for layer, values in zip(layers, per_layer)]
-    for layer, values in zip(layers, checked):
-        for var, value in zip(_as_list(layer.states), values):
-            var.assign(value)
+    checked = [(layer, i, var, _checked_value(layer, i, var, value))
+               for layer, values in zip(layers, per_layer)
+               for i, (var, value) in enumerate(zip(_as_list(layer.states), values))]
+    values = _guard_dynamic_shapes(checked)
+    for (_, _, var, _), value in zip(checked, values):
+        var.assign(value)
 
 
 def reset_rows(model_or_layer: keras.layers.Layer, rows: Any, states: Any = None) -> None:
@@ -147,7 +147,10 @@ def reset_rows(model_or_layer: keras.layers.Layer, rows: Any, states: Any = None
 
     Args:
       rows: a boolean mask ``[batch]`` (a numpy array or a tensor, also inside
-        ``tf.function``) or a sequence of integer row indices.
+        ``tf.function``) or integer row indices (a list or numpy array; ``[]`` selects
+        no row). Integer rows of length ``batch`` holding only 0 and 1 are refused as
+        ambiguous (a 0/1 mask or indices?), and so is an integer tensor: pass a bool
+        mask or ``np.flatnonzero(mask)``.
       states: ``None`` for zeros. Otherwise the :func:`get_states` structure
         with every array ``[batch, units]``; only the selected rows are taken
         from it, the other rows keep their current values. This full-batch form
@@ -159,15 +162,16 @@ def reset_rows(model_or_layer: keras.layers.Layer, rows: Any, states: Any = None
     batch = int(_as_list(layers[0].states)[0].shape[0])
     mask = _row_mask(rows, batch, layers[0].name)
     per_layer = (None if states is None else _normalize(model_or_layer, layers, states))
-    updates = []
+    checked = []
     for li, layer in enumerate(layers):
         for i, var in enumerate(_as_list(layer.states)):
             if per_layer is None:
                 new = keras.ops.zeros(var.shape, dtype=var.dtype)
             else:
                 new = _checked_value(layer, i, var, per_layer[li][i])
-            updates.append((var, new))
-    for var, new in updates:
+            checked.append((layer, i, var, new))
+    mask, *values = _guard_dynamic_shapes(checked, mask=(mask, batch, layers[0].name))
+    for (_, _, var, _), new in zip(checked, values):
         keep = keras.ops.reshape(mask, (-1,) + (1,) * (len(var.shape) - 1))
         var.assign(keras.ops.where(keep, new, var.value))
 
@@ -276,10 +280,10 @@ def _checked_value(layer: keras.layers.RNN, index: int, var: Any, value: Any) ->
                 f"state {index} of layer {layer.name!r}: expected an array of shape "
                 f"{tuple(var.shape)}, got {type(value).__name__}"
             )
-    dtype = np.dtype(keras.backend.standardize_dtype(value.dtype))
-    if not np.issubdtype(dtype, np.floating):
+    dtype = _numpy_dtype(value)
+    if dtype is None or not np.issubdtype(dtype, np.floating):
         raise TypeError(
-            f"state {index} of layer {layer.name!r}: expected a float array, got dtype {dtype}"
+            f"state {index} of layer {layer.name!r}: expected a float array, got dtype {value.dtype}"
         )
     expected = tuple(int(d) for d in var.shape)
     given = _shape(value)
@@ -291,27 +295,86 @@ def _checked_value(layer: keras.layers.RNN, index: int, var: Any, value: Any) ->
     return keras.ops.cast(value, var.dtype)
 
 
+def _numpy_dtype(x: Any) -> np.dtype | None:
+    """The numpy dtype of an array or tensor; None for dtypes Keras does not know (object, str)."""
+    try:
+        return np.dtype(keras.backend.standardize_dtype(x.dtype))
+    except (ValueError, TypeError):
+        return None
+
+
+def _guard_dynamic_shapes(checked: list[tuple], mask: tuple | None = None) -> list[Any]:
+    """The values of ``checked`` [(layer, index, variable, value)], after ``mask``'s value,
+    each made to depend on a run-time shape check of *every* value.
+
+    Inside ``tf.function`` a value may have a dynamic batch (``[None, units]``), which
+    passes the trace-time check; without this guard the first layer's assignment could
+    run before a later layer's wrong batch fails. Every value with an unknown dimension
+    goes through ``tf.ensure_shape`` (an ``InvalidArgumentError`` "Shape of tensor ...
+    [5,5] is not compatible with expected shape [4,5]"), and all values then pass through
+    one ``tf.identity_n``, which runs only when every check has passed. This must be a
+    data dependency: Grappler's constant folding drops control dependencies on asserts
+    whose shapes it learns when the function runs.
+    """
+    values = ([mask[0]] if mask is not None else []) + [value for *_, value in checked]
+    if _executing_eagerly():
+        return values
+    import tensorflow as tf
+
+    guarded, dynamic = [], False
+    if mask is not None:
+        mask_value, batch, _ = mask
+        if any(d is None for d in _shape(mask_value)):
+            dynamic = True
+            mask_value = tf.ensure_shape(mask_value, (batch,))
+        guarded.append(mask_value)
+    for layer, index, var, value in checked:
+        if any(d is None for d in _shape(value)):
+            dynamic = True
+            value = tf.ensure_shape(value, tuple(int(d) for d in var.shape))
+        guarded.append(value)
+    return tf.identity_n(guarded) if dynamic else values
+
+
 def _row_mask(rows: Any, batch: int, layer_name: str) -> Any:
     """A boolean ``[batch]`` mask from a mask or from row indices, validated."""
-    if _is_array(rows) and np.dtype(keras.backend.standardize_dtype(rows.dtype)) == np.bool_:
-        if _shape(rows) != (batch,):
-            raise ValueError(
-                f"row mask for layer {layer_name!r}: expected shape ({batch},), got {_shape(rows)}"
-            )
+    where = f"rows for layer {layer_name!r}"
+    if _is_array(rows) and not isinstance(rows, np.ndarray):  # a tensor: only a bool mask
+        dtype = _numpy_dtype(rows)
+        if dtype != np.bool_:
+            raise TypeError(
+                f"{where}: a tensor must be a boolean mask of shape ({batch},), got dtype {rows.dtype} "
+                "(pass integer indices as a list or numpy array)")
+        given = _shape(rows)
+        if len(given) != 1 or given[0] not in (None, batch) or (given[0] is None and _executing_eagerly()):
+            raise ValueError(f"row mask for layer {layer_name!r}: expected shape ({batch},), got {given}")
         return keras.ops.convert_to_tensor(rows)
-    if _is_array(rows) and not _executing_eagerly() and not isinstance(rows, np.ndarray):
-        raise TypeError("inside tf.function, rows must be a boolean mask tensor of shape [batch]")
-    index = np.asarray(rows)
+    try:
+        index = np.asarray(rows)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"{where}: expected a boolean mask [{batch}] or integer indices, got {rows!r} "
+                        f"({error})") from None
     if index.dtype == np.bool_:
-        return _row_mask(index, batch, layer_name)
-    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        if index.shape != (batch,):
+            raise ValueError(
+                f"row mask for layer {layer_name!r}: expected shape ({batch},), got {index.shape}"
+            )
+        return keras.ops.convert_to_tensor(index)
+    if index.size == 0 and index.ndim == 1:
+        return keras.ops.convert_to_tensor(np.zeros(batch, dtype=bool))  # no row selected
+    if index.ndim != 1 or index.dtype.kind not in "iu":
         raise TypeError(
-            f"rows for layer {layer_name!r}: expected a boolean mask [{batch}] or integer indices, "
-            f"got {rows!r}"
+            f"{where}: expected a boolean mask [{batch}] or integer indices, got {rows!r} "
+            f"(dtype {index.dtype}, shape {index.shape})"
         )
-    if index.size and (index.min() < -batch or index.max() >= batch):
+    if index.min() < -batch or index.max() >= batch:
         raise IndexError(
-            f"rows for layer {layer_name!r}: indices must be in [0, {batch}), got {index.tolist()}"
+            f"{where}: indices must be in [0, {batch}), got {index.tolist()}"
+        )
+    if index.shape == (batch,) and np.isin(index, (0, 1)).all():
+        raise ValueError(
+            f"{where}: {index.tolist()} is ambiguous (a 0/1 mask or row indices?); pass a boolean "
+            f"mask (np.asarray(rows, bool)) or the row indices (np.flatnonzero(mask))"
         )
     mask = np.zeros(batch, dtype=bool)
     mask[index] = True

@@ -9,7 +9,8 @@ Examples::
 Runs N episodes with a batch-1 stateful network (greedy unless ``--epsilon``), prints
 ``mean +- std, min, max``, writes ``RUN_DIR/eval.json`` and ``RUN_DIR/learning_curve.png``
 and, with ``--video``, ``RUN_DIR/episode.gif`` if the environment renders rgb_array.
-A corrupt or truncated checkpoint is refused (exit 2) with the file named.
+A corrupt or truncated checkpoint, an invalid config.json or environment is refused with
+one ``error:`` line (exit 2). A missing or broken metrics.csv only skips the picture.
 """
 
 from __future__ import annotations
@@ -34,26 +35,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", action="store_true", help="also write RUN_DIR/episode.gif if the env renders")
     args = parser.parse_args(argv)
     if args.episodes < 1:
-        parser.error(f"--episodes must be >= 1, got {args.episodes!r}")
+        return _error(f"--episodes must be >= 1, got {args.episodes!r}")
     if not 0.0 <= args.epsilon <= 1.0:
-        parser.error(f"--epsilon must be in [0, 1], got {args.epsilon!r}")
+        return _error(f"--epsilon must be in [0, 1], got {args.epsilon!r}")
+    if args.num_envs < 1:
+        return _error(f"--num-envs must be >= 1, got {args.num_envs!r}")
 
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.evaluation import evaluate_run
+    from agents.r2d2.train_config import ConfigurationError
 
     try:
         out = evaluate_run(args.run_dir, episodes=args.episodes, epsilon=args.epsilon, num_envs=args.num_envs,
                            checkpoint=args.checkpoint, video=args.video, seed=args.seed)
-    except (CheckpointError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (CheckpointError, FileNotFoundError, ConfigurationError) as error:
+        return _error(error)
     print(f"{out['env_id']} checkpoint {out['checkpoint']} ({out['env_steps']:,d} env steps): {out['summary']}")
     if out["solve_threshold"] is not None:
         print(f"solve threshold {out['solve_threshold']:g}: {'solved' if out['solved'] else 'not solved'}")
     if args.video:
         print(out["video_message"])
-    print(f"eval json: {out['eval_json']}\nlearning curve: {out['learning_curve']}")
+    print(f"eval json: {out['eval_json']}\n{out['learning_curve_message']}")
     return 0
+
+
+def _error(message: object) -> int:
+    """Configuration errors: one line on stderr, exit status 2 (no usage text, no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

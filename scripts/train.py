@@ -32,13 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from agents.r2d2.presets import DEFAULT_PRESET, GENERIC_PRESET, PRESETS, get_preset  # noqa: E402
-from agents.r2d2.train_config import TrainConfig, apply_overrides, flat_fields  # noqa: E402
-
-# Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
-RESUME_OVERRIDABLE = {"total_env_steps", "time_budget_s", "stop_at_threshold", "log_every",
-                      "checkpoint_every", "keep_checkpoints", "progress", "eval_every", "eval_episodes",
-                      # Where the actors run does not change what is checkpointed.
-                      "backend", "num_actors", "samples_per_insert_tolerance"}
+from agents.r2d2.train_config import (RESUME_OVERRIDABLE, ConfigurationError, TrainConfig,  # noqa: E402
+                                      apply_overrides, flat_fields)
 # Config fields that also get a dashed spelling (--num-actors as in the docs).
 DASHED_ALIASES = {"num_actors": "--num-actors"}
 
@@ -85,11 +80,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         config_path = os.path.join(args.resume, "config.json")
         if not os.path.isfile(config_path):
-            raise SystemExit(f"--resume {args.resume!r}: not a run directory ({config_path!r} does not exist)")
+            raise ConfigurationError(f"--resume {args.resume!r}: not a run directory ({config_path!r} does not exist)")
         refused = sorted(set(overrides) - RESUME_OVERRIDABLE)
         if refused:
-            raise SystemExit(f"--resume keeps the run's config; these flags cannot change: {refused}")
+            raise ConfigurationError(f"--resume keeps the run's config; these flags cannot change: {refused}")
         return apply_overrides(TrainConfig.from_json_file(config_path), overrides)
+    if args.checkpoint is not None:
+        raise ConfigurationError(f"--checkpoint {args.checkpoint!r} needs --resume RUN_DIR (it picks the checkpoint "
+                                 "to resume from)")
     preset = args.preset
     if preset is None:
         # Another env without a preset gets the hyperparameters meant for any small memory task.
@@ -100,36 +98,45 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return apply_overrides(base, overrides)
 
 
+def _error(message: object) -> int:
+    """Configuration and environment errors: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+    except ValueError as error:  # ConfigurationError, or a flag value that does not parse
+        return _error(error)
     if args.print_config:
         print(config.to_json())
         return 0
 
     from agents.r2d2.checkpoint import CheckpointError
-    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.loop import RunFailedError, TrainingLoop
 
     if args.ray_address is not None and config.backend != "ray":
-        raise SystemExit("error: --ray-address needs --backend ray")
+        return _error("--ray-address needs --backend ray")
     kwargs = dict(resume=bool(args.resume), checkpoint=args.checkpoint, process_start=PROCESS_START)
     try:
         if config.backend == "ray":
             try:
                 from agents.r2d2.ray_backend import RayTrainingLoop
             except ImportError as error:
-                raise SystemExit(f"error: --backend ray needs Ray ({error}); pip install -e '.[ray]'") from None
+                return _error(f"--backend ray needs Ray ({error}); pip install -e '.[ray]'")
             loop = RayTrainingLoop(config, args.resume or None, ray_address=args.ray_address, **kwargs)
         else:
             loop = TrainingLoop(config, args.resume or None, **kwargs)
-    except (CheckpointError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (CheckpointError, FileExistsError, ConfigurationError) as error:
+        return _error(error)
     print(f"run dir: {loop.run_dir}", flush=True)
-    result = loop.run()
+    try:
+        result = loop.run()
+    except RunFailedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
           f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
     if result.solved_at:
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = evaluate_run(result.run_dir, episodes=config.eval_episodes, epsilon=config.r2d2.eval_epsilon)
         print(f"evaluation: {out['summary']}")
-        print(f"eval json: {out['eval_json']}\nlearning curve: {out['learning_curve']}")
+        print(f"eval json: {out['eval_json']}\n{out['learning_curve_message']}")
     print(f"run dir: {result.run_dir}")
     return 0
 

@@ -148,3 +148,186 @@ def test_an_env_without_a_preset_gets_the_generic_memory_preset():
     # No --env: the default preset, unchanged.
     plain = json.loads(_run(TRAIN, "--print-config", timeout=120).stdout)
     assert plain["env_id"] == default.env_id and plain["r2d2"]["discount"] == default.r2d2.discount
+
+
+# ---------------------------------------------------------------- failed starts: one line, exit 2, nothing on disk
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", os.path.join(ROOT, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--env", "Pendulum-v1"], ["Pendulum-v1", "Discrete"]),
+    (["--env", "r2d2_state/NoSuchEnv-v0"], ["NoSuchEnv"]),
+    (["--env_kwargs", '{"no_such_kwarg": 1}'], ["no_such_kwarg"]),
+    (["--seed", "-1"], ["seed", "-1"]),
+    (["--checkpoint", "ckpt-000000000400"], ["--checkpoint", "--resume"]),
+])
+def test_failed_start_is_one_error_line_and_creates_nothing(tmp_path, capsys, flags, words):
+    run_dir = tmp_path / "run"
+    code = _script("train").main(["--preset", "smoke", "--run_dir", str(run_dir), "--progress", "none", *flags])
+    assert code == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line
+    assert not run_dir.exists()
+    # The same directory still starts a new run (nothing blocks it).
+    assert not os.path.exists(run_dir / "config.json")
+
+
+def test_failed_start_subprocess_has_no_traceback(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _run(*_smoke_args(str(run_dir), "--env", "Pendulum-v1"), timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert not run_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.presets import get_preset
+
+    run_dir = str(tmp_path_factory.mktemp("scripts") / "run")
+    config = get_preset("smoke").replace(progress="none", run_dir=run_dir, total_env_steps=400)
+    TrainingLoop(config).run()
+    return run_dir
+
+
+def _copy_run(finished_run, tmp_path) -> str:
+    import shutil
+
+    target = str(tmp_path / "copy")
+    shutil.copytree(finished_run, target)
+    return target
+
+
+def _files(directory: str) -> dict[str, bytes]:
+    out = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as file:
+                out[os.path.relpath(os.path.join(root, name), directory)] = file.read()
+    return out
+
+
+def _damage(run_dir: str, damage: str) -> None:
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(checkpoints, "latest")) as file:
+        name = file.read().strip()
+    if damage == "garbage_config":
+        with open(os.path.join(run_dir, "config.json"), "wb") as file:
+            file.write(b"\x00\xffnot json")
+    elif damage == "config_wrong_type":
+        with open(os.path.join(run_dir, "config.json"), "w") as file:
+            file.write('{"r2d2": {"replay_capacity": "big"}}')
+    elif damage == "garbage_metrics":
+        with open(os.path.join(run_dir, "metrics.csv"), "wb") as file:
+            file.write(b"\xff\xfe\x00\x01binary")
+    elif damage == "binary_latest":
+        with open(os.path.join(checkpoints, "latest"), "wb") as file:
+            file.write(b"\x89PNG\x00\xff")
+    elif damage == "manifest_entry_type":
+        path = os.path.join(checkpoints, name, "MANIFEST.json")
+        with open(path) as file:
+            manifest = json.load(file)
+        manifest["files"]["weights.npz"] = ["not", "a", "dict"]
+        with open(path, "w") as file:
+            json.dump(manifest, file)
+    elif damage == "edited_capacity":
+        path = os.path.join(run_dir, "config.json")
+        with open(path) as file:
+            values = json.load(file)
+        values["r2d2"]["replay_capacity"] += 100
+        with open(path, "w") as file:
+            json.dump(values, file)
+
+
+@pytest.mark.parametrize("damage,words", [
+    ("garbage_config", ["config.json"]), ("config_wrong_type", ["config.json"]),
+    ("garbage_metrics", ["metrics.csv"]), ("binary_latest", ["latest", "corrupt"]),
+    ("manifest_entry_type", ["weights.npz", "MANIFEST.json"]),
+    ("edited_capacity", ["r2d2.replay_capacity", "no longer matches"]),
+])
+def test_failed_resume_is_one_error_line_and_changes_nothing(finished_run, tmp_path, capsys, damage, words):
+    run_dir = _copy_run(finished_run, tmp_path)
+    _damage(run_dir, damage)
+    before = _files(run_dir)
+    code = _script("train").main(["--resume", run_dir, "--total_env_steps", "5000", "--progress", "none"])
+    assert code == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line
+    assert _files(run_dir) == before  # config.json keeps the old budget, no checkpoint moved
+
+
+@pytest.mark.parametrize("damage,args,words", [
+    ("garbage_config", [], ["config.json"]), ("binary_latest", [], ["latest"]),
+    ("manifest_entry_type", [], ["weights.npz"]), (None, ["--num-envs", "0"], ["--num-envs", "0"]),
+])
+def test_evaluate_errors_are_one_line(finished_run, tmp_path, capsys, damage, args, words):
+    run_dir = _copy_run(finished_run, tmp_path)
+    if damage:
+        _damage(run_dir, damage)
+    before = _files(run_dir)
+    code = _script("evaluate").main([run_dir, "--episodes", "2", *args])
+    assert code == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line
+    assert _files(run_dir) == before
+
+
+@pytest.mark.parametrize("damage", ["garbage_metrics", "missing_metrics"])
+def test_evaluation_is_written_without_a_usable_learning_curve_input(finished_run, tmp_path, capsys, damage):
+    run_dir = _copy_run(finished_run, tmp_path)
+    if damage == "missing_metrics":
+        os.remove(os.path.join(run_dir, "metrics.csv"))
+    else:
+        _damage(run_dir, damage)
+    code = _script("evaluate").main([run_dir, "--episodes", "2"])
+    assert code == 0
+    assert "no learning curve" in capsys.readouterr().out
+    with open(os.path.join(run_dir, "eval.json")) as file:
+        assert json.load(file)["episodes"] == 2
+    assert not os.path.exists(os.path.join(run_dir, "learning_curve.png"))
+
+
+def test_existing_run_hint_names_a_real_flag(finished_run, capsys):
+    code = _script("train").main(["--preset", "smoke", "--run_dir", finished_run, "--progress", "none"])
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert "--run_dir" in line and "--run-dir" not in line
+    assert "--run_dir" in _script("train").build_parser().format_help()
+
+
+def test_learning_curve_is_written_atomically(finished_run, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from agents.r2d2.evaluation import plot_learning_curve
+
+    png = tmp_path / "curve.png"
+    png.write_bytes(b"old picture")
+
+    def crash(self, file, **kwargs):
+        file.write(b"\x89PNG half")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", crash)
+    with pytest.raises(OSError, match="disk full"):
+        plot_learning_curve(os.path.join(finished_run, "metrics.csv"), str(png))
+    assert png.read_bytes() == b"old picture" and os.listdir(tmp_path) == ["curve.png"]

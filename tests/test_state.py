@@ -213,3 +213,77 @@ def test_unbuilt_stateful_layer_is_refused():
     lstm = keras.layers.LSTM(U, stateful=True, name="unbuilt")
     with pytest.raises(ValueError, match="'unbuilt' is not built"):
         get_states(lstm)
+
+
+# ------------------------------------------------------------------------------- edges
+
+
+def test_graph_mode_dynamic_batch_checks_every_layer_before_assigning(built):
+    before = _snapshot(built)
+    spec = tf.TensorSpec([None, U], tf.float32)
+
+    @tf.function(input_signature=[spec] * 4)
+    def restore(h0, c0, h1, c1):
+        reset_states(built, [[h0, c0], [h1, c1]])
+
+    good = np.ones((B, U), np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"h1 \[5,5\] is not compatible with expected shape \[4,5\]"):
+        restore(good, good, np.ones((B + 1, U), np.float32), good)
+    _assert_same(get_states(built), before)  # layer 0 was valid but must not have been written
+    restore(good, good, good, good)
+    assert all((s == 1).all() for layer in get_states(built) for s in layer)
+
+
+def test_graph_mode_dynamic_batch_rows_checked_before_assigning(built):
+    before = _snapshot(built)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.bool), tf.TensorSpec([None, U], tf.float32)])
+    def reset_some(mask, h):
+        reset_rows(built, mask, [[h, h], [h, h]])
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[5,5\] is not compatible with expected shape \[4,5\]"):
+        reset_some(np.ones(B, bool), np.ones((B + 1, U), np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[5\] is not compatible with expected shape \[4\]"):
+        reset_some(np.ones(B + 1, bool), np.ones((B, U), np.float32))
+    _assert_same(get_states(built), before)
+
+
+@pytest.mark.parametrize("rows", [np.array([1, 0, 0, 1]), [0, 1, 1, 0], np.array([0, 0, 0, 0], np.uint8)])
+def test_integer_zero_one_rows_of_batch_length_are_refused_as_ambiguous(built, rows):
+    before = _snapshot(built)
+    with pytest.raises(ValueError, match="ambiguous.*np.flatnonzero"):
+        reset_rows(built, rows)
+
+    @tf.function
+    def traced():
+        reset_rows(built, rows)
+
+    with pytest.raises(ValueError, match="ambiguous"):
+        traced()
+    _assert_same(get_states(built), before)
+
+
+def test_integer_tensor_rows_are_refused_eagerly_and_in_graph(built):
+    before = _snapshot(built)
+    with pytest.raises(TypeError, match="lstm0.*boolean mask"):
+        reset_rows(built, tf.constant([1, 0, 0, 1]))
+    with pytest.raises(TypeError, match="lstm0.*boolean mask"):
+        tf.function(lambda rows: reset_rows(built, rows))(tf.constant([1, 0, 0, 1]))
+    _assert_same(get_states(built), before)
+
+
+def test_empty_rows_select_nothing(built):
+    before = _snapshot(built)
+    reset_rows(built, [])
+    reset_rows(built, np.array([], np.int64))
+    _assert_same(get_states(built), before)
+
+
+def test_object_arrays_name_the_layer(built):
+    before = _snapshot(built)
+    bad = np.array([[None] * U] * B, dtype=object)
+    with pytest.raises(TypeError, match="state 0 of layer 'lstm1'.*float"):
+        reset_states(built, [[np.zeros((B, U))] * 2, [bad, np.zeros((B, U))]])
+    with pytest.raises(TypeError, match="lstm0"):
+        reset_rows(built, np.array([object(), 1], dtype=object))
+    _assert_same(get_states(built), before)

@@ -17,7 +17,15 @@ goes into ``checkpoints/.tmp-<random>/``, each file and the directory are fsynce
 manifest is written last, the directory is renamed to its final name (atomic), and then
 ``latest`` is replaced by write-temp-and-rename. A crash (even ``kill -9``) at any point
 leaves ``latest`` naming a complete checkpoint or the previous one. Old checkpoints are
-pruned only after a new one is complete, and never the one ``latest`` names.
+pruned only after a new one is complete, and never the one ``latest`` names nor a newer one.
+
+A save never adopts a directory it did not write in that call: if ``ckpt-<step>`` already
+exists (e.g. written by a run that was resumed from an older checkpoint, or by another
+run), the new checkpoint is written all the same and the old directory is moved aside into
+``checkpoints/superseded-<time>/`` (:attr:`CheckpointManager.superseded` says where).
+Resuming from an older checkpoint moves every newer one there first
+(:meth:`CheckpointManager.supersede_newer_than`): they belong to a history the resumed run
+replaces, and are kept, never deleted, never silently reused.
 
 Reading (:meth:`CheckpointManager.verify` / :meth:`load`) checks the manifest first: a
 missing, truncated or altered file raises :class:`CheckpointError` naming the file and
@@ -40,6 +48,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -55,6 +64,7 @@ REPLAY = "replay.npz"
 WEIGHTS = "weights.npz"
 LEARNER_PREFIX = "learner"
 _PREFIX = "ckpt-"
+SUPERSEDED_PREFIX = "superseded-"
 _FORMAT = "r2d2_state.checkpoint"
 _VERSION = 1
 
@@ -82,6 +92,8 @@ class CheckpointManager:
         self.run_dir = os.path.abspath(os.fspath(run_dir))
         self.directory = os.path.join(self.run_dir, "checkpoints")
         self.keep = int(keep)
+        self.superseded: list[tuple[str, str]] = []
+        """(checkpoint name, where it was moved) for every checkpoint this manager moved aside."""
 
     # ------------------------------------------------------------------ listing
 
@@ -97,10 +109,13 @@ class CheckpointManager:
         pointer = os.path.join(self.directory, LATEST)
         try:
             with open(pointer, encoding="utf-8") as file:
-                name = file.read().strip()
+                name = file.read(4096).strip()
         except FileNotFoundError:
             return None
-        if not name.startswith(_PREFIX) or os.sep in name or "/" in name:
+        except (UnicodeDecodeError, IsADirectoryError, OSError) as error:
+            raise CheckpointError(f"{pointer!r} is corrupt: expected a checkpoint name as text "
+                                  f"({type(error).__name__}: {error})") from None
+        if not name.startswith(_PREFIX) or os.sep in name or "/" in name or not name.isprintable():
             raise CheckpointError(f"{pointer!r} is corrupt: expected a checkpoint name, got {name!r}")
         return name
 
@@ -116,43 +131,81 @@ class CheckpointManager:
     ) -> str:
         """Write checkpoint ``ckpt-<step>`` atomically; returns its path.
 
-        If a checkpoint with that name already exists (nothing happened since it was
-        written), it is kept as is and only ``latest`` is pointed at it.
+        Always writes: an existing ``ckpt-<step>`` directory (not written by this call) is
+        moved aside into ``superseded-<time>/`` once the new one is complete, and recorded
+        in :attr:`superseded`.
         """
         import tensorflow as tf  # the replay side of this module needs no TensorFlow
 
         os.makedirs(self.directory, exist_ok=True)
         name = f"{_PREFIX}{int(step):012d}"
         final = os.path.join(self.directory, name)
-        if not os.path.isdir(final):
-            temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
-            try:
-                tf.train.Checkpoint(**trackables).write(os.path.join(temp, LEARNER_PREFIX))
-                replay.save(os.path.join(temp, REPLAY))
-                if weights is not None:
-                    with open(os.path.join(temp, WEIGHTS), "wb") as file:
-                        np.savez(file, **{f"w{i:04d}": np.asarray(w) for i, w in enumerate(weights)})
-                _write_text(os.path.join(temp, STATE), json.dumps(dict(state), indent=2, sort_keys=True))
-                files = sorted(f for f in os.listdir(temp) if f != MANIFEST)
-                for f in files:
-                    fsync_file(os.path.join(temp, f))
-                manifest = {"format": _FORMAT, "version": _VERSION, "step": int(step),
-                            "files": {f: _describe(os.path.join(temp, f)) for f in files}}
-                _write_text(os.path.join(temp, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
-                fsync_directory(temp)
-                os.replace(temp, final)
-            except BaseException:
-                shutil.rmtree(temp, ignore_errors=True)
-                raise
+        temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
+        try:
+            tf.train.Checkpoint(**trackables).write(os.path.join(temp, LEARNER_PREFIX))
+            replay.save(os.path.join(temp, REPLAY))
+            if weights is not None:
+                with open(os.path.join(temp, WEIGHTS), "wb") as file:
+                    np.savez(file, **{f"w{i:04d}": np.asarray(w) for i, w in enumerate(weights)})
+            _write_text(os.path.join(temp, STATE), json.dumps(dict(state), indent=2, sort_keys=True))
+            files = sorted(f for f in os.listdir(temp) if f != MANIFEST)
+            for f in files:
+                fsync_file(os.path.join(temp, f))
+            manifest = {"format": _FORMAT, "version": _VERSION, "step": int(step),
+                        "files": {f: _describe(os.path.join(temp, f)) for f in files}}
+            _write_text(os.path.join(temp, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+            fsync_directory(temp)
+            if os.path.lexists(final):
+                # Never adopt it: it may be corrupt or another history's. Keep it aside.
+                self._move_aside([name])
+            os.replace(temp, final)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
         atomic_write_text(os.path.join(self.directory, LATEST), name + "\n")
         self._prune(keep_name=name)
         return final
 
+    def supersede_newer_than(self, name: str) -> tuple[str | None, list[str]]:
+        """Point ``latest`` at checkpoint ``name`` and move every newer checkpoint aside.
+
+        For a resume from an older checkpoint: the newer ones belong to the history the
+        resumed run replaces. They go into ``checkpoints/superseded-<time>/`` (kept, not
+        deleted) so that later saves and ``latest`` can never mix the two histories.
+
+        Returns:
+          (the superseded directory or None if nothing was newer, the names moved).
+        """
+        name = os.path.basename(os.path.normpath(name))
+        newer = [n for n in self.names() if n > name]
+        if self.latest_name() != name:
+            # First the pointer (to a checkpoint that exists), then the moves: a crash in
+            # between leaves a sound latest.
+            atomic_write_text(os.path.join(self.directory, LATEST), name + "\n")
+        if not newer:
+            return None, []
+        return self._move_aside(newer), newer
+
+    def _move_aside(self, names: list[str]) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = os.path.join(self.directory, f"{SUPERSEDED_PREFIX}{stamp}")
+        suffix = 1
+        while os.path.lexists(target) and any(os.path.lexists(os.path.join(target, n)) for n in names):
+            suffix += 1
+            target = os.path.join(self.directory, f"{SUPERSEDED_PREFIX}{stamp}-{suffix}")
+        os.makedirs(target, exist_ok=True)
+        for n in names:
+            os.replace(os.path.join(self.directory, n), os.path.join(target, n))
+            self.superseded.append((n, target))
+        fsync_directory(target)
+        fsync_directory(self.directory)
+        return target
+
     def _prune(self, keep_name: str) -> None:
-        names = self.names()
-        for old in names[: max(0, len(names) - self.keep)]:
-            if old != keep_name:
-                shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
+        # Only checkpoints older than the one just written: a newer one is never ours to delete.
+        older = [n for n in self.names() if n < keep_name]
+        for old in older[: max(0, len(older) - (self.keep - 1))]:
+            shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
         # Leftovers of writes killed midway; never a complete checkpoint.
         for entry in os.listdir(self.directory):
             if entry.startswith(".tmp-"):
@@ -201,6 +254,12 @@ class CheckpointManager:
             raise CheckpointError(f"{manifest_path!r} has version {manifest.get('version')!r}; "
                                   f"this code reads version {_VERSION}")
         for file_name, expected in sorted(manifest["files"].items()):
+            if (not isinstance(expected, dict) or isinstance(expected.get("size"), bool)
+                    or not isinstance(expected.get("size"), int) or not isinstance(expected.get("sha256"), str)
+                    or os.path.basename(file_name) != file_name):
+                raise CheckpointError(
+                    f"{manifest_path!r} is corrupt: entry {file_name!r} must be {{'size': int, 'sha256': str}}, "
+                    f"got {expected!r}.{hint}")
             file_path = os.path.join(path, file_name)
             if not os.path.isfile(file_path):
                 raise CheckpointError(f"checkpoint {path!r} is corrupt: {file_name!r} is missing.{hint}")
@@ -238,14 +297,26 @@ class CheckpointManager:
     def load_weights(self, name: str | None = None) -> tuple[list[np.ndarray], LoadedCheckpoint]:
         """The online network's weights from a verified checkpoint (no learner needed)."""
         path, _ = self.verify(name)
-        with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as archive:
-            weights = [archive[key] for key in sorted(archive.files)]
+        weights_path = os.path.join(path, WEIGHTS)
+        try:
+            with np.load(weights_path, allow_pickle=False) as archive:
+                weights = [archive[key] for key in sorted(archive.files)]
+        except Exception as error:  # noqa: BLE001 - missing (not in the manifest) or unreadable
+            raise CheckpointError(f"checkpoint {path!r} has no readable {WEIGHTS} "
+                                  f"({type(error).__name__}: {error})") from None
         return weights, LoadedCheckpoint(name=os.path.basename(path), path=path, state=self.read_state(path))
 
     @staticmethod
     def read_state(path: str) -> dict[str, Any]:
-        with open(os.path.join(path, STATE), encoding="utf-8") as file:
-            return json.load(file)
+        state_path = os.path.join(path, STATE)
+        try:
+            with open(state_path, encoding="utf-8") as file:
+                state = json.load(file)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{state_path!r} is unreadable ({type(error).__name__}: {error})") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{state_path!r} is corrupt: expected a JSON object, got {type(state).__name__}")
+        return state
 
     def _hint(self, bad: str) -> str:
         others = [n for n in self.names() if n != bad]

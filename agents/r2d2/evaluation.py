@@ -178,14 +178,20 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     """Evaluate the run's checkpoint; write ``eval.json`` and ``learning_curve.png``.
 
     Returns the JSON written (with ``eval_json``, ``learning_curve`` and ``video`` paths).
+    The evaluation is written even when ``metrics.csv`` is missing or broken: then
+    ``learning_curve`` is None and ``learning_curve_message`` says why.
 
     Raises:
       CheckpointError: the checkpoint is missing or corrupt.
       FileNotFoundError: ``run_dir`` has no ``config.json``.
+      ConfigurationError: ``config.json`` is invalid, ``num_envs < 1``, the environment
+        cannot be made or the weights do not fit its network.
     """
     from agents.r2d2.checkpoint import CheckpointManager
-    from agents.r2d2.train_config import TrainConfig
+    from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ConfigurationError(f"num_envs must be an int >= 1, got {num_envs!r}")
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{run_dir!r} is not a run directory: {config_path!r} does not exist")
@@ -193,11 +199,23 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     weights, ckpt = CheckpointManager(run_dir).load_weights(checkpoint)
     video_path = os.path.join(run_dir, "episode.gif") if video else None
     start = time.perf_counter()
-    result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path)
+    from gymnasium.error import Error as GymnasiumError
+
+    try:
+        result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path)
+    except (ValueError, TypeError, ImportError, GymnasiumError) as error:
+        # Unknown id, bad env kwargs, missing env package, weights that do not fit the network.
+        raise ConfigurationError(f"cannot evaluate {config.env_id!r} with env_kwargs {config.env_kwargs!r} and "
+                                 f"checkpoint {ckpt.name} ({type(error).__name__}: {error})") from error
     threshold = config.solve_threshold if config.solve_threshold is not None else _env_threshold(config.env_id)
-    png = os.path.join(run_dir, "learning_curve.png")
-    plot_learning_curve(os.path.join(run_dir, "metrics.csv"), png, threshold=threshold,
-                        title=f"{config.env_id} {json.dumps(config.env_kwargs) if config.env_kwargs else ''}")
+    png: str | None = os.path.join(run_dir, "learning_curve.png")
+    curve_message = f"learning curve: {png}"
+    try:
+        plot_learning_curve(os.path.join(run_dir, "metrics.csv"), png, threshold=threshold,
+                            title=f"{config.env_id} {json.dumps(config.env_kwargs) if config.env_kwargs else ''}")
+    except (OSError, ValueError, KeyError, TypeError) as error:  # the evaluation itself is still written
+        curve_message = f"no learning curve: {error}"
+        png = None
     out = {
         **result.to_dict(),
         "checkpoint": ckpt.name,
@@ -213,6 +231,7 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
         "summary": result.summary(),
         "eval_json": os.path.join(run_dir, "eval.json"),
         "learning_curve": png,
+        "learning_curve_message": curve_message,
         "video": video_path if video_message.startswith("video:") else None,
         "video_message": video_message,
     }
@@ -235,8 +254,9 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
                         title: str = "") -> str:
     """Draw recent training return and evaluation return against env steps; returns the path.
 
-    Raises:
+    Written atomically (temporary file, then rename). Raises:
       FileNotFoundError: ``metrics_csv`` does not exist or has no rows.
+      ValueError: ``metrics_csv`` is not a readable metrics CSV (or a value in it is not a number).
     """
     import matplotlib
 
@@ -248,6 +268,11 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
     rows = read_metrics(metrics_csv)
     if not rows:
         raise FileNotFoundError(f"no metrics to plot in {metrics_csv!r}")
+    try:
+        for row in rows:
+            float(row["env_steps"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{metrics_csv!r} is not a metrics CSV: bad env_steps ({error})") from None
 
     def series(key: str) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -277,6 +302,8 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    try:
+        atomic_write(png_path, lambda file: fig.savefig(file, format="png"), binary=True)
+    finally:
+        plt.close(fig)
     return png_path

@@ -47,12 +47,19 @@ from typing import Any, Callable
 import numpy as np
 
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
-from agents.r2d2.train_config import TrainConfig
+from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 from r2d2_state.files import atomic_write_text
 
-__all__ = ["LoopResult", "TrainingLoop", "default_run_dir"]
+__all__ = ["LoopResult", "RunFailedError", "TrainingLoop", "default_run_dir"]
 
 STOP_REASONS = ("env_steps", "time_budget", "solved", "signal", "on_eval")
+
+
+class RunFailedError(RuntimeError):
+    """Training cannot go on (e.g. a Ray actor failed more than max_actor_restarts times).
+
+    Raised after a checkpoint of everything the driver holds was written.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +89,12 @@ def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
     return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def _dotted(values: dict[str, Any], name: str) -> Any:
+    for part in name.split("."):
+        values = values.get(part, "<missing>") if isinstance(values, dict) else "<missing>"
+    return values
+
+
 class TrainingLoop:
     """Owns envs, actor, adder, replay, learner, logger and checkpoints of one run.
 
@@ -89,7 +102,10 @@ class TrainingLoop:
       config: the resolved training config (written to ``RUN_DIR/config.json``).
       run_dir: output directory; default ``config.run_dir`` or :func:`default_run_dir`.
       resume: restore the run's latest checkpoint (or ``checkpoint``) first; raises
-        :class:`CheckpointError` if it is missing or corrupt (never trains from scratch).
+        :class:`CheckpointError` if it is missing or corrupt (never trains from scratch),
+        :class:`ConfigurationError` if ``config`` differs from the checkpoint's in a field
+        outside ``RESUME_OVERRIDABLE``. Newer checkpoints than the one resumed from are
+        moved aside into ``checkpoints/superseded-<time>/`` (and said so when the run starts).
       checkpoint: name of the checkpoint to resume from (default: ``latest``).
       process_start: ``time.perf_counter()`` at process start, so solve times can
         include TensorFlow's start-up.
@@ -97,6 +113,12 @@ class TrainingLoop:
         ``mean``, ``std``, ``episodes``, ``train_time_s``: training wall time so far without
         the time spent evaluating); returning True stops the run (``stopped_by="on_eval"``).
         The learning benchmark uses it for its stopping rule.
+
+    Start-up checks everything before it writes anything: the run directory (a new run
+    refuses one holding another run's config.json or checkpoints: FileExistsError), the
+    checkpoint and its config, the environment and the networks (ConfigurationError).
+    Only then are ``config.json`` written, newer checkpoints moved aside and
+    ``metrics.csv`` cut back to the checkpoint's step.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, resume: bool = False,
@@ -116,27 +138,42 @@ class TrainingLoop:
         self.run_dir = os.path.abspath(run_dir or config.run_dir or default_run_dir(config))
         self.process_start = process_start if process_start is not None else time.perf_counter()
         self.on_eval = on_eval
-        config_path = os.path.join(self.run_dir, "config.json")
-        if not resume and os.path.exists(config_path):
-            raise FileExistsError(f"{self.run_dir!r} already holds a run (config.json exists): "
-                                  "resume it with --resume, or pick another --run-dir")
         self.checkpoints = CheckpointManager(self.run_dir, keep=config.keep_checkpoints)
-        if resume:
-            # Fail before building anything if there is nothing sound to resume from.
-            self.checkpoints.verify(checkpoint)
-        os.makedirs(self.run_dir, exist_ok=True)
-        atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        self.envs = None
+        self._eval_actor = None
+        self._eval_envs = None
+        self.notes: list[str] = []  # what the start-up changed on disk, printed when the run starts
 
+        # 1. Check the run directory and the checkpoint (reading only).
+        if resume:
+            checkpoint_path, _ = self.checkpoints.verify(checkpoint)  # never trains from scratch instead
+            self._check_resume_config(self.checkpoints.read_state(checkpoint_path), checkpoint_path)
+            self._check_metrics_readable()
+        else:
+            self._check_fresh_run_dir()
+
+        # 2. Build and check environments, networks, replay (nothing written yet).
         r = config.r2d2
         keras.utils.set_random_seed(config.seed)
-        self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed, **config.env_kwargs)
-        self.description = envs.describe_env(self.envs)
-        self.network_config = network_config_for(config, self.description)
+        try:
+            self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed, **config.env_kwargs)
+            self.description = envs.describe_env(self.envs)
+        except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
+            self.close()
+            raise ConfigurationError(
+                f"cannot make environment {config.env_id!r} with env_kwargs {config.env_kwargs!r} "
+                f"({type(error).__name__}: {error})") from error
+        try:
+            self.network_config = network_config_for(config, self.description)
+            self.learner = R2D2Learner(r, self.network_config)
+            self.actor = R2D2Actor(self.network_config, r.num_envs,
+                                   actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=config.seed)
+        except (ValueError, TypeError) as error:
+            self.close()
+            raise ConfigurationError(f"cannot build the networks for {config.env_id!r} "
+                                     f"({type(error).__name__}: {error})") from error
         self.threshold = (config.solve_threshold if config.solve_threshold is not None
                           else self.description.reward_threshold)
-        self.learner = R2D2Learner(r, self.network_config)
-        self.actor = R2D2Actor(self.network_config, r.num_envs,
-                               actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=config.seed)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
                                      seed=config.seed)
         # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
@@ -144,8 +181,6 @@ class TrainingLoop:
                                    r.sequence_period, r.n_step, store_states=r.staleness_period > 0)
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
                                 title=f"R2D2 {config.env_id}")
-        self._eval_actor = None
-        self._eval_envs = None
 
         self.counters = {
             "env_steps": 0, "vector_steps": 0, "episodes": 0, "inserted_sequences": 0,
@@ -159,9 +194,73 @@ class TrainingLoop:
         self.solved_at: dict[str, Any] | None = None
         self.resumed_from: str | None = None
         self._reset_seed = config.seed
-        if resume:
-            self._restore(checkpoint)
-        self.actor.set_weights(self.learner.get_weights())
+        try:
+            if resume:
+                self._restore(checkpoint)
+            self.actor.set_weights(self.learner.get_weights())
+        except BaseException:
+            self.close()
+            raise
+
+        # 3. Everything checked: only now write to disk.
+        self._write_run_dir()
+
+    # ------------------------------------------------------------------ start-up checks
+
+    def _check_fresh_run_dir(self) -> None:
+        """A new run needs a directory without another run's config or checkpoints."""
+        config_path = os.path.join(self.run_dir, "config.json")
+        if os.path.exists(config_path):
+            raise FileExistsError(f"{self.run_dir!r} already holds a run (config.json exists): "
+                                  "resume it with --resume, or pick another --run_dir")
+        names = self.checkpoints.names()
+        if names or os.path.lexists(os.path.join(self.checkpoints.directory, "latest")):
+            raise FileExistsError(
+                f"{self.run_dir!r} holds checkpoints of another run ({names or 'a latest pointer'}) but no "
+                "config.json: a new run there would mix with them. Pick another --run_dir, or move "
+                f"{self.checkpoints.directory!r} away")
+
+    def _check_resume_config(self, state: dict[str, Any], checkpoint_path: str) -> None:
+        """The run's config.json (plus budget overrides) must match what the checkpoint trained."""
+        saved = state.get("config")
+        if saved is None:
+            return  # checkpoints written before the config was stored in them
+        try:
+            trained = TrainConfig.from_dict(saved).to_dict()
+        except (ValueError, TypeError, AttributeError, KeyError) as error:
+            raise CheckpointError(f"{checkpoint_path!r}: state.json holds an invalid config ({error})") from None
+        differing = [f for f in config_differences(self.config.to_dict(), trained)
+                     if f not in RESUME_OVERRIDABLE]
+        if differing:
+            now, then = self.config.to_dict(), trained
+            details = "; ".join(f"{f}: config {_dotted(now, f)!r}, checkpoint {_dotted(then, f)!r}"
+                                for f in differing[:5])
+            raise ConfigurationError(
+                f"{os.path.join(self.run_dir, 'config.json')!r} no longer matches checkpoint "
+                f"{os.path.basename(checkpoint_path)!r} ({details}): only {sorted(RESUME_OVERRIDABLE)} may "
+                "change on resume. Restore config.json, or start a new run")
+
+    def _check_metrics_readable(self) -> None:
+        from agents.r2d2.run_logger import read_metrics
+
+        try:
+            read_metrics(os.path.join(self.run_dir, "metrics.csv"))
+        except ValueError as error:
+            raise ConfigurationError(f"{error}; move it away to resume (it is rewritten from the checkpoint's "
+                                     "step on)") from None
+
+    def _write_run_dir(self) -> None:
+        """config.json; on resume, newer checkpoints moved aside and metrics.csv cut back."""
+        os.makedirs(self.run_dir, exist_ok=True)
+        atomic_write_text(os.path.join(self.run_dir, "config.json"),
+                          json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
+        if self.resumed_from is None:
+            return
+        target, moved = self.checkpoints.supersede_newer_than(self.resumed_from)
+        if moved:
+            self.notes.append(f"resuming from {self.resumed_from} supersedes the newer checkpoints {moved}: "
+                              f"moved aside into {target}")
+        self.logger.truncate_after(self.counters["env_steps"])
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -181,8 +280,21 @@ class TrainingLoop:
 
     def save_checkpoint(self) -> str:
         """Write a checkpoint of everything now (atomic; see :mod:`agents.r2d2.checkpoint`)."""
-        return self.checkpoints.save(self.counters["env_steps"], self.learner.checkpoint_objects(),
+        before = len(self.checkpoints.superseded)
+        path = self.checkpoints.save(self.counters["env_steps"], self.learner.checkpoint_objects(),
                                      self.replay, self._state(), self.learner.get_weights())
+        for name, target in self.checkpoints.superseded[before:]:
+            self.logger.message(f"checkpoint {name} existed (not written by this run): moved aside into {target}")
+        return path
+
+    def _announce_start(self) -> None:
+        """The resume line and what the start-up moved aside (both backends)."""
+        c = self.counters
+        if self.resumed_from:
+            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c['env_steps']:,d} env steps, "
+                                f"{int(self.learner.num_steps.numpy()):,d} learner steps, replay {len(self.replay):,d}")
+        for note in self.notes:
+            self.logger.message(note)
 
     def _restore(self, name: str | None) -> None:
         loaded = self.checkpoints.load(self.learner.checkpoint_objects(), self.replay, name)
@@ -204,7 +316,6 @@ class TrainingLoop:
         self.solved_at = state.get("solved_at")
         if state.get("actor_rng") is not None:
             self.actor.rng_state = state["actor_rng"]
-        self.logger.truncate_after(steps)
         # Fresh episodes after a resume, from a seed that differs from the first run's.
         self._reset_seed = int(np.random.SeedSequence([self.config.seed, steps]).generate_state(1)[0] % 2**31)
         self.resumed_from = loaded.name
@@ -229,7 +340,7 @@ class TrainingLoop:
                           int(c["episodes"]), float(c["wall_time_s"]), self.last_eval, self.solved_at, path)
 
     def close(self) -> None:
-        for env in (self.envs, self._eval_envs):
+        for env in (getattr(self, "envs", None), getattr(self, "_eval_envs", None)):
             if env is not None:
                 env.close()
 
@@ -250,9 +361,7 @@ class TrainingLoop:
     def _run(self, stop_signal: list[int]) -> str:
         cfg, r, c = self.config, self.config.r2d2, self.counters
         n = r.num_envs
-        if self.resumed_from:
-            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c['env_steps']:,d} env steps, "
-                                f"{int(self.learner.num_steps.numpy()):,d} learner steps, replay {len(self.replay):,d}")
+        self._announce_start()
         obs, _ = self.envs.reset(seed=self._reset_seed)
         self.actor.reset()
         ep_return = np.zeros(n, np.float64)

@@ -28,12 +28,17 @@ weights are older than the learner's gets ``ray.put(learner.get_weights())`` (on
 shared by all workers, re-put only after learner steps) with its next call, so actors
 refresh every K steps as in the single-process loop.
 
-Fault tolerance. Workers are created with ``max_restarts=-1``: when a worker process dies,
-Ray starts a new one (re-running ``__init__``: fresh envs, network, adder). The pending
-``collect`` fails with a ``RayActorError``; the driver counts it in ``actor_restarts``,
-logs it and resubmits to the same handle with the current weights. Sequences the dead
-worker had not returned yet (at most one chunk) are lost; everything already inserted lives
-in the driver's replay and is never touched by a worker failure. The driver itself is a
+Fault tolerance. Workers are created with ``max_restarts=config.max_actor_restarts``: when
+a worker process dies, Ray starts a new one (re-running ``__init__``: fresh envs, network,
+adder). The pending ``collect`` fails with a ``RayActorError``; the driver counts it in
+``actor_restarts``, logs it and resubmits to the same handle with the current weights.
+Restarts are bounded per worker: the failure after ``max_actor_restarts`` restarts of one
+worker (e.g. a constructor that always raises), or one outage longer than five minutes
+("unavailable" errors while Ray restarts it count once per outage), writes a checkpoint and
+ends the run with :class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last
+error, instead of restarting it forever. Sequences the dead worker had not returned yet
+(at most one chunk) are lost; everything already inserted lives in the driver's replay and
+is never touched by a worker failure. The driver itself is a
 single point of failure: checkpoints and ``--resume`` cover it as in the single-process loop.
 
 Ray is imported only here (and only when this module is used), so the single-process
@@ -49,11 +54,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.r2d2.loop import TrainingLoop
+from agents.r2d2.loop import RunFailedError, TrainingLoop
 from agents.r2d2.train_config import TrainConfig
 
 __all__ = ["ActorWorker", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
 
+# A worker unavailable (restarting) for longer than this ends the run like a failed one.
+_MAX_OUTAGE_S = 300.0
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -233,6 +240,9 @@ class RayTrainingLoop(TrainingLoop):
     If Ray is already initialised in this process (tests), that cluster is used as is.
     """
 
+    worker_class: type | None = None
+    """The actor process class (None: :class:`ActorWorker`, looked up when the loop is built)."""
+
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, ray_address: str | None = None,
                  **kwargs: Any) -> None:
         import ray
@@ -251,13 +261,15 @@ class RayTrainingLoop(TrainingLoop):
             else:
                 ray.init(address=ray_address, runtime_env=runtime_env)
             self._started_ray = True
-        remote_cls = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(ActorWorker)
+        remote_cls = ray.remote(max_restarts=config.max_actor_restarts, max_task_retries=0,
+                                num_cpus=1)(self.worker_class or ActorWorker)
         # A resumed run's workers explore fresh episodes (as the single-process loop does).
         worker_seed = self._reset_seed
         config_dict = config.to_dict()
         self.workers = [remote_cls.remote(config_dict, i, config.num_actors, worker_seed)
                         for i in range(config.num_actors)]
         self.chunks_per_worker = [0] * config.num_actors  # collect results inserted, per worker
+        self.restarts_per_worker = [0] * config.num_actors  # failures seen, per worker
 
     def _restore(self, name: str | None) -> None:
         self.counters["actor_restarts"] = 0  # restored from the checkpoint if it has one
@@ -287,9 +299,7 @@ class RayTrainingLoop(TrainingLoop):
             ActorUnavailableError = RayActorError  # noqa: N806
         cfg, r, c = self.config, self.config.r2d2, self.counters
         c.setdefault("actor_restarts", 0)
-        if self.resumed_from:
-            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c['env_steps']:,d} env steps, "
-                                f"{int(self.learner.num_steps.numpy()):,d} learner steps, replay {len(self.replay):,d}")
+        self._announce_start()
         self.logger.message(f"ray backend: {len(self.workers)} actor processes x {r.num_envs} envs, "
                             f"samples per insert {cfg.replay_ratio:g} +- {error_buffer(cfg):g} sequences")
         buffer = error_buffer(cfg)
@@ -315,6 +325,7 @@ class RayTrainingLoop(TrainingLoop):
         metric_sums: dict[str, float] = collections.defaultdict(float)
         metric_counts: dict[str, int] = collections.defaultdict(int)
         idle = list(range(len(self.workers)))
+        down_since: dict[int, float] = {}  # worker index -> when its current outage began
 
         def allowed_inserts() -> bool:
             if c["inserted_at_learning_start"] is None:
@@ -341,13 +352,25 @@ class RayTrainingLoop(TrainingLoop):
                     index = pending.pop(ref)
                     try:
                         out = ray.get(ref)
-                    except (RayActorError, ActorUnavailableError) as error:
-                        c["actor_restarts"] += 1
+                    except RayActorError as error:  # ActorUnavailableError is one too
+                        # "Unavailable" repeats while one death is being restarted: count an
+                        # outage once; every "died" error is a failure of its own.
+                        unavailable = (ActorUnavailableError is not RayActorError
+                                       and isinstance(error, ActorUnavailableError))
+                        now = time.monotonic()
+                        if not (unavailable and index in down_since):
+                            c["actor_restarts"] += 1
+                            self.restarts_per_worker[index] += 1
+                        down_since.setdefault(index, now)
+                        if (self.restarts_per_worker[index] > cfg.max_actor_restarts
+                                or now - down_since[index] > _MAX_OUTAGE_S):
+                            self._fail_worker(index, error)
                         worker_weights_step[index] = -1  # the new process has fresh weights
                         self.logger.message(f"actor {index} died ({type(error).__name__}); Ray restarts it "
                                             f"(restart {c['actor_restarts']}), its unsent chunk is lost")
                         submit(index)  # queued by Ray until the restarted process is up
                         continue
+                    down_since.pop(index, None)
                     self._insert(out, index)
                     idle.append(index)
 
@@ -373,6 +396,16 @@ class RayTrainingLoop(TrainingLoop):
             for ref in pending:
                 ray.cancel(ref, force=False)
 
+    def _fail_worker(self, index: int, error: BaseException) -> None:
+        """Checkpoint what the driver holds, then end the run with the worker's last error."""
+        failures = self.restarts_per_worker[index]
+        path = self.save_checkpoint()
+        raise RunFailedError(
+            f"actor {index} failed {failures} times (max_actor_restarts={self.config.max_actor_restarts}, "
+            f"or unavailable for over {_MAX_OUTAGE_S:.0f} s); "
+            f"its last error: {_error_summary(error)}. Everything inserted so far is in checkpoint {path}"
+        ) from error
+
     def _insert(self, out: dict[str, Any], index: int) -> None:
         """Insert one worker's chunk into the replay and count it."""
         c = self.counters
@@ -385,3 +418,11 @@ class RayTrainingLoop(TrainingLoop):
         self.recent_returns.extend(out["episode_returns"])
         self.recent_lengths.extend(out["episode_lengths"])
         c["episodes"] += len(out["episode_returns"])
+
+
+def _error_summary(error: BaseException) -> str:
+    """The line of a Ray actor error that names the original exception (``ValueError: ...``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if ("Error: " in line or "Exception: " in line) and not line.startswith("File ")]
+    text = named[-1] if named else (lines[0] if lines else type(error).__name__)
+    return text if len(text) <= 300 else text[:297] + "..."

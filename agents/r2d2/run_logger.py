@@ -189,12 +189,17 @@ def read_metrics(path: str) -> list[dict[str, str]]:
     """Rows of a metrics.csv (strings; empty cells are ''). [] if the file does not exist.
 
     A last line cut by a crash mid-write (fewer cells than columns) is dropped.
+
+    Raises:
+      ValueError: naming the file, if it is not a readable CSV (binary garbage, NUL bytes).
     """
     try:
         with open(path, newline="", encoding="utf-8") as file:
             rows = list(csv.DictReader(file))
     except FileNotFoundError:
         return []
+    except (UnicodeDecodeError, csv.Error, IsADirectoryError) as error:
+        raise ValueError(f"{path!r} is not a readable metrics CSV ({type(error).__name__}: {error})") from None
     return [row for row in rows if None not in row.values() and row.get("env_steps")]
 
 

@@ -35,10 +35,27 @@ from typing import Any
 
 from agents.r2d2.config import ConfigMixin, R2D2Config
 
-__all__ = ["TrainConfig", "apply_overrides", "field_docs", "flat_fields", "BACKENDS", "PROGRESS_MODES"]
+__all__ = ["TrainConfig", "ConfigurationError", "apply_overrides", "config_differences", "field_docs",
+           "flat_fields", "BACKENDS", "PROGRESS_MODES", "RESUME_OVERRIDABLE"]
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
 BACKENDS = ("single", "ray")
+
+# Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
+RESUME_OVERRIDABLE = frozenset({
+    "total_env_steps", "time_budget_s", "stop_at_threshold", "log_every", "checkpoint_every",
+    "keep_checkpoints", "progress", "eval_every", "eval_episodes",
+    # Where the actors run does not change what is checkpointed.
+    "backend", "num_actors", "samples_per_insert_tolerance", "max_actor_restarts",
+})
+
+
+class ConfigurationError(ValueError):
+    """The configuration, the environment or the run directory cannot be used as given.
+
+    Raised before anything is written to disk; the scripts print it as one ``error:``
+    line and exit with status 2.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +93,8 @@ class TrainConfig(ConfigMixin):
     """Ray backend: actor processes, each with r2d2.num_envs envs (epsilons spread over all of them)."""
     samples_per_insert_tolerance: float = 0.1
     """Ray backend: sampled sequences stay within replay_ratio * inserted +- this * replay_ratio * min_replay_size (at least one batch)."""
+    max_actor_restarts: int = 3
+    """Ray backend: restarts allowed per actor process; one more failure ends the run with the actor's last error."""
 
     # --- evaluation during training
     eval_every: int = 0
@@ -107,6 +126,8 @@ class TrainConfig(ConfigMixin):
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         checks = [
             (isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty string"),
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**31,
+             "seed", "an int in [0, 2**31)"),
             (self.total_env_steps >= 1, "total_env_steps", ">= 1"),
             (self.time_budget_s >= 0, "time_budget_s", ">= 0"),
             (self.replay_ratio > 0, "replay_ratio", "> 0"),
@@ -118,6 +139,7 @@ class TrainConfig(ConfigMixin):
             (self.backend in BACKENDS, "backend", f"one of {BACKENDS}"),
             (self.num_actors >= 1, "num_actors", ">= 1"),
             (self.samples_per_insert_tolerance >= 0, "samples_per_insert_tolerance", ">= 0"),
+            (self.max_actor_restarts >= 0, "max_actor_restarts", ">= 0"),
             (self.eval_every >= 0, "eval_every", ">= 0"),
             (self.eval_episodes >= 1, "eval_episodes", ">= 1"),
             (self.eval_num_envs >= 1, "eval_num_envs", ">= 1"),
@@ -149,8 +171,35 @@ class TrainConfig(ConfigMixin):
 
     @classmethod
     def from_json_file(cls, path: str) -> "TrainConfig":
-        with open(path, encoding="utf-8") as file:
-            return cls.from_dict(json.load(file))
+        """The config saved in ``path``.
+
+        Raises:
+          ConfigurationError: naming the file, for unreadable or invalid JSON, unknown
+            fields or values of the wrong type or range.
+        """
+        try:
+            with open(path, encoding="utf-8") as file:
+                values = json.load(file)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigurationError(f"{path!r} is not a readable config ({type(error).__name__}: {error})") from None
+        if not isinstance(values, dict) or not isinstance(values.get("r2d2", {}), dict):
+            raise ConfigurationError(f"{path!r} is not a TrainConfig: expected a JSON object with an 'r2d2' object")
+        try:
+            return cls.from_dict(values)
+        except (ValueError, TypeError, AttributeError, KeyError) as error:
+            raise ConfigurationError(f"{path!r} is not a valid TrainConfig: {error}") from None
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two ``to_dict()`` configs."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, dict) and isinstance(vb, dict) and key == "r2d2":
+            out += config_differences(va, vb, prefix=f"{prefix}{key}.")
+        elif json.dumps(va, sort_keys=True) != json.dumps(vb, sort_keys=True):
+            out.append(f"{prefix}{key}")
+    return out
 
 
 # ---------------------------------------------------------------------- field metadata

@@ -63,6 +63,9 @@ _STEP_FIELDS = {
 
 PriorityFn = Callable[[dict], np.ndarray]
 
+NON_FINITE_OBSERVATIONS = ("raise", "allow")
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
 
 class SequenceAdder:
     """Packs steps from N envs into R2D2 sequences and inserts them into a replay.
@@ -108,6 +111,11 @@ class SequenceAdder:
         emitted items (leaves [K, ...]) to give actor-computed priorities; without it
         new items get the replay's max priority.
       store_states: also store the state at every step (``states``), for diagnostics.
+      non_finite_observations: what a NaN or +-inf in a float observation leaf does:
+        ``"raise"`` (default) refuses the step with a ValueError naming the leaf and the
+        env; ``"allow"`` stores it as is (for envs whose observations use inf on purpose,
+        e.g. "no object in sight"; the network must then cope with it). Non-finite
+        recurrent states are always refused: they can only come from a diverged network.
     """
 
     def __init__(
@@ -120,12 +128,16 @@ class SequenceAdder:
         n_step: int = 0,
         priority_fn: PriorityFn | None = None,
         store_states: bool = False,
+        non_finite_observations: str = "raise",
     ) -> None:
         for name, value, low in (("num_envs", num_envs, 1), ("burn_in", burn_in, 0), ("trace_length", trace_length, 1), ("n_step", n_step, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or not 1 <= period <= trace_length:
             raise ValueError(f"period must be an int in [1, trace_length={trace_length}], got {period!r}")
+        if non_finite_observations not in NON_FINITE_OBSERVATIONS:
+            raise ValueError(f"non_finite_observations must be one of {NON_FINITE_OBSERVATIONS}, "
+                             f"got {non_finite_observations!r}")
         if priority_fn is not None and not callable(priority_fn):
             raise TypeError(f"priority_fn must be callable, got {priority_fn!r}")
         self.replay = replay
@@ -137,6 +149,7 @@ class SequenceAdder:
         self.sequence_length = self.burn_in + self.trace_length + self.n_step
         self.priority_fn = priority_fn
         self.store_states = bool(store_states)
+        self.non_finite_observations = non_finite_observations
         n, length = self.num_envs, self.sequence_length
         self._steps = {name: np.full((n, length), pad, dtype) for name, (dtype, pad) in _STEP_FIELDS.items()}
         self._input_spec: ItemSpec | None = None  # of {"observation": ..., "state": ...}
@@ -184,9 +197,12 @@ class SequenceAdder:
         Returns:
           The emitted items stacked (leaves [K, ...]) or None if none completed.
 
-        Bad inputs (shapes other than [N, ...], a dtype or structure other than the first
-        call's, float or negative actions, non-bool flags, NaN rewards) raise before
-        anything is recorded. An error from ``priority_fn`` or the replay comes after the
+        Bad inputs raise before anything is recorded, checked on the values as they will be
+        stored: shapes other than [N, ...], a dtype or structure other than the first
+        call's, float actions or actions outside the stored int32 range ``[0, 2**31 - 1]``,
+        non-bool flags, rewards that are not finite as float32 (NaN, inf, or beyond
+        +-3.4e38), non-finite states, and non-finite float observations unless
+        ``non_finite_observations="allow"``. An error from ``priority_fn`` or the replay comes after the
         step was recorded: the emitted items are then lost, the replay is unchanged.
         One adder serves one actor thread (it has no lock; the replay has one).
         """
@@ -199,21 +215,26 @@ class SequenceAdder:
             raise TypeError(f"action must be an integer array (discrete actions), got dtype {action.dtype}")
         if np.any(action < 0):
             raise ValueError(f"actions must be >= 0 (-1 marks padding), got {action.tolist()!r}")
+        if np.any(action > _INT32_MAX):
+            raise ValueError(f"actions are stored as int32: expected values <= {_INT32_MAX}, got {action.tolist()!r}")
         if not (np.issubdtype(reward.dtype, np.floating) or np.issubdtype(reward.dtype, np.integer)):
             raise TypeError(f"reward must be a real array, got dtype {reward.dtype}")
-        if not np.all(np.isfinite(reward)):
-            raise ValueError(f"reward must be finite, got {reward.tolist()!r}")
+        with np.errstate(over="ignore"):
+            stored_reward = reward.astype(np.float32)
+        if not np.all(np.isfinite(stored_reward)):
+            raise ValueError(f"reward must be finite as float32 (|r| <= 3.4e38), got {reward.tolist()!r}")
         for name, flags in (("terminated", terminated), ("truncated", truncated)):
             if flags.dtype != np.bool_:
                 raise TypeError(f"{name} must be a bool array, got dtype {flags.dtype}")
         inputs = {"observation": observation, "state": state}
         spec = self._input_spec or ItemSpec.from_item(inputs, leading_axes=1)
         leaves = spec.flatten(inputs, leading_shape=(n,))
+        self._check_finite(spec, leaves)
         # Validation is over; mutate from here on.
         if self._input_spec is None:
             self._allocate(spec, leaves)
         self._begin_episodes(leaves)
-        emissions = self._record(leaves, action, reward.astype(np.float32), terminated, truncated)
+        emissions = self._record(leaves, action, stored_reward, terminated, truncated)
         if not emissions:
             return None
         items = self._gather(*map(np.asarray, zip(*emissions)))
@@ -224,6 +245,21 @@ class SequenceAdder:
         return items
 
     # ------------------------------------------------------------------ internals
+
+    def _check_finite(self, spec: ItemSpec, leaves: list[np.ndarray]) -> None:
+        """NaN / inf in a state leaf, or an observation leaf unless allowed: ValueError."""
+        for leaf_spec, leaf in zip(spec.leaves, leaves):
+            if leaf.dtype.kind not in "fc":  # integers, bools, structured: always finite
+                continue
+            is_state = leaf_spec.path[0] == "state"
+            if not is_state and self.non_finite_observations == "allow":
+                continue
+            finite = np.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                hint = "" if is_state else " (non_finite_observations='allow' stores them)"
+                raise ValueError(f"leaf {leaf_spec.name!r} has NaN or inf values in env(s) {bad.tolist()!r}: "
+                                 f"expected finite values{hint}")
 
     def _allocate(self, spec: ItemSpec, leaves: list[np.ndarray]) -> None:
         self._input_spec = spec

@@ -127,7 +127,7 @@ class SequenceReplay:
         if priorities is None:
             raw = np.full(count, self._max_priority, np.float64)
         else:
-            raw = _check_priorities(priorities, count)
+            raw = self._check_priorities(priorities, count)
         keys = np.arange(self._next_key, self._next_key + count, dtype=np.int64)
         if count == 0:
             return keys
@@ -236,14 +236,16 @@ class SequenceReplay:
 
         Keys whose slot has been overwritten since they were sampled (key < next key -
         capacity) are skipped. Returns the number of priorities applied. Raises IndexError
-        for keys never issued (negative or >= next key), ValueError for NaN, inf or
-        negative priorities or mismatched shapes; nothing is applied then.
+        for keys never issued (negative or >= next key), TypeError for priorities that are
+        not real numbers (bool, complex, bytes, str), ValueError for NaN, inf, negative or
+        too large priorities (:meth:`max_allowed_priority`) or mismatched shapes; nothing
+        is applied then.
         """
         keys = np.asarray(keys)
         if keys.ndim != 1 or not (np.issubdtype(keys.dtype, np.integer) or keys.size == 0):
             raise TypeError(f"keys must be a 1-D integer array, got dtype {keys.dtype} shape {keys.shape!r}")
         keys = keys.astype(np.int64, copy=False)
-        raw = _check_priorities(priorities, keys.shape[0])
+        raw = self._check_priorities(priorities, keys.shape[0])
         with self._lock:
             if keys.size and (keys.min() < 0 or keys.max() >= self._next_key):
                 bad = keys[(keys < 0) | (keys >= self._next_key)]
@@ -260,6 +262,41 @@ class SequenceReplay:
             self._counters["priority_updates"] += int(slots.size)
             self._counters["stale_updates_skipped"] += int(keys.size - slots.size)
             return int(slots.size)
+
+    def max_allowed_priority(self) -> float:
+        """The largest raw priority accepted by ``add``, ``add_batch`` and ``update_priorities``.
+
+        Sampling needs ``sum_i p_i ** alpha`` to be finite: each ``p ** alpha`` may be at most
+        ``float64 max / capacity``, so the sum over a full buffer cannot overflow (with
+        alpha = 1 and capacity 1e5, about 1.8e303; with alpha = 0 every finite priority).
+        Larger priorities are refused, not clipped: they come from a diverging learner.
+        """
+        largest = float(np.finfo(np.float64).max)
+        if self.priority_exponent == 0.0:
+            return largest
+        log_limit = (np.log(largest) - np.log(self.capacity)) / self.priority_exponent  # no overflow
+        return largest if log_limit >= np.log(largest) else float(np.exp(log_limit))
+
+    def _check_priorities(self, priorities: Any, count: int, what: str = "priorities") -> np.ndarray:
+        """float64 [count] raw priorities, or a TypeError/ValueError naming the bad values."""
+        array = np.asarray(priorities)
+        if array.dtype == object or array.dtype.kind not in "iuf":
+            raise TypeError(f"{what} must be real numbers (int or float), got dtype {array.dtype} "
+                            f"({_preview(array)})")
+        raw = array.astype(np.float64)
+        if raw.shape != (count,):
+            raise ValueError(f"expected {count} {what} (shape ({count},)), got shape {raw.shape!r}")
+        if not np.all(np.isfinite(raw)):
+            raise ValueError(f"{what} must be finite, got {raw[~np.isfinite(raw)][:5].tolist()!r}")
+        if np.any(raw < 0):
+            raise ValueError(f"{what} must be >= 0, got {raw[raw < 0][:5].tolist()!r}")
+        limit = self.max_allowed_priority()
+        if np.any(raw > limit):
+            raise ValueError(
+                f"{what} too large to sample: {raw[raw > limit][:5].tolist()!r}; with priority_exponent "
+                f"{self.priority_exponent:g} and capacity {self.capacity} at most {limit:.6g} is accepted "
+                "(priority ** exponent summed over the buffer must stay finite)")
+        return raw
 
     # ------------------------------------------------------------------ inspection
 
@@ -327,75 +364,155 @@ class SequenceReplay:
         """Restores a ``save``d buffer into this one, exactly.
 
         The file must have this buffer's capacity and, if this buffer already holds a
-        spec, the same spec; otherwise ValueError. Exponents stay this buffer's own (the
-        stored raw priorities are re-exponentiated, which is exact for equal alpha).
-        Everything is read and validated before this buffer changes.
+        spec, the same spec. Exponents stay this buffer's own (the stored raw priorities
+        are re-exponentiated, which is exact for equal alpha).
+
+        Every field is read, converted and validated before this buffer changes: any
+        failure (an unreadable, truncated or bit-flipped file, corrupt metadata, a bad
+        priority, ``max_priority`` or counter) is one ``ValueError`` naming the file and
+        the field, and leaves the buffer exactly as it was.
         """
+        name = os.fspath(path)
         meta, arrays = persistence.read(path)
-        spec = None if meta["spec"] is None else ItemSpec.from_json(meta["spec"])
-        if meta["capacity"] != self.capacity:
-            raise ValueError(f"{os.fspath(path)!r} holds a buffer of capacity {meta['capacity']}, this one has {self.capacity}")
-        next_key = int(meta["next_key"])
-        size = min(next_key, self.capacity)
-        raw = arrays["priorities"]
-        if raw.shape != (size,) or raw.dtype != np.float64 or not np.all(np.isfinite(raw)) or np.any(raw < 0):
-            raise ValueError(f"{os.fspath(path)!r}: priorities are corrupt (shape {raw.shape!r}, expected ({size},))")
-        layout = None if spec is None else RowLayout(spec)
-        rows = arrays.get("rows")
-        row_bytes = 0 if layout is None else layout.row_bytes
-        if rows is None or rows.dtype != np.uint8 or rows.shape != (size, row_bytes):
-            raise ValueError(
-                f"{os.fspath(path)!r}: stored rows are missing or have the wrong shape "
-                f"({None if rows is None else rows.shape!r}, expected {(size, row_bytes)!r})"
-            )
-        rng = _rng_from_state(meta["rng"])
+        loaded = _parse_save(name, meta, arrays, self)
         with self._lock:
-            if self._spec is not None and (spec is None or not spec.same_as(self._spec)):
+            if self._spec is not None and (loaded.spec is None or not loaded.spec.same_as(self._spec)):
                 raise ValueError(
-                    f"cannot load {os.fspath(path)!r}: its item spec "
-                    f"({'empty' if spec is None else spec.describe()}) differs from this buffer's "
+                    f"cannot load {name!r}: its item spec "
+                    f"({'empty' if loaded.spec is None else loaded.spec.describe()}) differs from this buffer's "
                     f"({self._spec.describe()})"
                 )
-            # Validation is over; mutate from here on.
-            if layout is not None and self._layout is None:
-                self._layout = layout
-                self._rows = layout.allocate(self.capacity)
-                self._leaf_views = layout.leaf_views(self._rows)
-            self._spec = spec
+            # Validation is over; mutate from here on (nothing below can fail on file content).
+            size = loaded.size
+            if loaded.layout is not None and self._layout is None:
+                self._layout = loaded.layout
+                self._rows = loaded.layout.allocate(self.capacity)
+                self._leaf_views = loaded.layout.leaf_views(self._rows)
+            self._spec = loaded.spec
             if size:
-                self._rows[:size] = rows
+                self._rows[:size] = loaded.rows
             self._priorities[:] = 0.0
-            self._priorities[:size] = raw
+            self._priorities[:size] = loaded.priorities
             self._tree.set_all(self._priorities ** self.priority_exponent * (np.arange(self.capacity) < size))
-            self._next_key = next_key
-            self._max_priority = float(meta["max_priority"])
-            self._counters = {k: int(v) for k, v in meta["counters"].items()}
-            self._rng = rng
+            self._next_key = loaded.next_key
+            self._max_priority = loaded.max_priority
+            self._counters = loaded.counters
+            self._rng = loaded.rng
 
     @classmethod
     def restore(cls, path: str | os.PathLike) -> SequenceReplay:
         """A new buffer with the capacity and exponents stored in ``path``, loaded from it."""
         meta, _ = persistence.read(path)
-        replay = cls(meta["capacity"], meta["priority_exponent"], meta["importance_exponent"])
+        name = os.fspath(path)
+        values = {}
+        for key in ("capacity", "priority_exponent", "importance_exponent"):
+            values[key] = _field(name, key, lambda key=key: meta[key])
+        try:
+            replay = cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{name!r}: corrupt meta: {error}") from None
         replay.load(path)
         return replay
 
 
-def _check_priorities(priorities: Any, count: int) -> np.ndarray:
-    raw = np.asarray(priorities, dtype=np.float64) if not isinstance(priorities, np.ndarray) else priorities.astype(np.float64, copy=False)
-    if raw.shape != (count,):
-        raise ValueError(f"expected {count} priorities (shape ({count},)), got shape {raw.shape!r}")
-    if not np.all(np.isfinite(raw)):
-        raise ValueError(f"priorities must be finite, got {raw[~np.isfinite(raw)][:5].tolist()!r}")
-    if np.any(raw < 0):
-        raise ValueError(f"priorities must be >= 0, got {raw[raw < 0][:5].tolist()!r}")
-    return raw
+class _LoadedSave(NamedTuple):
+    spec: ItemSpec | None
+    layout: RowLayout | None
+    size: int
+    rows: np.ndarray
+    priorities: np.ndarray
+    next_key: int
+    max_priority: float
+    counters: dict[str, int]
+    rng: np.random.Generator
+
+
+_COUNTER_KEYS = ("sampled_batches", "sampled_items", "priority_updates", "stale_updates_skipped")
+
+
+def _field(path: str, field: str, convert: Any) -> Any:
+    """``convert()``, with any failure turned into a ValueError naming the file and field."""
+    try:
+        return convert()
+    except ValueError as error:
+        if str(error).startswith(f"{path!r}"):
+            raise
+        raise ValueError(f"{path!r}: field {field!r} is corrupt: {error}") from None
+    except Exception as error:  # noqa: BLE001 - corrupt content can fail in any way
+        raise ValueError(f"{path!r}: field {field!r} is corrupt ({type(error).__name__}: {error})") from None
+
+
+def _int(value: Any, field: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"expected an int >= {low}, got {value!r}")
+    return value
+
+
+def _parse_save(path: str, meta: dict, arrays: dict, replay: SequenceReplay) -> _LoadedSave:
+    """Convert and check every field of a save file against ``replay``; mutates nothing."""
+    capacity = _field(path, "capacity", lambda: _int(meta["capacity"], "capacity", 1))
+    if capacity != replay.capacity:
+        raise ValueError(f"{path!r} holds a buffer of capacity {capacity}, this one has {replay.capacity}")
+    spec = _field(path, "spec", lambda: None if meta["spec"] is None else ItemSpec.from_json(meta["spec"]))
+    layout = None if spec is None else _field(path, "spec", lambda: RowLayout(spec))
+    next_key = _field(path, "next_key", lambda: _int(meta["next_key"], "next_key"))
+    size = min(next_key, capacity)
+    if size and spec is None:
+        raise ValueError(f"{path!r}: field 'spec' is empty but next_key is {next_key} (items without a spec)")
+
+    def priorities() -> np.ndarray:
+        raw = arrays.get("priorities")
+        if raw is None:
+            raise ValueError("missing")
+        if raw.shape != (size,) or raw.dtype != np.float64:
+            raise ValueError(f"expected float64 ({size},), got {raw.dtype} {raw.shape!r}")
+        return replay._check_priorities(raw, size, what="priorities")
+
+    raw = _field(path, "priorities", priorities)
+    row_bytes = 0 if layout is None else layout.row_bytes
+    rows = arrays.get("rows")
+    if rows is None or rows.dtype != np.uint8 or rows.shape != (size, row_bytes):
+        raise ValueError(
+            f"{path!r}: field 'rows' is missing or has the wrong shape "
+            f"({None if rows is None else (rows.dtype.name, rows.shape)!r}, expected uint8 {(size, row_bytes)!r})"
+        )
+
+    def max_priority() -> float:
+        value = meta["max_priority"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"expected a finite number > 0, got {value!r}")
+        replay._check_priorities(np.array([value]), 1, what="max_priority")
+        if raw.size and value < raw.max():
+            raise ValueError(f"{value!r} is below the largest stored priority {raw.max()!r}")
+        return value
+
+    max_priority = _field(path, "max_priority", max_priority)
+
+    def counters() -> dict[str, int]:
+        given = meta["counters"]
+        if not isinstance(given, dict) or sorted(given) != sorted(_COUNTER_KEYS):
+            raise ValueError(f"expected an object with keys {list(_COUNTER_KEYS)}, got {given!r}")
+        return {key: _int(given[key], key) for key in _COUNTER_KEYS}
+
+    counters = _field(path, "counters", counters)
+    rng = _field(path, "rng", lambda: _rng_from_state(meta["rng"]))
+    return _LoadedSave(spec, layout, size, rows, raw, next_key, max_priority, counters, rng)
+
+
+def _preview(array: np.ndarray) -> str:
+    text = repr(array.reshape(-1)[:5].tolist()) if array.ndim else repr(array.item())
+    return text if len(text) < 120 else text[:117] + "..."
 
 
 def _rng_from_state(state: dict) -> np.random.Generator:
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a bit generator state object, got {type(state).__name__}")
     name = state.get("bit_generator")
     bit_generator_type = getattr(np.random, str(name), None)
-    if bit_generator_type is None or not isinstance(bit_generator_type, type):
+    if not (isinstance(bit_generator_type, type) and issubclass(bit_generator_type, np.random.BitGenerator)):
         raise ValueError(f"unknown RNG bit generator in save file: {name!r}")
     bit_generator = bit_generator_type()
     bit_generator.state = state

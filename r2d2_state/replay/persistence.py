@@ -43,19 +43,29 @@ def write(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.nd
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Reads a file written by ``write``; checks format name, version and meta keys."""
+    """Reads a file written by ``write``; checks format name, version and meta keys.
+
+    Raises:
+      ValueError: naming ``path`` (and the entry) for anything unreadable: a missing,
+        truncated or bit-flipped file (zip or CRC errors), a pickled entry, corrupt meta.
+    """
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path!r} is not a readable replay save file: {error}") from error
+    except Exception as error:  # noqa: BLE001 - zipfile.BadZipFile, zlib.error, EOFError, OSError, ...
+        raise ValueError(f"{path!r} is not a readable replay save file "
+                         f"({type(error).__name__}: {error})") from None
     if "meta" not in arrays:
         raise ValueError(f"{path!r} has no 'meta' entry: not a replay save file")
     try:
         meta = json.loads(str(arrays.pop("meta")))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path!r}: corrupt meta: {error}") from error
+    except (json.JSONDecodeError, ValueError) as error:
+        raise ValueError(f"{path!r}: field 'meta' is corrupt: {error}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path!r}: field 'meta' is corrupt: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{path!r}: expected format {FORMAT_NAME!r}, got {meta.get('format')!r}")
     if meta.get("version") != FORMAT_VERSION:

@@ -48,10 +48,10 @@ class ItemSpec:
         leaves = []
         for path, leaf in tree.flatten_with_path(item):
             array = np.asarray(leaf)
-            if array.dtype == object:
+            if array.dtype.hasobject:
                 raise TypeError(
                     f"leaf {path_name(path)!r} must be a numeric numpy array, "
-                    f"got dtype object from {type(leaf).__name__}"
+                    f"got dtype {array.dtype} (holds Python objects) from {type(leaf).__name__}"
                 )
             if array.ndim < leading_axes:
                 raise ValueError(
@@ -123,7 +123,7 @@ class ItemSpec:
             {
                 "structure": _encode_structure(self.skeleton),
                 "leaves": [
-                    {"path": _encode_path(s.path), "shape": list(s.shape), "dtype": s.dtype.str}
+                    {"path": _encode_path(s.path), "shape": list(s.shape), "dtype": _encode_dtype(s.dtype)}
                     for s in self.leaves
                 ],
             }
@@ -134,7 +134,7 @@ class ItemSpec:
         data = json.loads(text)
         skeleton = _decode_structure(data["structure"])
         leaves = tuple(
-            LeafSpec(_decode_path(leaf["path"]), tuple(int(d) for d in leaf["shape"]), np.dtype(leaf["dtype"]))
+            LeafSpec(_decode_path(leaf["path"]), tuple(int(d) for d in leaf["shape"]), _decode_dtype(leaf["dtype"]))
             for leaf in data["leaves"]
         )
         return cls(skeleton, leaves)
@@ -198,6 +198,32 @@ def _decode_structure(data: Any) -> Any:
     if "list" in data:
         return [_decode_structure(v) for v in data["list"]]
     return tuple(_decode_structure(v) for v in data["tuple"])
+
+
+def _encode_dtype(dtype: np.dtype) -> Any:
+    """``dtype.str`` (``'<f4'``), or for a structured dtype its full description (field
+    names, formats, offsets), which ``dtype.str`` (``'|V8'``) would lose."""
+    if dtype.fields is None:
+        return dtype.str
+    return {"descr": np.lib.format.dtype_to_descr(dtype)}
+
+
+def _decode_dtype(data: Any) -> np.dtype:
+    if isinstance(data, str):
+        return np.dtype(data)
+    if not isinstance(data, dict) or "descr" not in data:
+        raise ValueError(f"expected a dtype string or {{'descr': ...}}, got {data!r}")
+    return np.lib.format.descr_to_dtype(_descr_tuples(data["descr"]))
+
+
+def _descr_tuples(descr: Any) -> Any:
+    # JSON turned the descr's tuples into lists: (name, format[, shape]) per field.
+    if isinstance(descr, str):
+        return descr
+    if isinstance(descr, dict):  # offsets form: {"names": ..., "formats": ..., ...}
+        return {k: ([_descr_tuples(f) for f in v] if k == "formats" else v) for k, v in descr.items()}
+    return [tuple([field[0], _descr_tuples(field[1]), *([tuple(field[2])] if len(field) > 2 else [])])
+            for field in descr]
 
 
 def _encode_path(path: tuple) -> list:

@@ -163,3 +163,116 @@ def test_state_json_matches_loop(trained):
         state = json.load(file)
     assert state["env_steps"] == trained.counters["env_steps"]
     assert state["replay_size"] == len(trained.replay)
+
+
+# ---------------------------------------------------------------- collisions and superseded checkpoints
+
+
+def _truncate(path: str) -> None:
+    with open(path, "r+b") as file:
+        file.truncate(os.path.getsize(path) // 2)
+
+
+def test_save_never_adopts_an_existing_directory(trained, tmp_path):
+    manager = _fresh_copy(trained, tmp_path)
+    name = manager.latest_name()
+    _truncate(os.path.join(manager.directory, name, "replay.npz"))
+    step = int(name[len("ckpt-"):])
+    manager.save(step, trained.learner.checkpoint_objects(), trained.replay, {"env_steps": step},
+                 trained.learner.get_weights())
+    manager.verify()  # the new, complete checkpoint, not the corrupt one
+    assert manager.latest_name() == name
+    (moved, where), = manager.superseded
+    assert moved == name and os.path.basename(where).startswith("superseded-")
+    assert os.path.isdir(os.path.join(where, name))  # kept aside, not deleted
+    assert manager.names() == [name]
+
+
+def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(trained, tmp_path, capsys):
+    """The issue's reproduction: a newer, corrupt checkpoint at the step the resumed run
+    will end at must not be reused; the resumed run's own checkpoint is written."""
+    manager = _fresh_copy(trained, tmp_path)
+    older = manager.latest_name()
+    steps = int(older[len("ckpt-"):])
+    n = trained.config.r2d2.num_envs
+    end = steps + 5 * n
+    manager.save(end, trained.learner.checkpoint_objects(), trained.replay, {"env_steps": end},
+                 trained.learner.get_weights())
+    newer = manager.latest_name()
+    _truncate(os.path.join(manager.directory, newer, "replay.npz"))
+    with pytest.raises(CheckpointError, match="replay.npz"):
+        TrainingLoop(trained.config, manager.run_dir, resume=True)
+    config = trained.config.replace(total_env_steps=end, progress="plain")
+    loop = TrainingLoop(config, manager.run_dir, resume=True, checkpoint=older)
+    superseded = [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]
+    assert len(superseded) == 1 and os.listdir(os.path.join(manager.directory, superseded[0])) == [newer]
+    assert manager.latest_name() == older  # the pointer never names a moved checkpoint
+    result = loop.run()
+    assert result.env_steps == end and os.path.basename(result.checkpoint) == newer
+    assert "supersedes the newer checkpoints" in capsys.readouterr().out
+    path, _ = manager.verify()  # latest: the resumed run's own, complete checkpoint
+    assert os.path.basename(path) == newer and CheckpointManager.read_state(path)["resumes"] == 1
+
+
+def test_new_run_refuses_a_directory_with_another_runs_checkpoints(trained, tmp_path):
+    manager = _fresh_copy(trained, tmp_path)
+    os.remove(os.path.join(manager.run_dir, "config.json"))
+    before = _snapshot(manager.run_dir)
+    with pytest.raises(FileExistsError, match="checkpoints of another run.*--run_dir"):
+        TrainingLoop(trained.config, manager.run_dir)
+    assert _snapshot(manager.run_dir) == before
+
+
+def test_failed_resume_with_an_edited_config_changes_nothing(trained, tmp_path):
+    from agents.r2d2.train_config import ConfigurationError
+
+    manager = _fresh_copy(trained, tmp_path)
+    config_path = os.path.join(manager.run_dir, "config.json")
+    with open(config_path) as file:
+        values = json.load(file)
+    values["r2d2"]["replay_capacity"] += 1
+    with open(config_path, "w") as file:
+        json.dump(values, file)
+    before = _snapshot(manager.run_dir)
+    from agents.r2d2.train_config import TrainConfig
+
+    edited = TrainConfig.from_json_file(config_path).replace(total_env_steps=5000)
+    with pytest.raises(ConfigurationError, match=r"r2d2\.replay_capacity: config .*checkpoint"):
+        TrainingLoop(edited, manager.run_dir, resume=True)
+    assert _snapshot(manager.run_dir) == before  # config.json still holds the old budget
+
+
+@pytest.mark.parametrize("damage", ["binary_latest", "manifest_entry_type", "state_not_object"])
+def test_damaged_pointer_or_manifest_is_a_checkpoint_error(trained, tmp_path, damage):
+    manager = _fresh_copy(trained, tmp_path)
+    path = manager.resolve()
+    if damage == "binary_latest":
+        with open(os.path.join(manager.directory, "latest"), "wb") as file:
+            file.write(b"\xff\xfe\x00ckpt")
+        match = "latest.* is corrupt"
+    elif damage == "manifest_entry_type":
+        manifest_path = os.path.join(path, "MANIFEST.json")
+        with open(manifest_path) as file:
+            manifest = json.load(file)
+        manifest["files"]["replay.npz"] = 12
+        with open(manifest_path, "w") as file:
+            json.dump(manifest, file)
+        match = "entry 'replay.npz' must be"
+    else:
+        state_path = os.path.join(path, "state.json")
+        with open(state_path, "w") as file:
+            file.write("[1, 2]")
+        manifest_path = os.path.join(path, "MANIFEST.json")
+        with open(manifest_path) as file:
+            manifest = json.load(file)
+        manifest["files"]["state.json"] = {"size": os.path.getsize(state_path),
+                                           "sha256": hashlib.sha256(b"[1, 2]").hexdigest()}
+        with open(manifest_path, "w") as file:
+            json.dump(manifest, file)
+        match = "state.json.*expected a JSON object"
+    before = _snapshot(manager.run_dir)
+    with pytest.raises(CheckpointError, match=match):
+        manager.load_weights()
+    with pytest.raises(CheckpointError, match=match):
+        TrainingLoop(trained.config, manager.run_dir, resume=True)
+    assert _snapshot(manager.run_dir) == before

@@ -148,3 +148,25 @@ def test_default_preset_learns_short_tmaze_with_two_ray_actors(tmp_path, ray_clu
     result = loop.run()
     final, _ = evaluate_weights(config, loop.learner.get_weights(), episodes=100, num_envs=20)
     assert final.mean > 0.5, (result, final.summary())
+
+
+def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cluster, monkeypatch):
+    from agents.r2d2 import ray_backend
+    from agents.r2d2.checkpoint import CheckpointManager
+    from agents.r2d2.loop import RunFailedError
+    from agents.r2d2.ray_backend import ActorWorker, RayTrainingLoop
+
+    class BrokenWorker(ActorWorker):
+        def __init__(self, config, actor_index, num_actors, seed=None):
+            if actor_index == 1:
+                raise RuntimeError(f"broken actor {actor_index} (simulated)")
+            super().__init__(config, actor_index, num_actors, seed)
+
+    monkeypatch.setattr(ray_backend, "ActorWorker", BrokenWorker)
+    config = _smoke(tmp_path, total_env_steps=4_000, max_actor_restarts=2)
+    loop = RayTrainingLoop(config)
+    with pytest.raises(RunFailedError, match=r"actor 1 failed 3 times \(max_actor_restarts=2.*broken actor 1"):
+        loop.run()
+    assert loop.restarts_per_worker == [0, 3]
+    assert loop.counters["env_steps"] < config.total_env_steps  # ended by the failure, not the budget
+    CheckpointManager(loop.run_dir).verify()  # what the driver held was checkpointed

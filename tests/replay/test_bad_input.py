@@ -248,3 +248,87 @@ def test_adder_bad_config(kwargs, match):
     config = dict(replay=None, num_envs=2, burn_in=1, trace_length=2, period=1)
     with pytest.raises(ValueError, match=match):
         SequenceAdder(**dict(config, **kwargs))
+
+
+# ---------------------------------------------------------------- priorities that cannot be sampled
+
+
+@pytest.mark.parametrize("alpha,priority", [(1.0, 1.7e308), (2.0, 1e200)])
+def test_overflowing_priorities_are_refused_everywhere(alpha, priority):
+    replay = SequenceReplay(4, priority_exponent=alpha, seed=0)
+    replay.add(make_item(1))
+    replay.add(make_item(2), priority=3.0)
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.update_priorities(np.array([0]), np.array([priority]))
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.add(make_item(3), priority=priority)
+    with pytest.raises(ValueError, match="too large to sample"):
+        replay.add_batch(_stack2(make_item(3)), priorities=np.array([1.0, priority]))
+    assert_unchanged(before, replay)
+    # The largest accepted priority still samples with finite weights and probabilities.
+    replay.update_priorities(np.array([0, 1]), np.array([replay.max_allowed_priority()] * 2))
+    sample = replay.sample(2)
+    assert np.all(np.isfinite(sample.weights)) and np.all(sample.probabilities > 0)
+
+
+@pytest.mark.parametrize("priorities", [np.array([1 + 2j, 1.0]), np.array([True, False]),
+                                        np.array([b"1", b"2"]), np.array(["1", "2"]),
+                                        np.array([1.0, None], dtype=object)])
+def test_priorities_that_are_not_real_numbers_are_refused(replay, priorities):
+    before = snapshot(replay)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.update_priorities(np.array([0, 1]), priorities)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.add_batch(_stack2(make_item(3)), priorities=priorities)
+    with pytest.raises(TypeError, match="real numbers"):
+        replay.add(make_item(3), priority=priorities[:1])
+    assert_unchanged(before, replay)
+
+
+# ---------------------------------------------------------------- the adder checks what it stores
+
+
+ADDER_BAD_STORED_VALUES = {
+    "action_beyond_int32": (dict(action=np.array([0, 2**31], np.int64)), ValueError, "int32"),
+    "action_uint64_huge": (dict(action=np.array([0, 2**63], np.uint64)), ValueError, "int32"),
+    "reward_beyond_float32": (dict(reward=np.array([0.0, 1e39])), ValueError, "float32"),
+    "reward_int_bool": (dict(reward=np.array([True, False])), TypeError, "reward"),
+    "obs_nan": (dict(observation={"x": np.array([[0, 0, 0], [0, np.nan, 0]], np.float32)}), ValueError,
+                r"observation/x.*\[1\]"),
+    "obs_inf": (dict(observation={"x": np.array([[np.inf, 0, 0], [0, 0, 0]], np.float32)}), ValueError,
+                "observation/x"),
+    "state_nan": (dict(state=[np.array([[0, 0, 0, np.nan], [0, 0, 0, 0]], np.float32)]), ValueError, "state/0"),
+    "state_inf": (dict(state=[np.full((2, 4), -np.inf, np.float32)]), ValueError, "state/0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADDER_BAD_STORED_VALUES))
+def test_adder_checks_the_values_it_stores(name):
+    override, error, match = ADDER_BAD_STORED_VALUES[name]
+    replay = SequenceReplay(8, seed=0)
+    adder = SequenceAdder(replay, num_envs=2, burn_in=0, trace_length=1, period=1)
+    adder.add(**good_step())
+    before, replay_before = adder_snapshot(adder), snapshot(replay)
+    with pytest.raises(error, match=match):
+        adder.add(**dict(good_step(), **override))
+    assert_adder_unchanged(before, adder)
+    assert_unchanged(replay_before, replay)
+
+
+def test_adder_refuses_a_non_finite_first_step_before_fixing_its_spec():
+    adder = SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1)
+    with pytest.raises(ValueError, match="observation/x"):
+        adder.add(**dict(good_step(), observation={"x": np.full((2, 3), np.nan, np.float64)}))
+    assert adder._input_spec is None
+    adder.add(**good_step())  # the spec is still open: float32 now
+
+
+def test_adder_non_finite_observations_switch():
+    with pytest.raises(ValueError, match="non_finite_observations"):
+        SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1, non_finite_observations="zero")
+    adder = SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1, non_finite_observations="allow")
+    items = adder.add(**dict(good_step(), observation={"x": np.full((2, 3), np.inf, np.float32)}))
+    assert np.isinf(items["observation"]["x"]).all()  # trace 1, period 1: emitted at once
+    with pytest.raises(ValueError, match="state/0"):  # states are always checked
+        adder.add(**dict(good_step(), state=[np.full((2, 4), np.nan, np.float32)]))

@@ -116,3 +116,96 @@ def test_corrupt_leaf_is_rejected_before_mutation(tmp_path):
     with pytest.raises(ValueError, match="wrong shape"):
         target.load(path)
     assert len(target) == 0 and target.spec is None
+
+
+# ---------------------------------------------------------------- a failed load changes nothing
+
+
+def _state_of(replay: SequenceReplay) -> dict:
+    return {"stats": replay.stats(), "priorities": replay.priorities(), "rows": replay._rows.copy(),
+            "tree": replay._tree.leaves.copy(), "rng": json.dumps(replay._rng.bit_generator.state, default=str),
+            "spec": None if replay.spec is None else replay.spec.to_json()}
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["stats"] == b["stats"] and a["rng"] == b["rng"] and a["spec"] == b["spec"]
+    for key in ("priorities", "rows", "tree"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def _rewrite_meta(path, **changes) -> None:
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+def _other_buffer() -> SequenceReplay:
+    # Same capacity and spec as filled(), other contents: a half-load would show.
+    replay = SequenceReplay(5, priority_exponent=0.7, importance_exponent=0.4, seed=9)
+    for v in (40, 41):
+        replay.add(make_item(v), priority=0.5)
+    return replay
+
+
+@pytest.mark.parametrize("field,value", [
+    ("max_priority", float("nan")), ("max_priority", -1.0), ("max_priority", "big"), ("max_priority", 0.0),
+    ("counters", {"sampled_batches": "x"}), ("counters", [1, 2]), ("counters", None),
+    ("rng", {"bit_generator": "Generator"}), ("rng", "PCG64"),
+    ("spec", "{\"structure\": 1}"), ("spec", 5), ("next_key", -3), ("next_key", "7"), ("capacity", "5"),
+])
+def test_bad_meta_field_is_one_value_error_and_changes_nothing(tmp_path, field, value):
+    path = tmp_path / "replay.npz"
+    filled().save(path)
+    _rewrite_meta(path, **{field: value})
+    target = _other_buffer()
+    before = _state_of(target)
+    with pytest.raises(ValueError) as error:
+        target.load(path)
+    assert str(path) in str(error.value) and repr(field) in str(error.value) or \
+        (field == "capacity" and "capacity" in str(error.value))
+    _assert_same_state(before, _state_of(target))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "empty", "meta_not_object"])
+def test_truncated_or_bit_flipped_file_names_the_file(tmp_path, damage):
+    path = tmp_path / "replay.npz"
+    filled().save(path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip_byte":
+        # A byte inside the stored rows: the zip CRC check catches it on read.
+        with np.load(path) as archive:
+            assert "rows" in archive.files
+        position = data.index(b"rows.npy") + 200
+        path.write_bytes(data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        arrays["meta"] = np.array("[1, 2]")
+        np.savez(path, **arrays)
+    target = _other_buffer()
+    before = _state_of(target)
+    with pytest.raises(ValueError, match="replay.npz"):
+        target.load(path)
+    _assert_same_state(before, _state_of(target))
+
+
+def test_structured_dtype_leaf_keeps_its_field_names(tmp_path):
+    dtype = np.dtype([("x", "<f4"), ("flags", "u1", (2,))])
+    item = {"observation": np.zeros(3, dtype), "action": np.arange(3, dtype=np.int32)}
+    item["observation"]["x"] = [1.5, 2.5, 3.5]
+    replay = SequenceReplay(2, seed=0)
+    replay.add(item)
+    path = tmp_path / "replay.npz"
+    replay.save(path)
+    restored = SequenceReplay.restore(path)
+    assert restored.spec.leaves[1].dtype == dtype
+    restored.add(item)  # same spec: accepted
+    sample = restored.sample(1)
+    np.testing.assert_array_equal(sample.data["observation"]["x"][0], [1.5, 2.5, 3.5])
