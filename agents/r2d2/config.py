@@ -72,6 +72,10 @@ class R2D2Config(ConfigMixin):
     """Sequences per learner step."""
     learning_rate: float = 1e-4
     """Adam learning rate."""
+    learning_rate_decay_steps: int = 0
+    """Learner steps over which the learning rate falls linearly to learning_rate_end_fraction x learning_rate, then stays (0: constant, as in the paper)."""
+    learning_rate_end_fraction: float = 0.1
+    """Final learning rate as a fraction of learning_rate when learning_rate_decay_steps > 0."""
     adam_epsilon: float = 1e-3
     """Adam epsilon."""
     max_gradient_norm: float = 40.0
@@ -128,6 +132,8 @@ class R2D2Config(ConfigMixin):
             (0.0 <= self.priority_eta <= 1.0, "priority_eta", "in [0, 1]"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.learning_rate > 0.0, "learning_rate", "> 0"),
+            (self.learning_rate_decay_steps >= 0, "learning_rate_decay_steps", ">= 0"),
+            (0.0 <= self.learning_rate_end_fraction <= 1.0, "learning_rate_end_fraction", "in [0, 1]"),
             (self.max_gradient_norm > 0.0, "max_gradient_norm", "> 0"),
             (self.target_update_period >= 1, "target_update_period", ">= 1"),
             (self.rescale_epsilon > 0.0, "rescale_epsilon", "> 0"),

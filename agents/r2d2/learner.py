@@ -65,7 +65,13 @@ class R2D2Learner:
         self.target.set_weights(self.online.get_weights())
         make = StatefulCore if stateful else StatelessCore
         self._online_core, self._target_core = make(self.online), make(self.target)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
+        learning_rate = config.learning_rate
+        if config.learning_rate_decay_steps:
+            # Linear decay on the optimizer's own step counter, so it resumes from checkpoints.
+            learning_rate = keras.optimizers.schedules.PolynomialDecay(
+                config.learning_rate, config.learning_rate_decay_steps,
+                config.learning_rate * config.learning_rate_end_fraction, power=1.0)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate,
                                                epsilon=config.adam_epsilon)
         self.optimizer.build(self.online.trainable_variables)
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")

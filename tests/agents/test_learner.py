@@ -220,3 +220,15 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="unknown R2D2Config fields"):
         CFG.replace(batchsize=3)
     assert R2D2Config.from_dict(CFG.to_dict()) == CFG
+
+
+def test_learning_rate_decays_linearly_then_stays():
+    cfg = CFG.replace(learning_rate=1e-3, learning_rate_decay_steps=4, learning_rate_end_fraction=0.1)
+    learner = R2D2Learner(cfg, NET)
+    data, weights = random_batch(cfg, NET, seed=2)
+    rates = []
+    for _ in range(6):
+        rates.append(float(learner.optimizer.learning_rate))
+        learner.step(data, weights)
+    np.testing.assert_allclose(rates, [1e-3, 7.75e-4, 5.5e-4, 3.25e-4, 1e-4, 1e-4], rtol=1e-5)
+    assert float(R2D2Learner(CFG, NET).optimizer.learning_rate) == pytest.approx(CFG.learning_rate)
