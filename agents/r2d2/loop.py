@@ -123,8 +123,12 @@ class TrainingLoop:
 
         r = config.r2d2
         keras.utils.set_random_seed(config.seed)
-        self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed, **config.env_kwargs)
+        self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed,
+                                           env_packages=config.env_packages, **config.env_kwargs)
         self.description = envs.describe_env(self.envs)
+        # What evaluate.py checks when it rebuilds the env: id, packages, conversion.
+        atomic_write_text(os.path.join(self.run_dir, "env.json"), json.dumps(
+            envs.env_record(self.envs, config.env_id, config.env_packages, config.env_kwargs), indent=2))
         self.network_config = network_config_for(config, self.description)
         self.threshold = (config.solve_threshold if config.solve_threshold is not None
                           else self.description.reward_threshold)
@@ -392,7 +396,8 @@ class TrainingLoop:
 
         cfg = self.config
         if self._eval_actor is None:
-            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, **cfg.env_kwargs)
+            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, env_packages=cfg.env_packages,
+                                                   **cfg.env_kwargs)
             self._eval_actor = R2D2Actor(self.network_config, cfg.eval_num_envs, cfg.r2d2.eval_epsilon,
                                          seed=cfg.seed + 1)
         self._eval_actor.set_weights(self.learner.get_weights())
