@@ -170,15 +170,15 @@ def resolve_env_id(env_id: str, env_packages: Sequence[str] = ()) -> str:
     try:
         gym.spec(name)
     except gym.error.Error as error:
-        message = " ".join(str(error).split())
-        hint = ""
-        if not module and not env_packages:
-            hint = ("; an id from a third-party package needs it imported: "
-                    "--env-package PACKAGE or PACKAGE:ID (e.g. minigrid:MiniGrid-MemoryS7-v0)")
+        parts = [" ".join(str(error).split()).rstrip(".")]
         close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.75)
-        if close and "Did you mean" not in message:
-            message += f" Close registered ids: {', '.join(close)}."
-        raise EnvIdError(f"unknown environment id {env_id!r}: {message}{hint}") from None
+        if close and "Did you mean" not in parts[0]:
+            parts.append(f"close registered ids: {', '.join(close)}")
+        missing_name = isinstance(error, (gym.error.NameNotFound, gym.error.NamespaceNotFound))
+        if missing_name and not module and not env_packages:
+            parts.append("an id from a third-party package needs the package imported: --env-package "
+                         "PACKAGE or PACKAGE:ID (e.g. minigrid:MiniGrid-MemoryS7-v0)")
+        raise EnvIdError(f"unknown environment id {env_id!r}: {'; '.join(parts)}") from None
     return name
 
 
