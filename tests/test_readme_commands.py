@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 TINY = ["--total_env_steps", "200", "--time_budget_s", "0", "--eval_every", "0", "--eval_episodes", "2",
         "--min_replay_size", "8", "--r2d2.batch_size", "8", "--r2d2.num_envs", "4", "--progress", "plain",
-        "--checkpoint_every", "0"]
+        "--checkpoint_every", "0", "--log_every", "50", "--eval_num_envs", "2"]
 
 
 def readme_commands() -> list[str]:

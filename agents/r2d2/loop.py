@@ -78,7 +78,7 @@ class LoopResult:
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
-    name = config.env_id.split("/")[-1].lower()
+    name = config.env_id.split(":")[-1].split("/")[-1].lower()  # PACKAGE:NS/Name-v0 -> name-v0
     return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
