@@ -56,7 +56,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> str:
     run_dir = str(tmp_path_factory.mktemp("readme") / "run")
-    result = _run(["scripts/train.py", "--preset", "smoke", "--run_dir", run_dir, "--total_env_steps", "100",
+    result = _run(["scripts/train.py", "--preset", "smoke", "--run_dir", run_dir, "--total_env_steps", "100", "--log_every", "20",
                    "--progress", "none"])
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
