@@ -7,8 +7,8 @@ preset             environment                            target
 (default)                                                 in < 10 min on 2 CPU cores
 ``cartpole_novel`` ``r2d2_state/CartPoleNoVelocity-v1``   best effort (see README)
 ``smoke``          T-maze, corridor 2, tiny everything    tests: seconds, not minutes
-``minigrid_memory`` ``MiniGrid-MemoryS7-v0``, 3x3 view     above the memoryless level
-                   (``pip install -e .[minigrid]``)       (see README)
+``minigrid_memory`` ``MiniGrid-MemoryS7-v0``, 3x3 view     memoryless level (0.5) in
+                   (``pip install -e .[minigrid]``)       10 min; memory not yet (README)
 =================  =====================================  ===========================
 
 Usage::
