@@ -14,6 +14,13 @@ import gymnasium as gym
 
 from envs.cartpole import hide_velocities, make_cartpole_no_velocity
 from envs.make import (
+    Conversion,
+    EnvIdError,
+    PackedObservation,
+    check_env_record,
+    env_record,
+    import_env_packages,
+    resolve_env_id,
     EnvDescription,
     check_discrete_actions,
     convert_observations,
@@ -30,6 +37,13 @@ CARTPOLE_NO_VELOCITY_ID = f"{NAMESPACE}/CartPoleNoVelocity-v1"
 
 __all__ = [
     "CARTPOLE_NO_VELOCITY_ID",
+    "Conversion",
+    "EnvIdError",
+    "PackedObservation",
+    "check_env_record",
+    "env_record",
+    "import_env_packages",
+    "resolve_env_id",
     "TMAZE_ID",
     "EnvDescription",
     "TMazeEnv",

@@ -61,10 +61,25 @@ class QNetworkConfig:
     """Feed the previous action (one-hot) to the LSTM, as in R2D2."""
     use_prev_reward: bool = True
     """Feed the previous reward to the LSTM, as in R2D2."""
+    image_shape: tuple[int, ...] | None = None
+    """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict /
+    Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
+    observation_dtype: str | None = None
+    """dtype of the observation input; None: uint8 for images, float32 otherwise."""
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.observation_shape)
         object.__setattr__(self, "observation_shape", shape)
+        if self.image_shape is not None:
+            image_shape = tuple(int(d) for d in self.image_shape)
+            object.__setattr__(self, "image_shape", image_shape)
+            if len(image_shape) != 3 or min(image_shape) <= 0:
+                raise ValueError(f"image_shape must be (H, W, C) of positive ints, got {image_shape!r}")
+            if len(shape) != 1 or shape[0] < _prod(image_shape):
+                raise ValueError(f"image_shape {image_shape!r} needs a flat observation_shape of at least "
+                                 f"{_prod(image_shape)} entries, got {shape!r}")
+        if self.observation_dtype is not None and self.observation_dtype not in ("uint8", "float32"):
+            raise ValueError(f"observation_dtype must be 'uint8', 'float32' or None, got {self.observation_dtype!r}")
         object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
         object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
         if not shape or any(d <= 0 for d in shape):
@@ -78,7 +93,14 @@ class QNetworkConfig:
 
     @property
     def is_image(self) -> bool:
+        if self.image_shape is not None:
+            return False
         return self.image if self.image is not None else len(self.observation_shape) >= 2
+
+    @property
+    def input_dtype(self) -> str:
+        """dtype of the ``observation`` input (and of what the actor feeds it)."""
+        return self.observation_dtype or ("uint8" if self.is_image else "float32")
 
 
 def initial_state_inputs(config: QNetworkConfig, batch_size: int | None = None) -> list[list[keras.KerasTensor]]:
@@ -100,7 +122,7 @@ def build_q_network(config: QNetworkConfig, *, stateful: bool, batch_size: int |
             f"a stateful network needs a static batch size >= 1, got batch_size={batch_size!r}"
         )
     batch = int(batch_size) if batch_size is not None else None
-    obs_dtype = "uint8" if config.is_image else "float32"
+    obs_dtype = config.input_dtype
     inputs = {
         "observation": keras.Input(batch_shape=(batch, None) + config.observation_shape,
                                    dtype=obs_dtype, name="observation"),
@@ -144,7 +166,25 @@ MaskAwareLSTM = FusedLSTM
 
 
 def _torso(config: QNetworkConfig) -> keras.layers.Layer:
-    """Observation encoder applied at every timestep: [B, T, *obs] -> [B, T, F]."""
+    """Observation encoder applied at every timestep: [B, T, *obs] -> [B, T, F].
+
+    ===========================================  ================================================
+    observation                                  torso
+    ===========================================  ================================================
+    vector                                       MLP (``mlp_units``)
+    image, H and W >= 36                         Nature-DQN conv stack + dense ``conv_dense_units``
+    image, smaller (MiniGrid's 7x7x3, ...)       small conv stack (below), flattened
+    flat vector with an image part               the image's conv stack, concatenated with the
+    (``image_shape``)                            rest through the MLP (multi-input torso)
+    ===========================================  ================================================
+
+    The small stack is MiniGrid / BabyAI's: 2x2 conv 16, 2x2 max-pool, 2x2 conv 32, 2x2 conv 64
+    (a pool or conv is skipped where the image is too small for it), then a LayerNorm, so a
+    symbolic grid (MiniGrid's cells are codes 0..10, rescaled by 1/255 like pixels) starts at
+    the same scale as pixels.
+    """
+    if config.image_shape is not None:
+        return keras.layers.TimeDistributed(_MultiInputTorso(config), name="torso")
     if not config.is_image:
         layers: list[keras.layers.Layer] = []
         if len(config.observation_shape) > 1:
@@ -154,17 +194,77 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
         return keras.Sequential(layers, name="torso") if layers else keras.layers.Identity(name="torso")
     shape = config.observation_shape
     frame = shape if len(shape) == 3 else shape + (1,)
-    conv = keras.Sequential([
-        keras.Input(shape=shape, dtype="uint8"),
-        keras.layers.Reshape(frame),
-        keras.layers.Rescaling(1.0 / 255.0),
-        keras.layers.Conv2D(32, 8, strides=4, activation="relu", name="conv_0"),
-        keras.layers.Conv2D(64, 4, strides=2, activation="relu", name="conv_1"),
-        keras.layers.Conv2D(64, 3, strides=1, activation="relu", name="conv_2"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(config.conv_dense_units, activation="relu", name="conv_dense"),
-    ], name="nature_conv")
+    conv = keras.Sequential([keras.Input(shape=shape, dtype=config.input_dtype), keras.layers.Reshape(frame),
+                             *_image_encoder(frame, config)], name=_encoder_name(frame))
     return keras.layers.TimeDistributed(conv, name="torso")
+
+
+NATURE_MIN_SIZE = 36
+"""Smallest H and W the Nature-DQN stack (8x8/4, 4x4/2, 3x3/1) takes."""
+
+
+def _encoder_name(frame: tuple[int, ...]) -> str:
+    return "nature_conv" if min(frame[:2]) >= NATURE_MIN_SIZE else "small_conv"
+
+
+def _image_encoder(frame: tuple[int, ...], config: QNetworkConfig) -> list[keras.layers.Layer]:
+    """Layers from a [H, W, C] image (uint8 or float 0..255) to a feature vector."""
+    layers: list[keras.layers.Layer] = [keras.layers.Rescaling(1.0 / 255.0)]
+    if min(frame[:2]) >= NATURE_MIN_SIZE:
+        return layers + [
+            keras.layers.Conv2D(32, 8, strides=4, activation="relu", name="conv_0"),
+            keras.layers.Conv2D(64, 4, strides=2, activation="relu", name="conv_1"),
+            keras.layers.Conv2D(64, 3, strides=1, activation="relu", name="conv_2"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(config.conv_dense_units, activation="relu", name="conv_dense"),
+        ]
+    h, w = frame[:2]
+    for i, (filters, pool) in enumerate([(16, True), (32, False), (64, False)]):
+        if min(h, w) >= 2:
+            layers.append(keras.layers.Conv2D(filters, 2, activation="relu", name=f"small_conv_{i}"))
+            h, w = h - 1, w - 1
+        if pool and min(h, w) >= 4:
+            layers.append(keras.layers.MaxPooling2D(2, name="small_pool"))
+            h, w = h // 2, w // 2
+    return layers + [keras.layers.Flatten(), keras.layers.LayerNormalization(name="small_conv_norm")]
+
+
+class _MultiInputTorso(keras.layers.Layer):
+    """[B, F] flat observation = [image.ravel(), rest] -> concat(conv(image), mlp(rest))."""
+
+    def __init__(self, config: QNetworkConfig, **kwargs):
+        super().__init__(name="multi_input", **kwargs)
+        self.image_shape = config.image_shape
+        self.image_size = _prod(config.image_shape)
+        self.rest_size = config.observation_shape[0] - self.image_size
+        self.image_encoder = keras.Sequential(_image_encoder(self.image_shape, config),
+                                              name=_encoder_name(self.image_shape))
+        self.rest_encoder = [keras.layers.Dense(u, activation="relu", name=f"torso_dense_{i}")
+                             for i, u in enumerate(config.mlp_units)] if self.rest_size else []
+
+    def build(self, input_shape):
+        self.image_encoder.build((None,) + self.image_shape)
+        size = self.rest_size
+        for layer in self.rest_encoder:
+            layer.build((None, size))
+            size = layer.units
+
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        image = keras.ops.reshape(x[:, :self.image_size], (-1,) + self.image_shape)
+        parts = [self.image_encoder(image)]
+        if self.rest_size:
+            rest = x[:, self.image_size:]
+            for layer in self.rest_encoder:
+                rest = layer(rest)
+            parts.append(rest)
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def compute_output_shape(self, input_shape):
+        size = self.image_encoder.compute_output_shape((None,) + self.image_shape)[-1]
+        if self.rest_size:
+            size += self.rest_encoder[-1].units if self.rest_encoder else self.rest_size
+        return (input_shape[0], size)
 
 
 class _DuelingHead(keras.layers.Layer):

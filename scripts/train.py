@@ -7,6 +7,8 @@ Examples::
     python scripts/train.py --preset tmaze --evaluate         # train, then evaluate: `make run`
     python scripts/train.py --preset cartpole_novel --seed 3 --r2d2.batch_size 64
     python scripts/train.py --env CartPole-v1 --total_env_steps 200000   # any env: the generic 'memory' preset
+    python scripts/train.py --preset minigrid_memory             # MiniGrid-MemoryS7-v0 (pip install -e .[minigrid])
+    python scripts/train.py --env minigrid:MiniGrid-MemoryS9-v0 --total_env_steps 100000
     python scripts/train.py --resume runs/tmaze-seed0-20250101-120000     # after Ctrl-C / a crash
     python scripts/train.py --backend ray --num-actors 2       # actors in 2 Ray processes (local cluster)
     python scripts/train.py --backend ray --num-actors 8 --ray-address auto   # join a running cluster
@@ -47,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"starting config; flags below override its fields (default: {DEFAULT_PRESET}, "
                              f"or {GENERIC_PRESET} with --env / --env_id)")
     parser.add_argument("--env", dest="env_alias", metavar="ENV_ID", default=None,
-                        help="shorthand for --env_id (any Gymnasium id with Discrete actions)")
+                        help="shorthand for --env_id: any Gymnasium id with Discrete or MultiDiscrete "
+                             "actions, or PACKAGE:ID to import PACKAGE first (minigrid:MiniGrid-MemoryS7-v0)")
+    parser.add_argument("--env-package", dest="env_package", metavar="NAME", action="append", default=None,
+                        help="import NAME before making the env (it registers ids); repeatable; stored in "
+                             "the run's config, so --resume and evaluate.py import it too")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue RUN_DIR from its latest checkpoint (its config.json; only budget "
                              f"and output flags may change: {', '.join(sorted(RESUME_OVERRIDABLE))})")
@@ -77,6 +83,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     overrides = {k[len("field:"):]: v for k, v in vars(args).items() if k.startswith("field:") and v is not None}
     if args.env_alias is not None:
         overrides["env_id"] = args.env_alias
+    if args.env_package:  # added to --env_packages, or to the preset's packages
+        given = overrides.get("env_packages")
+        given = given.split(",") if given is not None else ([] if args.resume else get_preset(args.preset).env_packages)
+        overrides["env_packages"] = ",".join(dict.fromkeys(p.strip() for p in [*given, *args.env_package] if p.strip()))
     if args.resume:
         config_path = os.path.join(args.resume, "config.json")
         if not os.path.isfile(config_path):
@@ -113,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(config.to_json())
         return 0
+    import envs
+
+    try:  # an unknown id or a missing package: one line, before anything is written
+        envs.resolve_env_id(config.env_id, config.env_packages)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
 
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.loop import RunFailedError, TrainingLoop

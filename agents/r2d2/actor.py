@@ -88,7 +88,7 @@ class R2D2Actor:
         self.num_actions = int(network_config.num_actions)
         self.observation_shape = tuple(network_config.observation_shape)
         # Matches the network's observation input: uint8 images are rescaled inside it.
-        self.observation_dtype = np.dtype(np.uint8 if network_config.is_image else np.float32)
+        self.observation_dtype = np.dtype(network_config.input_dtype)
         self.network: keras.Model = build_q_network(
             network_config, stateful=True, batch_size=self.num_envs, name=f"actor_q_network_n{self.num_envs}"
         )
@@ -280,7 +280,7 @@ class R2D2Actor:
             )
         if self.observation_dtype == np.uint8 and obs.dtype != np.uint8:
             # Casting floats to uint8 would silently wrap or truncate pixel values.
-            raise TypeError(f"image observations must be uint8, got dtype {obs.dtype}")
+            raise TypeError(f"uint8 (image) observations must be uint8, got dtype {obs.dtype}")
         return obs.astype(self.observation_dtype, copy=False)
 
     def _checked_epsilons(self, epsilons: Sequence[float] | float) -> np.ndarray:

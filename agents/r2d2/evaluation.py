@@ -69,7 +69,8 @@ def network_config_for(config: Any, description: Any):
     return QNetworkConfig(observation_shape=description.obs_shape, num_actions=description.num_actions,
                           image=description.is_image, mlp_units=r.mlp_units, lstm_units=r.lstm_units,
                           head_units=r.head_units, use_prev_action=r.use_prev_action,
-                          use_prev_reward=r.use_prev_reward)
+                          use_prev_reward=r.use_prev_reward, image_shape=description.image_shape,
+                          observation_dtype=np.dtype(description.obs_dtype).name)
 
 
 def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = None,
@@ -130,8 +131,13 @@ def _render_first(vec_env: Any) -> np.ndarray | None:
 
 
 def evaluate_weights(config: Any, weights: list[np.ndarray], episodes: int, epsilon: float = 0.0,
-                     num_envs: int = 1, seed: int = 12345, video_path: str | None = None) -> tuple[EvalResult, str]:
-    """Evaluate ``weights`` on ``config.env_id``; returns (result, video message)."""
+                     num_envs: int = 1, seed: int = 12345, video_path: str | None = None,
+                     env_json: dict[str, Any] | None = None) -> tuple[EvalResult, str]:
+    """Evaluate ``weights`` on ``config.env_id``; returns (result, video message).
+
+    ``env_json``: the training run's env record (``RUN_DIR/env.json``); the rebuilt env must
+    match it (ValueError naming the difference otherwise).
+    """
     import envs
     from agents.r2d2.actor import R2D2Actor
 
@@ -141,15 +147,19 @@ def evaluate_weights(config: Any, weights: list[np.ndarray], episodes: int, epsi
         # Sync vectorization when recording: native vector envs may not render.
         vec = envs.make_vector_env(config.env_id, num_envs, seed=seed,
                                    vectorization="sync" if video_path else "auto",
-                                   **config.env_kwargs, **render_kwargs)
+                                   env_packages=config.env_packages, **config.env_kwargs, **render_kwargs)
     except Exception as error:  # noqa: BLE001 - fall back to no video, say why
         if not video_path:
             raise
         message = f"no video: {config.env_id!r} cannot render rgb_array ({type(error).__name__}: {error})"
         video_path = None
-        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, **config.env_kwargs)
+        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, env_packages=config.env_packages,
+                                   **config.env_kwargs)
     try:
         description = envs.describe_env(vec)
+        if env_json is not None:
+            envs.check_env_record(env_json, envs.env_record(vec, config.env_id, config.env_packages,
+                                                            config.env_kwargs))
         actor = R2D2Actor(network_config_for(config, description), num_envs, epsilon, seed=seed)
         actor.set_weights(weights)
         frames: list | None = [] if video_path else None
@@ -201,8 +211,14 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     start = time.perf_counter()
     from gymnasium.error import Error as GymnasiumError
 
+    env_json_path = os.path.join(run_dir, "env.json")
+    env_json = None
+    if os.path.isfile(env_json_path):
+        with open(env_json_path, encoding="utf-8") as file:
+            env_json = json.load(file)
     try:
-        result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path)
+        result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path,
+                                                 env_json=env_json)
     except (ValueError, TypeError, ImportError, GymnasiumError) as error:
         # Unknown id, bad env kwargs, missing env package, weights that do not fit the network.
         raise ConfigurationError(f"cannot evaluate {config.env_id!r} with env_kwargs {config.env_kwargs!r} and "

@@ -85,7 +85,7 @@ class LoopResult:
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
-    name = config.env_id.split("/")[-1].lower()
+    name = config.env_id.split(":")[-1].split("/")[-1].lower()  # PACKAGE:NS/Name-v0 -> name-v0
     return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
@@ -156,7 +156,8 @@ class TrainingLoop:
         r = config.r2d2
         keras.utils.set_random_seed(config.seed)
         try:
-            self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed, **config.env_kwargs)
+            self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed,
+                                               env_packages=config.env_packages, **config.env_kwargs)
             self.description = envs.describe_env(self.envs)
         except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
             self.close()
@@ -250,10 +251,16 @@ class TrainingLoop:
                                      "step on)") from None
 
     def _write_run_dir(self) -> None:
-        """config.json; on resume, newer checkpoints moved aside and metrics.csv cut back."""
+        """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back."""
+        import envs
+
+        cfg = self.config
         os.makedirs(self.run_dir, exist_ok=True)
         atomic_write_text(os.path.join(self.run_dir, "config.json"),
-                          json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
+                          json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        # What evaluate.py checks when it rebuilds the env: id, packages, conversion.
+        atomic_write_text(os.path.join(self.run_dir, "env.json"), json.dumps(
+            envs.env_record(self.envs, cfg.env_id, cfg.env_packages, cfg.env_kwargs), indent=2))
         if self.resumed_from is None:
             return
         target, moved = self.checkpoints.supersede_newer_than(self.resumed_from)
@@ -509,7 +516,8 @@ class TrainingLoop:
 
         cfg = self.config
         if self._eval_actor is None:
-            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, **cfg.env_kwargs)
+            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, env_packages=cfg.env_packages,
+                                                   **cfg.env_kwargs)
             self._eval_actor = R2D2Actor(self.network_config, cfg.eval_num_envs, cfg.r2d2.eval_epsilon,
                                          seed=cfg.seed + 1)
         self._eval_actor.set_weights(self.learner.get_weights())

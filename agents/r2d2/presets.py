@@ -7,6 +7,8 @@ preset             environment                            target
 (default)                                                 in < 10 min on 2 CPU cores
 ``cartpole_novel`` ``r2d2_state/CartPoleNoVelocity-v1``   best effort (see README)
 ``smoke``          T-maze, corridor 2, tiny everything    tests: seconds, not minutes
+``minigrid_memory`` ``MiniGrid-MemoryS7-v0``, 3x3 view     memoryless level (0.5) in
+                   (``pip install -e .[minigrid]``)       10 min; memory not yet (README)
 =================  =====================================  ===========================
 
 Usage::
@@ -139,7 +141,40 @@ def _smoke() -> TrainConfig:
     )
 
 
-PRESETS = {"tmaze": _tmaze, "memory": _memory, "cartpole_novel": _cartpole_novel, "smoke": _smoke}
+def _minigrid_memory() -> TrainConfig:
+    # MiniGrid-MemoryS7-v0 (pip install -e .[minigrid]): see a key or a ball in the start room,
+    # walk the one-cell hallway, step next to the matching object of the two at its end.
+    # - agent_view_size 3: with MiniGrid's default 7x7 view the agent at the junction looking
+    #   back sees the cue and both objects in one observation, so a memoryless policy solves it
+    #   (tests/envs/test_minigrid_memory.py); with 3x3 it needs memory: memoryless return <= 0.5.
+    # - Observation: 3x3x3 view + direction one-hot (mission text dropped), uint8[31], small-conv
+    #   + MLP multi-input torso.
+    # - As the T-maze: whole short episodes in one trace (first sequences start at step 0),
+    #   high per-env epsilons, discount 0.9; n_step 3 carries the sparse end reward back faster.
+    return TrainConfig(
+        env_id="MiniGrid-MemoryS7-v0",
+        env_packages=("minigrid",),
+        env_kwargs={"agent_view_size": 3},
+        total_env_steps=3_000_000,
+        time_budget_s=570.0,
+        replay_ratio=4.0,
+        min_replay_size=500,
+        eval_every=20_000,
+        eval_episodes=100,
+        eval_num_envs=50,
+        log_every=10_000,
+        checkpoint_every=100_000,
+        r2d2=R2D2Config(
+            burn_in=2, trace_length=16, sequence_period=8, n_step=3, discount=0.9,
+            replay_capacity=5_000, batch_size=32, learning_rate=1e-3, target_update_period=100,
+            mlp_units=(16,), lstm_units=(64,), head_units=64,
+            num_envs=16, epsilon_base=0.9, epsilon_alpha=3.0, actor_update_period=10,
+        ),
+    )
+
+
+PRESETS = {"tmaze": _tmaze, "memory": _memory, "cartpole_novel": _cartpole_novel, "smoke": _smoke,
+           "minigrid_memory": _minigrid_memory}
 
 
 def get_preset(name: str) -> TrainConfig:

@@ -20,7 +20,7 @@ def random_batch(config: R2D2Config, network_config: QNetworkConfig, seed: int =
     """
     rng = np.random.default_rng(seed)
     b, length, a = config.batch_size, config.sequence_length, network_config.num_actions
-    if network_config.is_image:
+    if network_config.input_dtype == "uint8":
         obs = rng.integers(0, 255, size=(b, length) + network_config.observation_shape, dtype=np.uint8)
     else:
         obs = rng.normal(size=(b, length) + network_config.observation_shape).astype(np.float32)

@@ -62,7 +62,9 @@ class ConfigurationError(ValueError):
 class TrainConfig(ConfigMixin):
     # --- environment
     env_id: str = "r2d2_state/TMaze-v0"
-    """Gymnasium id of any environment with a Discrete action space."""
+    """Gymnasium id of any environment with a Discrete (or MultiDiscrete) action space; PACKAGE:ID imports PACKAGE first."""
+    env_packages: tuple[str, ...] = ()
+    """Packages imported before the env is made (they register ids, e.g. minigrid); --env-package NAME adds one."""
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Keyword arguments for gymnasium.make (JSON on the command line)."""
     seed: int = 0
@@ -124,6 +126,8 @@ class TrainConfig(ConfigMixin):
         if isinstance(self.r2d2, dict):
             object.__setattr__(self, "r2d2", R2D2Config.from_dict(self.r2d2))
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        packages = (self.env_packages,) if isinstance(self.env_packages, str) else self.env_packages
+        object.__setattr__(self, "env_packages", tuple(str(p) for p in packages))
         checks = [
             (isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty string"),
             (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**31,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from typing import Any
 
@@ -102,10 +103,69 @@ def test_channels_first_image_is_refused():
         envs.make_env(_register("ChannelsFirst", spaces.Box(0, 255, (4, 32, 32), np.uint8)))
 
 
-def test_dict_with_image_part_is_refused():
+def test_dict_with_image_part_becomes_flat_uint8_with_image_first():
     space = spaces.Dict({"pixels": IMAGE_SPACES["ImageHWC"][0], "v": spaces.Discrete(2)})
-    with pytest.raises(ValueError, match="mixing image and vector"):
-        envs.make_env(_register("DictImage", space))
+    env = envs.make_env(_register("DictImage", space))
+    obs, _ = env.reset(seed=0)
+    raw = env.unwrapped.observation_space.sample()  # same layout as what the env returned
+    assert obs.shape == (8 * 6 * 3 + 2,) and obs.dtype == np.uint8
+    assert env.observation_space.contains(obs)
+    packed = env.observation(raw)
+    np.testing.assert_array_equal(packed[:144], raw["pixels"].reshape(-1))
+    np.testing.assert_array_equal(packed[144:], np.eye(2, dtype=np.uint8)[raw["v"]])
+    description = envs.describe_env(env)
+    assert description.image_shape == (8, 6, 3) and not description.is_image
+    assert description.obs_dtype == np.uint8 and description.obs_shape == (146,)
+
+
+def test_dict_with_image_and_float_box_is_float32():
+    space = spaces.Dict({"pixels": spaces.Box(0, 255, (5, 5), np.uint8),
+                         "x": spaces.Box(-1.0, 1.0, (3,), np.float64)})
+    env = envs.make_env(_register("DictImageFloat", space))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (28,) and obs.dtype == np.float32
+    assert envs.describe_env(env).image_shape == (5, 5, 1)
+
+
+def test_two_image_parts_are_refused():
+    image = IMAGE_SPACES["ImageHWC"][0]
+    with pytest.raises(ValueError, match=r"2 image parts \(\['a'\], \['b'\]\); at most one"):
+        envs.make_env(_register("TwoImages", spaces.Dict({"a": image, "b": image})))
+
+
+class TextEnv(ToyEnv):
+    """Dict(image, Text mission); the mission changes within the episode if ``changing``."""
+
+    def __init__(self, changing: bool):
+        super().__init__(spaces.Dict({"image": spaces.Box(0, 10, (3, 3, 2), np.uint8),
+                                      "mission": spaces.Text(20)}))
+        self.changing, self.t = changing, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return {"image": np.zeros((3, 3, 2), np.uint8), "mission": "go left"}, {}
+
+    def step(self, action):
+        self.t += 1
+        mission = f"go left {self.t}" if self.changing else "go left"
+        return {"image": np.full((3, 3, 2), self.t, np.uint8), "mission": mission}, 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("changing", [False, True])
+def test_text_part_is_dropped_if_constant_within_the_episode(changing):
+    env_id = f"r2d2_state_test/Text{changing}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=lambda: TextEnv(changing))
+    env = envs.make_env(env_id)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (18,) and obs.dtype == np.uint8
+    assert any("dropped Text part ['mission']" in note for note in envs.describe_env(env).conversion.notes)
+    if changing:
+        with pytest.raises(ValueError, match=r"Text part \['mission'\] changed within an episode"):
+            env.step(0)
+    else:
+        obs, *_ = env.step(0)
+        np.testing.assert_array_equal(obs, np.ones(18, np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -130,9 +190,30 @@ def test_continuous_actions_are_refused_naming_the_env(make):
         make("Pendulum-v1")
 
 
-def test_multidiscrete_actions_are_refused():
-    with pytest.raises(ValueError, match=r"MultiDiscrete.*need a Discrete action space"):
-        envs.make_env(_register("MultiAction", spaces.Discrete(2), spaces.MultiDiscrete([2, 2])))
+def test_multidiscrete_actions_become_one_discrete_and_the_env_gets_the_tuple():
+    env = envs.make_env(_register("MultiAction", spaces.Discrete(2), spaces.MultiDiscrete([2, 3])))
+    assert env.action_space == spaces.Discrete(6)
+    env.reset(seed=0)
+    received = []
+    for action in range(6):
+        env.step(action)
+        received.append(tuple(int(a) for a in env.unwrapped.last_action))
+    assert received == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # row-major unravel
+
+
+def test_multidiscrete_with_start_gets_shifted_tuples():
+    space = spaces.MultiDiscrete([2, 2], start=[1, -1])
+    env = envs.make_env(_register("MultiActionStart", spaces.Discrete(2), space))
+    env.reset(seed=0)
+    env.step(3)
+    assert tuple(int(a) for a in env.unwrapped.last_action) == (2, 0)
+    assert envs.describe_env(env).num_actions == 4
+
+
+def test_huge_multidiscrete_is_refused():
+    space = spaces.MultiDiscrete([100, 100])
+    with pytest.raises(ValueError, match=r"10000 combined actions, more than 4096"):
+        envs.make_env(_register("MultiActionHuge", spaces.Discrete(2), space))
 
 
 _HAS_ATARI = all(importlib.util.find_spec(m) is not None for m in ("ale_py", "cv2"))
@@ -162,7 +243,7 @@ def test_vector_env_autoreset_mode_and_description(vectorization):
     assert vec.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     assert isinstance(vec, SyncVectorEnv) == (vectorization == "sync")
     description = envs.describe_env(vec)
-    assert description == envs.EnvDescription(
+    assert dataclasses.replace(description, conversion=None) == envs.EnvDescription(
         obs_shape=(4,),
         obs_dtype=np.dtype(np.float32),
         is_image=False,

@@ -1,0 +1,112 @@
+"""Torsos chosen from the observation: Nature-DQN where it fits, the small 2x2 stack for small
+images, the multi-input torso for flat observations with an image part (Dict/Tuple)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from r2d2_state.networks import NATURE_MIN_SIZE, QNetworkConfig, build_q_network
+from r2d2_state.state import reset_states
+
+
+def _inputs(cfg: QNetworkConfig, batch: int, steps: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    shape = (batch, steps) + cfg.observation_shape
+    obs = (rng.integers(0, 255, size=shape).astype(np.uint8) if cfg.input_dtype == "uint8"
+           else rng.normal(size=shape).astype(np.float32))
+    return {"observation": obs,
+            "prev_action": rng.integers(-1, cfg.num_actions, size=(batch, steps)).astype(np.int32),
+            "prev_reward": rng.normal(size=(batch, steps)).astype(np.float32),
+            "valid": np.ones((batch, steps), np.float32)}
+
+
+def _layer_names(model) -> set[str]:
+    names = set()
+
+    def walk(layer):
+        names.add(layer.name)
+        for sub in getattr(layer, "layers", []) or []:
+            walk(sub)
+        inner = getattr(layer, "layer", None)  # TimeDistributed
+        if inner is not None:
+            walk(inner)
+        for attr in ("image_encoder",):
+            if hasattr(layer, attr):
+                walk(getattr(layer, attr))
+    walk(model)
+    return names
+
+
+@pytest.mark.parametrize("shape, stack", [
+    ((84, 84, 4), "nature_conv"), ((36, 40, 3), "nature_conv"), ((35, 64, 3), "small_conv"),
+    ((7, 7, 3), "small_conv"), ((3, 3, 1), "small_conv"), ((1, 1, 2), "small_conv"), ((9, 5), "small_conv"),
+])
+def test_image_torso_is_chosen_from_the_shape(shape, stack):
+    cfg = QNetworkConfig(observation_shape=shape, num_actions=3, lstm_units=(8,), head_units=8,
+                         conv_dense_units=16)
+    net = build_q_network(cfg, stateful=False)
+    assert stack in _layer_names(net)
+    x = _inputs(cfg, 2, 3)
+    q = np.asarray(net({**x, "initial_h0": np.zeros((2, 8), np.float32),
+                        "initial_c0": np.zeros((2, 8), np.float32)})[0])
+    assert q.shape == (2, 3, 3) and np.isfinite(q).all()
+    assert (min(shape[:2]) >= NATURE_MIN_SIZE) == (stack == "nature_conv")
+
+
+def test_nature_weight_layout_is_unchanged():
+    # conv 8x8x4x32, 4x4x32x64, 3x3x64x64, dense 3136x512, then LSTM and head: as before.
+    cfg = QNetworkConfig(observation_shape=(84, 84, 4), num_actions=4, lstm_units=(16,), head_units=16)
+    shapes = [tuple(w.shape) for w in build_q_network(cfg, stateful=False).get_weights()]
+    assert shapes[:8] == [(8, 8, 4, 32), (32,), (4, 4, 32, 64), (64,), (3, 3, 64, 64), (64,), (3136, 512), (512,)]
+
+
+def test_small_stack_is_minigrids():
+    cfg = QNetworkConfig(observation_shape=(7, 7, 3), num_actions=7, lstm_units=(8,), head_units=8)
+    shapes = [tuple(w.shape) for w in build_q_network(cfg, stateful=False).get_weights()]
+    # 2x2 conv 16 (7 -> 6), max-pool (-> 3), 2x2 conv 32 (-> 2), 2x2 conv 64 (-> 1), LayerNorm 64.
+    assert shapes[:8] == [(2, 2, 3, 16), (16,), (2, 2, 16, 32), (32,), (2, 2, 32, 64), (64,), (64,), (64,)]
+
+
+def test_multi_input_torso_on_minigrid_layout():
+    """151 uint8 = 7x7x3 image + direction one-hot 4: conv(image) ++ mlp(rest), stateful == stateless."""
+    cfg = QNetworkConfig(observation_shape=(151,), num_actions=7, image_shape=(7, 7, 3),
+                         observation_dtype="uint8", mlp_units=(16,), lstm_units=(8,), head_units=8)
+    assert not cfg.is_image and cfg.input_dtype == "uint8"
+    sf = build_q_network(cfg, stateful=True, batch_size=2)
+    sl = build_q_network(cfg, stateful=False)
+    sl.set_weights(sf.get_weights())
+    shapes = [tuple(w.shape) for w in sf.get_weights()]
+    assert (4, 16) in shapes and (2, 2, 3, 16) in shapes  # the rest's dense, the image's first conv
+    x = _inputs(cfg, 2, 4)
+    reset_states(sf, [[np.zeros((2, 8), np.float32)] * 2])
+    q_sf = np.asarray(sf(x))
+    q_sl = np.asarray(sl({**x, "initial_h0": np.zeros((2, 8), np.float32),
+                          "initial_c0": np.zeros((2, 8), np.float32)})[0])
+    np.testing.assert_allclose(q_sf, q_sl, atol=1e-5)
+    # Both parts reach Q: changing only the image, or only the direction, changes it.
+    for lo, hi in ((0, 147), (147, 151)):
+        y = {k: v.copy() for k, v in x.items()}
+        y["observation"][:, :, lo:hi] = 255 - y["observation"][:, :, lo:hi]
+        q_y = np.asarray(sl({**y, "initial_h0": np.zeros((2, 8), np.float32),
+                             "initial_c0": np.zeros((2, 8), np.float32)})[0])
+        assert not np.allclose(q_y, q_sl)
+
+
+def test_float_multi_input_and_image_only_layout():
+    cfg = QNetworkConfig(observation_shape=(25,), num_actions=2, image_shape=(5, 5, 1), lstm_units=(8,),
+                         head_units=8)
+    assert cfg.input_dtype == "float32"
+    net = build_q_network(cfg, stateful=True, batch_size=1)
+    assert np.asarray(net(_inputs(cfg, 1, 2))).shape == (1, 2, 2)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(observation_shape=(10,), image_shape=(7, 7, 3)), "at least 147 entries"),
+    (dict(observation_shape=(200,), image_shape=(7, 7)), "(H, W, C)"),
+    (dict(observation_shape=(4,), observation_dtype="int8"), "observation_dtype"),
+])
+def test_config_validation(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        QNetworkConfig(num_actions=2, **kwargs)
+    assert words in str(info.value)
