@@ -262,9 +262,10 @@ def _plot(task_name: str, task: Task, results: list[dict[str, Any]], eval_every:
     ax.set_title(f"{task_name}: {task.env_id} {task.env_kwargs or ''}")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    with atomic_write(path, "wb") as file:
-        fig.savefig(file, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100), binary=True)
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
