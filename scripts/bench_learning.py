@@ -32,7 +32,10 @@ Usage:
 Prints a table, writes ``OUT/learning_<task>.png`` (median curves of both agents, min-max
 band over seeds), and prints one JSON line last: per-task medians and the ratios
 ``steps_vs_peer_<task>`` and ``wall_vs_peer_<task>`` (ours / peer's, to the sustained
-threshold; lower is better; null when either median did not reach it).
+threshold; lower is better). Where one agent's median did not reach it by the cap, the
+ratio uses that agent's stopping points instead and ``..._is`` says it is an
+``upper_bound`` (the peer did not get there) or a ``lower_bound`` (we did not); null when
+neither did.
 """
 
 from __future__ import annotations
@@ -209,7 +212,12 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _summary(evals: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    points = solve_points(evals, threshold) if evals else {"first": None, "sustained": None}
+    """First and sustained points of a finished run. A sustained point counts only once the
+    run held the threshold up to twice its env steps (a run cut by the cap before that has
+    not shown it does not collapse)."""
+    points = solve_points(evals, threshold) if evals else {"first": None, "sustained": None, "stop": False}
+    if not points["stop"]:
+        points["sustained"] = None
     out = {}
     for name in ("first", "sustained"):
         point = points[name]
@@ -229,6 +237,35 @@ def _median(values: list[float | None]) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, 3)
+
+
+def _reached_or_cap(run: dict[str, Any], key: str) -> float | None:
+    """The sustained point, or for a run that never sustained the threshold the point where
+    it stopped (its last eval): a lower bound of when it would have."""
+    if run[f"sustained_{key}"] is not None:
+        return run[f"sustained_{key}"]
+    if not run["evals"]:
+        return None
+    return run["evals"][-1]["env_steps" if key == "steps" else "train_time_s"]
+
+
+def compare(ours: list[dict[str, Any]], peer: list[dict[str, Any]], key: str) -> tuple[float | None, str | None]:
+    """Ours / peer's median to the sustained threshold (``key``: "steps" or "wall_s").
+
+    Returns (ratio, kind): kind "exact" when both medians reached it; "upper_bound" when
+    ours did and the peer's did not by its cap (the peer's median is then at least the median
+    of its stopping points, so the ratio is at most the one returned); "lower_bound" the
+    other way round; (None, None) when neither did.
+    """
+    ours_median = _median([r[f"sustained_{key}"] for r in ours])
+    peer_median = _median([r[f"sustained_{key}"] for r in peer])
+    if ours_median is not None and peer_median is not None:
+        return _ratio(ours_median, peer_median), "exact"
+    if ours_median is not None:
+        return _ratio(ours_median, _median([_reached_or_cap(r, key) for r in peer])), "upper_bound"
+    if peer_median is not None:
+        return _ratio(_median([_reached_or_cap(r, key) for r in ours]), peer_median), "lower_bound"
+    return None, None
 
 
 def _plot(task_name: str, task: Task, results: list[dict[str, Any]], eval_every: int, path: str) -> None:
@@ -331,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'task':<15} {'agent':<5} {'seed':>4} {'first steps':>12} {'first s':>8} {'sustained steps':>16} {'sustained s':>12}"
     print(header)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for result in results:  # recomputed from the evals, so older result files follow today's rule
+        result.update(_summary(result["evals"], TASKS[result["task"]].threshold))
     for task_name in args.tasks:
         task = TASKS[task_name]
         medians = {}
@@ -343,8 +382,12 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("first_steps", "first_wall_s", "sustained_steps", "sustained_wall_s"):
                 medians[f"{agent}_{key}"] = _median([r[key] for r in rows])
         summary[task_name] = medians
-        summary[f"steps_vs_peer_{task_name}"] = _ratio(medians.get("ours_sustained_steps"), medians.get("peer_sustained_steps"))
-        summary[f"wall_vs_peer_{task_name}"] = _ratio(medians.get("ours_sustained_wall_s"), medians.get("peer_sustained_wall_s"))
+        by_agent = {a: [r for r in results if r["task"] == task_name and r["agent"] == a] for a in AGENTS}
+        for name, key in (("steps", "steps"), ("wall", "wall_s")):
+            ratio, kind = compare(by_agent["ours"], by_agent["peer"], key)
+            summary[f"{name}_vs_peer_{task_name}"] = ratio
+            if kind not in (None, "exact"):
+                summary[f"{name}_vs_peer_{task_name}_is"] = kind
         _plot(task_name, task, [r for r in results if r["task"] == task_name], args.eval_every,
               os.path.join(args.out, f"learning_{task_name}.png"))
     print(json.dumps(summary))

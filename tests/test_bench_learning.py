@@ -34,6 +34,13 @@ def test_the_run_stops_at_twice_the_sustained_point():
     assert unsolved["sustained"] is None and unsolved["first"]["env_steps"] == 5_000 and not unsolved["stop"]
 
 
+def test_a_sustained_point_counts_only_when_held_to_twice_its_steps():
+    held = bench_learning._summary(_evals([0.0, 0.95, 0.95, 0.95]), 0.9)
+    assert held["sustained_steps"] == 10_000 and held["sustained_wall_s"] == 4.0 and held["first_steps"] == 10_000
+    cut = bench_learning._summary(_evals([0.0, 0.0, 0.0, 0.95]), 0.9)  # cap at 20k, last eval at threshold
+    assert cut["sustained_steps"] is None and cut["first_steps"] == 20_000
+
+
 def test_medians_count_unsolved_runs_as_never():
     assert bench_learning._median([10.0, None, 30.0]) == 30.0
     assert bench_learning._median([10.0, None, None]) is None
@@ -66,3 +73,22 @@ def test_tiny_benchmark_run_writes_results_plot_and_json(tmp_path):
             e["env_steps"] >= 1000 * (i + 1) for i, e in enumerate(row["evals"]))
         assert all(e["train_time_s"] > 0 for e in row["evals"])
     assert (out / "learning_tmaze5.png").stat().st_size > 1000
+
+
+def _run(sustained_steps, last_steps, sustained_wall=None, last_wall=100.0):
+    return {"sustained_steps": sustained_steps, "sustained_wall_s": sustained_wall,
+            "evals": [{"env_steps": last_steps, "mean": 0.0, "train_time_s": last_wall}]}
+
+
+def test_ratios_against_a_peer_that_never_reached_the_threshold_are_upper_bounds():
+    ours = [_run(10_000, 20_000, 5.0), _run(20_000, 40_000, 9.0), _run(None, 100_000)]
+    peer_solved = [_run(40_000, 80_000, 20.0), _run(50_000, 100_000, 30.0), _run(80_000, 100_000, 40.0)]
+    assert bench_learning.compare(ours, peer_solved, "steps") == (0.4, "exact")
+    assert bench_learning.compare(ours, peer_solved, "wall_s") == (0.3, "exact")
+    peer_unsolved = [_run(None, 100_000, last_wall=90.0), _run(None, 100_000, last_wall=80.0),
+                     _run(60_000, 100_000, 50.0)]
+    # The peer's median is "never": at least its stopping points' median (100k, 80 s).
+    assert bench_learning.compare(ours, peer_unsolved, "steps") == (0.2, "upper_bound")
+    assert bench_learning.compare(ours, peer_unsolved, "wall_s") == (0.113, "upper_bound")
+    assert bench_learning.compare(peer_unsolved, ours, "steps") == (5.0, "lower_bound")
+    assert bench_learning.compare(peer_unsolved, peer_unsolved, "steps") == (None, None)
