@@ -14,6 +14,7 @@ one JSON line last.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -103,7 +104,10 @@ def main() -> None:
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as directory:
         base = load_base(args.base, directory)
-        base_config = base["networks"].QNetworkConfig(**vars(network_config))
+        # The revision's QNetworkConfig may lack newer fields; they keep their defaults here.
+        base_fields = {f.name for f in dataclasses.fields(base["networks"].QNetworkConfig)}
+        base_config = base["networks"].QNetworkConfig(
+            **{k: v for k, v in vars(network_config).items() if k in base_fields})
         print(f"{'envs':>5} {'variant':>8} {'steps/s':>10} {'x base (wall)':>14} {'x base (cpu)':>13}")
         for n in args.num_envs:
             loops = {"base": Loop(base["actor"].R2D2Actor, base["adder"].SequenceAdder, base_config, args.env_id, n),
