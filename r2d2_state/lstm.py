@@ -36,6 +36,7 @@ masked batches.
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -63,10 +64,12 @@ class FusedLSTM(keras.layers.LSTM):
         """Whether a GPU is visible (then the unmasked path may take cuDNN)."""
         return bool(tf.config.list_logical_devices("GPU"))
 
-    def fused_supported(self) -> bool:
-        """The fused loop covers this configuration (default activations, bias, no dropout)."""
+    def fused_supported(self, sequences: Any = None) -> bool:
+        """The fused loop covers this configuration (default activations, bias, no dropout)
+        and these sequences (a static number of steps; the batch may be dynamic)."""
         cell = self.cell
-        return (cell.activation is keras.activations.tanh
+        return ((sequences is None or sequences.shape[1] is not None)
+                and cell.activation is keras.activations.tanh
                 and cell.recurrent_activation is keras.activations.sigmoid
                 and cell.use_bias and not cell.dropout and not cell.recurrent_dropout
                 and not self.go_backwards and not self.unroll)
@@ -77,7 +80,7 @@ class FusedLSTM(keras.layers.LSTM):
         if mask is None:
             return self._unmasked(sequences, initial_state, training)
         mask = tf.cast(mask, tf.bool)
-        if sequences.shape[1] == 1 and self.fused_supported():
+        if sequences.shape[1] == 1 and self.fused_supported(sequences):
             # One step (the actor): the masked step costs what the unmasked one does, and
             # a branch on the mask would cost more than either.
             self.loop_log.append(("masked", "fused"))
@@ -109,14 +112,14 @@ class FusedLSTM(keras.layers.LSTM):
         if self.use_cudnn in ("auto", True) and self.gpu_available():
             self.loop_log.append(("unmasked", "keras"))
             return keras.layers.LSTM.inner_loop(self, sequences, initial_state, None, training=training)
-        if not self.fused_supported():
+        if not self.fused_supported(sequences):
             self.loop_log.append(("unmasked", "generic"))
             return keras.layers.RNN.inner_loop(self, sequences, initial_state, None, training=training)
         self.loop_log.append(("unmasked", "fused"))
         return self._fused(sequences, initial_state, None)
 
     def _masked(self, sequences, initial_state, mask, training):
-        if not self.fused_supported():
+        if not self.fused_supported(sequences):
             self.loop_log.append(("masked", "generic"))
             return keras.layers.RNN.inner_loop(self, sequences, initial_state, mask, training=training)
         self.loop_log.append(("masked", "fused"))
@@ -138,7 +141,8 @@ class FusedLSTM(keras.layers.LSTM):
         steps, features = x.shape[1], x.shape[2]
         # [T, B, 4U], time-major. A plain 2-D matmul: einsum's gradient costs more here.
         x_tb = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, features])
-        xp = tf.reshape(tf.matmul(x_tb, kernel) + bias, [-1, tf.shape(x)[0], 4 * units])
+        # The static step count keeps T static when the batch is dynamic (the loop needs it).
+        xp = tf.reshape(tf.matmul(x_tb, kernel) + bias, [steps, tf.shape(x)[0], 4 * units])
         valid = None if mask is None else tf.transpose(tf.cast(mask, dtype))[..., None]  # [T, B, 1]
         if steps == 1:  # the actor's case: no loop at all
             h, c = _cell(xp[0], h0, c0, recurrent, units)
@@ -194,11 +198,16 @@ def _chunks(x: tf.Tensor, k: int) -> tf.TensorArray:
     """[T, ...] -> TensorArray of T / k elements [k, ...]."""
     shape = x.shape[1:]
     return tf.TensorArray(x.dtype, size=x.shape[0] // k, element_shape=(k,) + tuple(shape)).unstack(
-        tf.reshape(x, (-1, k) + tuple(shape)))
+        tf.reshape(x, tf.concat([[-1, k], _dims(x)[1:]], axis=0)))
+
+
+def _dims(x: tf.Tensor) -> list:
+    """x's shape with the static dimensions as ints and the dynamic ones (the batch) as tensors."""
+    return [d if d is not None else tf.shape(x)[i] for i, d in enumerate(x.shape)]
 
 
 def _stacked(ta: tf.TensorArray, like: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(ta.stack(), (-1,) + tuple(like.shape[1:]))
+    return tf.reshape(ta.stack(), tf.concat([[-1], _dims(like)[1:]], axis=0))
 
 
 def _forward(xp, h0, c0, recurrent, valid):

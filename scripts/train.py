@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # an unknown id or a missing package: one line, before anything is written
         envs.resolve_env_id(config.env_id, config.env_packages)
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+        return _error(error)
 
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.loop import RunFailedError, TrainingLoop

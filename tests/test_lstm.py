@@ -207,3 +207,19 @@ def test_serialization_round_trip():
     layer = FusedLSTM(U, return_sequences=True, stateful=False)
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(clone) is FusedLSTM and clone.units == U and clone.return_sequences
+
+
+@pytest.mark.parametrize("time_steps", [T, None])
+def test_dynamic_batch_and_time_in_a_traced_function_equal_keras_lstm(time_steps):
+    # Traced with a dynamic batch (as the Ray actor's priority function is), and with a
+    # dynamic number of steps, which the fused loop cannot take (it falls back to Keras's).
+    ours, ref = _pair(stateful=False)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(B, T, F)).astype(np.float32)
+    mask = np.ones((B, T), bool)
+    mask[0, :2] = False
+    spec = [tf.TensorSpec((None, time_steps, F), tf.float32), tf.TensorSpec((None, time_steps), tf.bool)]
+    results = [tf.function(lambda x, m, layer=layer: layer(x, mask=m), input_signature=spec)(x, mask)
+               for layer in (ours, ref)]
+    np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), atol=1e-5)
+    assert ours.loop_log[-1][1] == ("fused" if time_steps else "generic")

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from agents.r2d2.loop import RunFailedError, TrainingLoop
-from agents.r2d2.train_config import TrainConfig
+from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
 __all__ = ["ActorWorker", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
 
@@ -248,20 +248,10 @@ class RayTrainingLoop(TrainingLoop):
                  **kwargs: Any) -> None:
         import ray
 
-        super().__init__(config, run_dir, **kwargs)
+        self._ray_address = ray_address
         self._started_ray = False
-        if not ray.is_initialized():
-            # Workers import this repository's packages: give them its root on the path.
-            runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-                p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p),
-                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
-            if ray_address is None:
-                # A local cluster with at least one CPU slot per actor, so none waits for a slot.
-                ray.init(num_cpus=max(os.cpu_count() or 1, config.num_actors), include_dashboard=False,
-                         runtime_env=runtime_env, log_to_driver=True)
-            else:
-                ray.init(address=ray_address, runtime_env=runtime_env)
-            self._started_ray = True
+        # Ray is started (or joined) by _write_run_dir: the last check, before anything is written.
+        super().__init__(config, run_dir, **kwargs)
         remote_cls = ray.remote(max_restarts=config.max_actor_restarts, max_task_retries=0,
                                 num_cpus=1)(self.worker_class or ActorWorker)
         # A resumed run's workers explore fresh episodes (as the single-process loop does).
@@ -271,6 +261,32 @@ class RayTrainingLoop(TrainingLoop):
                         for i in range(config.num_actors)]
         self.chunks_per_worker = [0] * config.num_actors  # collect results inserted, per worker
         self.restarts_per_worker = [0] * config.num_actors  # failures seen, per worker
+
+    def _write_run_dir(self) -> None:
+        self._connect_ray()
+        super()._write_run_dir()
+
+    def _connect_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        # Workers import this repository's packages: give them its root on the path.
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+            p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
+        try:
+            if self._ray_address is None:
+                # A local cluster with at least one CPU slot per actor, so none waits for a slot.
+                ray.init(num_cpus=max(os.cpu_count() or 1, self.config.num_actors), include_dashboard=False,
+                         runtime_env=runtime_env, log_to_driver=True)
+            else:
+                ray.init(address=self._ray_address, runtime_env=runtime_env)
+        except Exception as error:  # noqa: BLE001 - no cluster at the address, Ray failed to start, ...
+            self.close()
+            where = "start a local Ray cluster" if self._ray_address is None else f"join Ray at {self._ray_address!r}"
+            raise ConfigurationError(f"cannot {where} ({type(error).__name__}: {error})") from error
+        self._started_ray = True
 
     def _restore(self, name: str | None) -> None:
         self.counters["actor_restarts"] = 0  # restored from the checkpoint if it has one

@@ -64,6 +64,22 @@ def _smoke(tmp_path, name: str = "run", **changes) -> TrainConfig:
     return config.replace(**changes)
 
 
+def test_ray_that_cannot_start_is_one_error_and_writes_nothing(tmp_path, monkeypatch):
+    """Starting or joining Ray is checked before anything is written to the run directory."""
+    from agents.r2d2.ray_backend import RayTrainingLoop
+    from agents.r2d2.train_config import ConfigurationError
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("no cluster here (simulated)")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    config = _smoke(tmp_path)
+    with pytest.raises(ConfigurationError, match="cannot join Ray at '127.0.0.1:1'.*no cluster here"):
+        RayTrainingLoop(config, ray_address="127.0.0.1:1")
+    assert not os.path.exists(config.run_dir) or os.listdir(config.run_dir) == []
+
+
 def test_worker_collect_returns_prioritised_sequences():
     """In-process (no Ray): items stacked, one finite positive priority per sequence."""
     from agents.r2d2.learner import R2D2Learner
