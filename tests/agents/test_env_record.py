@@ -70,13 +70,14 @@ def test_env_package_flag_is_repeatable_and_stored():
 
 
 def test_bad_id_fails_before_the_run_dir_exists(tmp_path, capsys):
+    # Configuration errors: one `error:` line on stderr, exit status 2, nothing on disk.
     run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit) as info:
-        train_script.main(["--preset", "smoke", "--env", "CartPol-v1", "--run_dir", str(run_dir)])
-    assert str(info.value).startswith("error: unknown environment id 'CartPol-v1': ")
-    assert "Did you mean: `CartPole`?" in str(info.value)
-    with pytest.raises(SystemExit, match="environment package 'no_such_pkg' is not installed"):
-        train_script.main(["--preset", "smoke", "--env-package", "no_such_pkg", "--run_dir", str(run_dir)])
+    assert train_script.main(["--preset", "smoke", "--env", "CartPol-v1", "--run_dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown environment id 'CartPol-v1': ") and len(err.splitlines()) == 1
+    assert "Did you mean: `CartPole`?" in err
+    assert train_script.main(["--preset", "smoke", "--env-package", "no_such_pkg", "--run_dir", str(run_dir)]) == 2
+    assert "environment package 'no_such_pkg' is not installed" in capsys.readouterr().err
     assert not run_dir.exists()
 
 
