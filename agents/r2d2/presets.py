@@ -1,15 +1,17 @@
 """Tuned TrainConfigs for the shipped environments (``--preset NAME``).
 
-=================  =====================================  ===========================
-preset             environment                            target
-=================  =====================================  ===========================
-``tmaze``          ``r2d2_state/TMaze-v0``, corridor 5    solve (eval return >= 0.9)
-(default)                                                 in < 10 min on 2 CPU cores
-``cartpole_novel`` ``r2d2_state/CartPoleNoVelocity-v1``   best effort (see README)
-``smoke``          T-maze, corridor 2, tiny everything    tests: seconds, not minutes
-``minigrid_memory`` ``MiniGrid-MemoryS7-v0``, 3x3 view     memoryless level (0.5) in
-                   (``pip install -e .[minigrid]``)       10 min; memory not yet (README)
-=================  =====================================  ===========================
+===================  =====================================  ===========================
+preset               environment                            target
+===================  =====================================  ===========================
+``tmaze`` (default)  ``r2d2_state/TMaze-v0``, corridor 5    solve (eval return >= 0.9)
+                                                            in seconds on 2 CPU cores
+``memory``           T-maze, corridor 10; what ``--env ID``  any small memory task
+                     gets without ``--preset``
+``cartpole_novel``   ``r2d2_state/CartPoleNoVelocity-v1``   eval return 475 (README)
+``smoke``            T-maze, corridor 2, tiny everything    tests: seconds, not minutes
+``minigrid_memory``  ``MiniGrid-MemoryS7-v0``, 3x3 view     memoryless level (0.5) in
+                     (``pip install -e .[minigrid]``)       10 min; memory not yet (README)
+===================  =====================================  ===========================
 
 Usage::
 
