@@ -204,8 +204,9 @@ def _worker(args: argparse.Namespace) -> int:
             evals = run_ours(task, args.seed, args.eval_every, os.path.join(run_dir, "run"))
     else:
         evals = run_peer(task, args.seed, args.eval_every)
+    # First and sustained points are derived from the evals by the driver (one rule, one place).
     result = {"task": args.task, "agent": args.agent, "seed": args.seed, "evals": evals,
-              "process_time_s": time.perf_counter() - start, **_summary(evals, task.threshold)}
+              "process_time_s": time.perf_counter() - start}
     with open(args.worker_out, "w", encoding="utf-8") as file:
         json.dump(result, file)
     return 0
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'task':<15} {'agent':<5} {'seed':>4} {'first steps':>12} {'first s':>8} {'sustained steps':>16} {'sustained s':>12}"
     print(header)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    for result in results:  # recomputed from the evals, so older result files follow today's rule
+    for result in results:
         result.update(_summary(result["evals"], TASKS[result["task"]].threshold))
     for task_name in args.tasks:
         task = TASKS[task_name]
