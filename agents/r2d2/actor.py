@@ -106,7 +106,7 @@ class R2D2Actor:
             tf.TensorSpec((n,) + self.observation_shape, tf.as_dtype(self.observation_dtype), name="observation"),
             tf.TensorSpec((3, n), tf.float32, name="prev_action_reward_reset"),
         ]
-        self._step_fn = tf.function(self._step, input_signature=signature, jit_compile=bool(jit_compile))
+        self._step_fn = tf.function(self._step, input_signature=signature, jit_compile=bool(jit_compile), autograph=False)
         # The traced graph, called directly: a tf.function call re-binds and type-checks
         # its arguments every time (~0.3-0.5 ms here, as long as the LSTM step itself).
         self._concrete_step: Callable[..., Any] | None = None

@@ -76,7 +76,7 @@ class R2D2Learner:
         self.optimizer.build(self.online.trainable_variables)
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
         self.trace_count = 0  # Python side effect: counts traces of the step function
-        self._step_fn = tf.function(self._step, jit_compile=config.jit_compile)
+        self._step_fn = tf.function(self._step, jit_compile=config.jit_compile, autograph=False)
         self._staleness_fn = tf.function(self._staleness)
 
     # ------------------------------------------------------------------ public API
@@ -178,9 +178,14 @@ class R2D2Learner:
         clipped, grad_norm = tf.clip_by_global_norm(grads, cfg.max_gradient_norm)
         self.optimizer.apply(clipped, variables)
         self.num_steps.assign_add(1)
-        if self.num_steps % cfg.target_update_period == 0:
+        # tf.cond, not ``if``: the step is traced without AutoGraph (its source conversion
+        # was most of a short run's start-up time).
+        def copy_weights() -> tf.Tensor:
             for t_var, o_var in zip(self.target.weights, self.online.weights):
                 t_var.assign(o_var)
+            return tf.constant(True)
+
+        tf.cond(self.num_steps % cfg.target_update_period == 0, copy_weights, lambda: tf.constant(False))
 
         priorities = losses.sequence_priorities(abs_td, weight, cfg.priority_eta)
         count = tf.maximum(tf.reduce_sum(weight), 1.0)
