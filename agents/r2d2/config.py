@@ -1,7 +1,8 @@
 """R2D2 hyperparameters: one frozen dataclass, the paper's values by default.
 
 Paper: Kapturowski et al. 2019, Appendix (see ../shared/DESIGN.md). Every field
-has a one-line docstring; command-line parsing lives in ``scripts/`` only.
+has a one-line docstring (the command line's help: ``agents/r2d2/cli.py`` builds the flags from
+these dataclasses with tyro). No framework is imported here.
 """
 
 from __future__ import annotations
