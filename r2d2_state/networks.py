@@ -29,78 +29,14 @@ the final state (same layout as ``initial_state``).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import keras
 
 from r2d2_state.lstm import FusedLSTM
+from r2d2_state.network_config import QNetworkConfig
 
 __all__ = ["QNetworkConfig", "FusedLSTM", "MaskAwareLSTM", "build_q_network", "initial_state_inputs"]
-
-
-@dataclasses.dataclass(frozen=True)
-class QNetworkConfig:
-    """Architecture of the recurrent Q-network."""
-
-    observation_shape: tuple[int, ...]
-    """Shape of one observation: (features,) for vectors, (H, W, C) or (H, W) for images."""
-    num_actions: int
-    """Size of the Discrete action space."""
-    image: bool | None = None
-    """Use the Nature-DQN conv torso; None: decided by the observation rank (>= 2 is an image)."""
-    mlp_units: tuple[int, ...] = (64,)
-    """Hidden layers of the MLP torso (vector observations)."""
-    conv_dense_units: int = 512
-    """Width of the dense layer after the conv stack (image observations)."""
-    lstm_units: tuple[int, ...] = (512,)
-    """One entry per stacked LSTM layer."""
-    head_units: int = 512
-    """Hidden width of each dueling stream (value and advantage)."""
-    use_prev_action: bool = True
-    """Feed the previous action (one-hot) to the LSTM, as in R2D2."""
-    use_prev_reward: bool = True
-    """Feed the previous reward to the LSTM, as in R2D2."""
-    image_shape: tuple[int, ...] | None = None
-    """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict /
-    Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
-    observation_dtype: str | None = None
-    """dtype of the observation input; None: uint8 for images, float32 otherwise."""
-
-    def __post_init__(self) -> None:
-        shape = tuple(int(d) for d in self.observation_shape)
-        object.__setattr__(self, "observation_shape", shape)
-        if self.image_shape is not None:
-            image_shape = tuple(int(d) for d in self.image_shape)
-            object.__setattr__(self, "image_shape", image_shape)
-            if len(image_shape) != 3 or min(image_shape) <= 0:
-                raise ValueError(f"image_shape must be (H, W, C) of positive ints, got {image_shape!r}")
-            if len(shape) != 1 or shape[0] < _prod(image_shape):
-                raise ValueError(f"image_shape {image_shape!r} needs a flat observation_shape of at least "
-                                 f"{_prod(image_shape)} entries, got {shape!r}")
-        if self.observation_dtype is not None and self.observation_dtype not in ("uint8", "float32"):
-            raise ValueError(f"observation_dtype must be 'uint8', 'float32' or None, got {self.observation_dtype!r}")
-        object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
-        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
-        if not shape or any(d <= 0 for d in shape):
-            raise ValueError(f"observation_shape must be non-empty and positive, got {shape!r}")
-        if self.num_actions < 1:
-            raise ValueError(f"num_actions must be >= 1, got {self.num_actions!r}")
-        if not self.lstm_units or any(u <= 0 for u in self.lstm_units):
-            raise ValueError(f"lstm_units must be a non-empty tuple of positive ints, got {self.lstm_units!r}")
-        if self.is_image and len(shape) not in (2, 3):
-            raise ValueError(f"image observations must be (H, W) or (H, W, C), got {shape!r}")
-
-    @property
-    def is_image(self) -> bool:
-        if self.image_shape is not None:
-            return False
-        return self.image if self.image is not None else len(self.observation_shape) >= 2
-
-    @property
-    def input_dtype(self) -> str:
-        """dtype of the ``observation`` input (and of what the actor feeds it)."""
-        return self.observation_dtype or ("uint8" if self.is_image else "float32")
 
 
 def initial_state_inputs(config: QNetworkConfig, batch_size: int | None = None) -> list[list[keras.KerasTensor]]:
@@ -115,8 +51,10 @@ def build_q_network(config: QNetworkConfig, *, stateful: bool, batch_size: int |
     """Build the stateful (fixed ``batch_size``) or stateless (any batch) variant.
 
     Raises:
-      ValueError: ``stateful=True`` without a positive ``batch_size``.
+      ValueError: ``stateful=True`` without a positive ``batch_size``; a config without
+        the observation shape or the number of actions (see ``QNetworkConfig.for_env``).
     """
+    config.require_env()
     if stateful and (batch_size is None or int(batch_size) < 1):
         raise ValueError(
             f"a stateful network needs a static batch size >= 1, got batch_size={batch_size!r}"

@@ -106,9 +106,9 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     from r2d2_state.networks import QNetworkConfig
 
     keras.utils.set_random_seed(0)
-    config = R2D2Config(lstm_units=(units,))
-    network_config = QNetworkConfig(observation_shape=(4,), num_actions=4, mlp_units=(64,),
-                                    lstm_units=(units,), head_units=units)
+    architecture = QNetworkConfig(mlp_units=(64,), lstm_units=(units,), head_units=units)
+    config = R2D2Config(network=architecture)
+    network_config = architecture.for_env(observation_shape=(4,), num_actions=4)
     data, weights = random_batch(config, network_config)
     learners = {core: R2D2Learner(config, network_config, core=core) for core in ("stateful", "stateless")}
     # The stateful step with the other XLA setting than the default, for the XLA ratio.

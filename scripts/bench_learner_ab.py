@@ -58,9 +58,9 @@ def main() -> None:
     from agents.r2d2.synthetic import random_batch
 
     keras.utils.set_random_seed(0)
-    config = R2D2Config(lstm_units=(args.units,))
-    network_config = networks.QNetworkConfig(observation_shape=(4,), num_actions=4, mlp_units=(64,),
-                                             lstm_units=(args.units,), head_units=args.units)
+    architecture = networks.QNetworkConfig(mlp_units=(64,), lstm_units=(args.units,), head_units=args.units)
+    config = R2D2Config(network=architecture)
+    network_config = architecture.for_env(observation_shape=(4,), num_actions=4)
     data, weights = random_batch(config, network_config)
     ours = networks.FusedLSTM
     calls = {}

@@ -15,25 +15,45 @@ one ``error:`` line (exit 2). A missing or broken metrics.csv only skips the pic
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
+from typing import Annotated, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from agents.r2d2.quiet import import_tensorflow_quietly, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+
+import tyro  # noqa: E402
+
+from agents.r2d2 import cli  # noqa: E402
+from agents.r2d2.train_config import ConfigurationError  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateArgs:
+    run_dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """A directory written by scripts/train.py."""
+    episodes: int = 100
+    """Episodes to run."""
+    epsilon: float = 0.0
+    """Exploration rate, 0 = greedy."""
+    num_envs: int = 1
+    """Parallel envs (network batch); 1 = the batch-1 network."""
+    checkpoint: Optional[str] = None
+    """Checkpoint name (default: latest)."""
+    seed: int = 12345
+    """Seed of the evaluation episodes."""
+    video: bool = False
+    """Also write RUN_DIR/episode.gif if the env renders."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", help="a directory written by scripts/train.py")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes to run [100]")
-    parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate, 0 = greedy [0.0]")
-    parser.add_argument("--num-envs", type=int, default=1,
-                        help="parallel envs (network batch); 1 = the batch-1 network [1]")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint name (default: latest)")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes [12345]")
-    parser.add_argument("--video", action="store_true", help="also write RUN_DIR/episode.gif if the env renders")
-    args = parser.parse_args(argv)
+    try:
+        args = cli.parse(EvaluateArgs, sys.argv[1:] if argv is None else list(argv), description=__doc__)
+    except ConfigurationError as error:
+        return _error(error)
     if args.episodes < 1:
         return _error(f"--episodes must be >= 1, got {args.episodes!r}")
     if not 0.0 <= args.epsilon <= 1.0:
@@ -41,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_envs < 1:
         return _error(f"--num-envs must be >= 1, got {args.num_envs!r}")
 
+    import_tensorflow_quietly()  # before anything imports TensorFlow: no CUDA-probe noise
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.evaluation import evaluate_run
-    from agents.r2d2.train_config import ConfigurationError
 
     try:
         out = evaluate_run(args.run_dir, episodes=args.episodes, epsilon=args.epsilon, num_envs=args.num_envs,

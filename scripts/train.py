@@ -25,87 +25,112 @@ import time
 
 PROCESS_START = time.perf_counter()  # before TensorFlow's import: solve times include start-up
 
-import argparse  # noqa: E402
-import json  # noqa: E402
+import dataclasses  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from typing import Annotated, Literal, Optional  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from agents.r2d2.quiet import import_tensorflow_quietly, quiet_tensorflow  # noqa: E402
 
+quiet_tensorflow()
+
+import tyro  # noqa: E402
+
+from agents.r2d2 import cli  # noqa: E402
 from agents.r2d2.presets import DEFAULT_PRESET, GENERIC_PRESET, PRESETS, get_preset  # noqa: E402
-from agents.r2d2.train_config import (RESUME_OVERRIDABLE, ConfigurationError, TrainConfig,  # noqa: E402
-                                      apply_overrides, flat_fields)
-# Config fields that also get a dashed spelling (--num-actors as in the docs).
-DASHED_ALIASES = {"num_actors": "--num-actors"}
+from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig  # noqa: E402
+
+PresetName = Literal[tuple(sorted(PRESETS))]  # type: ignore[valid-type]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Presets: " + ", ".join(sorted(PRESETS)) + f" (default {DEFAULT_PRESET}; "
-               f"{GENERIC_PRESET} when --env is given without --preset).")
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help=f"starting config; flags below override its fields (default: {DEFAULT_PRESET}, "
-                             f"or {GENERIC_PRESET} with --env / --env_id)")
-    parser.add_argument("--env", dest="env_alias", metavar="ENV_ID", default=None,
-                        help="shorthand for --env_id: any Gymnasium id with Discrete or MultiDiscrete "
-                             "actions, or PACKAGE:ID to import PACKAGE first (minigrid:MiniGrid-MemoryS7-v0)")
-    parser.add_argument("--env-package", dest="env_package", metavar="NAME", action="append", default=None,
-                        help="import NAME before making the env (it registers ids); repeatable; stored in "
-                             "the run's config, so --resume and evaluate.py import it too")
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue RUN_DIR from its latest checkpoint (its config.json; only budget "
-                             f"and output flags may change: {', '.join(sorted(RESUME_OVERRIDABLE))})")
-    parser.add_argument("--checkpoint", metavar="NAME", default=None,
-                        help="with --resume: resume from this checkpoint instead of the latest")
-    parser.add_argument("--evaluate", action="store_true",
-                        help="after training, evaluate the final checkpoint (scripts/evaluate.py)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--ray-address", metavar="ADDR", default=None,
-                        help="with --backend ray: join this Ray cluster ('auto', 'HOST:6379' or "
-                             "'ray://HOST:10001'); default: start a local one")
-    fields = parser.add_argument_group("config fields (TrainConfig; default = the preset's value)")
-    for name, kind, default, doc in flat_fields():
-        shown = json.dumps(default) if isinstance(default, dict) else default
-        flags = [f"--{name}"] + ([DASHED_ALIASES[name]] if name in DASHED_ALIASES else [])
-        fields.add_argument(*flags, dest=f"field:{name}", metavar=_metavar(kind), default=None,
-                            help=f"{doc} [{shown}]".replace("%", "%%"))
-    return parser
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
+    config: Annotated[TrainConfig, tyro.conf.arg(name=""), tyro.conf.FlagConversionOff]
+    """The run's TrainConfig (default: the preset's value)."""
+    preset: Annotated[Optional[PresetName], tyro.conf.arg(
+        help=f"Starting config; the flags override its fields (default: {DEFAULT_PRESET}, or {GENERIC_PRESET} "
+             "with --env / --env_id).")] = None
+    env: Annotated[Optional[str], tyro.conf.arg(metavar="ENV_ID")] = None
+    """Shorthand for --env_id: any Gymnasium id with Discrete or MultiDiscrete actions, or PACKAGE:ID to import PACKAGE first (minigrid:MiniGrid-MemoryS7-v0)."""
+    env_package: Annotated[tuple[str, ...], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="NAME")] = ()
+    """Import NAME before making the env (it registers ids); repeatable; stored in the run's config, so --resume and evaluate.py import it too."""
+    resume: Annotated[Optional[str], tyro.conf.arg(metavar="RUN_DIR")] = None
+    """Continue RUN_DIR from its latest checkpoint (its config.json; only budget and output flags may change)."""
+    checkpoint: Annotated[Optional[str], tyro.conf.arg(metavar="NAME")] = None
+    """With --resume: resume from this checkpoint instead of the latest."""
+    evaluate: bool = False
+    """After training, evaluate the final checkpoint (scripts/evaluate.py)."""
+    print_config: bool = False
+    """Print the resolved config and exit."""
+    ray_address: Annotated[Optional[str], tyro.conf.arg(metavar="ADDR")] = None
+    """With --backend ray: join this Ray cluster ('auto', 'HOST:6379' or 'ray://HOST:10001'); default: start a local one."""
 
 
-def _metavar(kind) -> str:
-    text = getattr(kind, "__name__", None) or str(kind)
-    return {"dict": "JSON", "tuple": "INTS"}.get(text, text.upper())
+def _flag_value(argv: list[str], *names: str) -> str | None:
+    """The value of the last ``--name VALUE`` / ``--name=VALUE`` in argv (dashes and underscores alike)."""
+    wanted = {n.replace("-", "_") for n in names}
+    value = None
+    for i, word in enumerate(argv):
+        name, eq, rest = word.partition("=")
+        if name.replace("-", "_") in wanted:
+            value = rest if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
 
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    overrides = {k[len("field:"):]: v for k, v in vars(args).items() if k.startswith("field:") and v is not None}
-    if args.env_alias is not None:
-        overrides["env_id"] = args.env_alias
-    if args.env_package:  # added to --env_packages, or to the preset's packages
-        given = overrides.get("env_packages")
-        given = given.split(",") if given is not None else ([] if args.resume else get_preset(args.preset).env_packages)
-        overrides["env_packages"] = ",".join(dict.fromkeys(p.strip() for p in [*given, *args.env_package] if p.strip()))
-    if args.resume:
-        config_path = os.path.join(args.resume, "config.json")
+def _base_config(argv: list[str]) -> TrainConfig:
+    """The defaults the flags override: the resumed run's config, or the preset's."""
+    run_dir = _flag_value(argv, "--resume")
+    if run_dir is not None:
+        config_path = os.path.join(run_dir, "config.json")
         if not os.path.isfile(config_path):
-            raise ConfigurationError(f"--resume {args.resume!r}: not a run directory ({config_path!r} does not exist)")
-        refused = sorted(set(overrides) - RESUME_OVERRIDABLE)
-        if refused:
-            raise ConfigurationError(f"--resume keeps the run's config; these flags cannot change: {refused}")
-        return apply_overrides(TrainConfig.from_json_file(config_path), overrides)
-    if args.checkpoint is not None:
-        raise ConfigurationError(f"--checkpoint {args.checkpoint!r} needs --resume RUN_DIR (it picks the checkpoint "
-                                 "to resume from)")
-    preset = args.preset
+            raise ConfigurationError(f"--resume {run_dir!r}: not a run directory ({config_path!r} does not exist)")
+        return TrainConfig.from_json_file(config_path)
+    preset = _flag_value(argv, "--preset")
+    env_id = _flag_value(argv, "--env", "--env_id")
     if preset is None:
         # Another env without a preset gets the hyperparameters meant for any small memory task.
-        preset = GENERIC_PRESET if "env_id" in overrides else DEFAULT_PRESET
+        preset = GENERIC_PRESET if env_id is not None else DEFAULT_PRESET
+    if preset not in PRESETS:
+        raise ConfigurationError(f"--preset {preset!r}: expected one of {sorted(PRESETS)}")
     base = get_preset(preset)
-    if "env_id" in overrides and overrides["env_id"] != base.env_id and "env_kwargs" not in overrides:
-        overrides["env_kwargs"] = "{}"  # the preset's env kwargs belong to the preset's env
-    return apply_overrides(base, overrides)
+    if env_id is not None and env_id != base.env_id:
+        base = base.replace(env_id=env_id, env_kwargs={})  # the preset's env kwargs belong to the preset's env
+    return base
+
+
+def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
+    """The script's flags and the resolved config (``--help`` exits 0 after printing).
+
+    Raises:
+      ConfigurationError: a bad flag or value, a missing run directory, or a --resume
+        that would change more than the budget and output fields.
+    """
+    try:
+        base = _base_config(argv)
+    except ConfigurationError:
+        if not any(word in ("-h", "--help") for word in argv):
+            raise
+        base = get_preset(DEFAULT_PRESET)  # --help still works beside a bad --resume or --preset
+    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__)
+    config = args.config
+    if args.env is not None:
+        config = config.replace(env_id=args.env)
+    if args.env_package:  # added to --env_packages, or to the preset's packages
+        config = config.replace(env_packages=tuple(dict.fromkeys([*config.env_packages, *args.env_package])))
+    if args.resume:
+        given = cli.given_fields(argv, TrainConfig)
+        if args.env is not None:
+            given.add("env_id")
+        if args.env_package:
+            given.add("env_packages")
+        refused = sorted(given - RESUME_OVERRIDABLE)
+        if refused:
+            raise ConfigurationError(f"--resume keeps the run's config; these flags cannot change: {refused}")
+    elif args.checkpoint is not None:
+        raise ConfigurationError(f"--checkpoint {args.checkpoint!r} needs --resume RUN_DIR (it picks the checkpoint "
+                                 "to resume from)")
+    return args, config
 
 
 def _error(message: object) -> int:
@@ -115,10 +140,9 @@ def _error(message: object) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        config = resolve_config(args)
-    except ValueError as error:  # ConfigurationError, or a flag value that does not parse
+        args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except ValueError as error:  # ConfigurationError, or a config value out of range
         return _error(error)
     if args.print_config:
         print(config.to_json())
@@ -130,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         return _error(error)
 
+    import_tensorflow_quietly()  # before anything imports TensorFlow: no CUDA-probe noise
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.loop import RunFailedError, TrainingLoop
 

@@ -1,5 +1,5 @@
-"""Every ``python scripts/train.py ...`` / ``scripts/evaluate.py`` example line of the README runs
-as written, with a tiny step budget appended (the later flag wins in argparse).
+"""Every ``python scripts/train.py ...`` / ``scripts/evaluate.py`` example line of the README and
+of docs/*.md runs as written, with a tiny step budget appended (the later flag wins in argparse).
 
 ``<date>`` run directories are filled with a run trained by the test first; lines that join a
 running Ray cluster (``--ray-address auto``) are skipped: there is none in a test.
@@ -23,16 +23,22 @@ TINY = ["--total_env_steps", "200", "--time_budget_s", "0", "--eval_every", "0",
         "--checkpoint_every", "0", "--log_every", "50", "--eval_num_envs", "2"]
 
 
-def readme_commands() -> list[str]:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as file:
-        text = file.read()
+def readme_commands(paths: list[str] | None = None) -> list[str]:
+    """The example command lines of README.md and docs/*.md (each once, in document order)."""
+    if paths is None:
+        docs = os.path.join(ROOT, "docs")
+        paths = [os.path.join(ROOT, "README.md")] + sorted(
+            os.path.join(docs, name) for name in os.listdir(docs) if name.endswith(".md"))
     lines = []
-    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            if re.match(r"python scripts/(train|evaluate)\.py\b", line):
-                lines.append(line)
-    return lines
+    for path in paths:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+            for line in block.splitlines():
+                line = line.split("  #")[0].strip()
+                if re.match(r"python scripts/(train|evaluate)\.py\b", line):
+                    lines.append(line)
+    return list(dict.fromkeys(lines))
 
 
 def _params() -> list:
@@ -63,7 +69,7 @@ def trained_run(tmp_path_factory) -> str:
 
 
 def test_readme_has_example_commands():
-    commands = readme_commands()
+    commands = readme_commands([os.path.join(ROOT, "README.md")])
     assert any("--preset tmaze" in c for c in commands) and any("evaluate.py" in c for c in commands)
 
 

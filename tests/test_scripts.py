@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -121,8 +122,60 @@ def test_kill9_then_resume_loses_nothing_checkpointed(tmp_path):
 def test_help_lists_every_field():
     result = _run(TRAIN, "--help", timeout=120)
     assert result.returncode == 0
-    for flag in ("--r2d2.batch_size", "--replay_ratio", "--env ENV_ID", "--resume RUN_DIR", "--preset"):
-        assert flag in result.stdout
+    for flag in ("--r2d2.batch_size", "--replay_ratio", "--env ENV_ID", "--resume RUN_DIR", "--preset",
+                 "--r2d2.network.lstm_units", "--stop_at_threshold {true,false}", "--backend {single,ray}",
+                 "--progress {auto,rich,plain,none}", "--r2d2.start_state {stored,zero}"):
+        assert flag in result.stdout, f"{flag!r} not in --help"
+    # The env fields of the network are the environment's, not flags.
+    assert "observation_shape" not in result.stdout and "num_actions" not in result.stdout
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import runpy, sys; sys.argv = ['train.py', '--help']\n"
+            "try:\n    runpy.run_path(%r, run_name='__main__')\n"
+            "except SystemExit as exit_:\n    assert exit_.code in (0, None), exit_.code\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'gymnasium') if m in sys.modules)\n"
+            "print('imported:', heavy, file=sys.stderr)\n"
+            "assert not heavy, heavy\n") % TRAIN
+    result = _run("-c", code, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported: []" in result.stderr and "--r2d2.batch_size" in result.stdout
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--seed", "x"], ["--seed", "'x'"]),
+    (["--stop_at_threshold", "maybe"], ["--stop_at_threshold", "'maybe'", "true or false"]),
+    (["--r2d2.batch_size", "0"], ["--r2d2.batch_size", ">= 1", "0"]),
+    (["--r2d2.start_state", "bogus"], ["--r2d2.start_state", "'bogus'", "stored"]),
+    (["--r2d2.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
+    (["--env_kwargs", "[1]"], ["--env_kwargs", "'[1]'", "JSON object"]),
+    (["--no_such_flag", "1"], ["--no_such_flag"]),
+    (["--preset", "nope"], ["--preset", "'nope'", "tmaze"]),
+])
+def test_bad_flag_is_one_error_line_naming_it(capsys, flags, words):
+    assert _script("train").main(["--preset", "smoke", *flags]) == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line, (word, line)
+
+
+def test_flag_spellings_and_value_forms(capsys):
+    """Underscores and dashes, the older flat network names, true/false words, comma lists, none."""
+    assert _script("train").main([
+        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.lstm_units", "8,8", "--r2d2.network.head_units", "12",
+        "--stop_at_threshold", "false", "--solve_threshold", "none", "--eval-every", "100", "--num-actors", "3",
+        "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["r2d2"]["batch_size"] == 4 and config["r2d2"]["network"]["lstm_units"] == [8, 8]
+    assert config["r2d2"]["network"]["head_units"] == 12 and config["stop_at_threshold"] is False
+    assert config["solve_threshold"] is None and config["eval_every"] == 100 and config["num_actors"] == 3
+    assert config["env_kwargs"] == {"corridor_length": 3} and config["min_replay_size"] == 16  # the rest: smoke's
+
+
+def test_env_package_flag_adds_to_the_presets_packages(capsys):
+    assert _script("train").main(["--preset", "minigrid_memory", "--env-package", "foo", "--env_package", "bar",
+                                  "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["env_packages"] == ["minigrid", "foo", "bar"]
 
 
 def test_print_config_applies_overrides():
@@ -131,7 +184,7 @@ def test_print_config_applies_overrides():
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads(result.stdout)
     assert config["env_id"] == "CartPole-v1" and config["env_kwargs"] == {}
-    assert config["r2d2"]["lstm_units"] == [32]
+    assert config["r2d2"]["network"]["lstm_units"] == [32]
 
 
 def test_an_env_without_a_preset_gets_the_generic_memory_preset():
@@ -158,6 +211,7 @@ def _script(name: str):
 
     spec = importlib.util.spec_from_file_location(f"_script_{name}", os.path.join(ROOT, "scripts", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # tyro reads the scripts' dataclasses (annotations, docstrings) through it
     spec.loader.exec_module(module)
     return module
 
@@ -312,7 +366,9 @@ def test_existing_run_hint_names_a_real_flag(finished_run, capsys):
     assert code == 2
     line = _one_error_line(capsys)
     assert "--run_dir" in line and "--run-dir" not in line
-    assert "--run_dir" in _script("train").build_parser().format_help()
+    with pytest.raises(SystemExit):
+        _script("train").main(["--help"])
+    assert "--run_dir" in capsys.readouterr().out
 
 
 def test_learning_curve_is_written_atomically(finished_run, tmp_path, monkeypatch):
@@ -331,3 +387,77 @@ def test_learning_curve_is_written_atomically(finished_run, tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         plot_learning_curve(os.path.join(finished_run, "metrics.csv"), str(png))
     assert png.read_bytes() == b"old picture" and os.listdir(tmp_path) == ["curve.png"]
+
+
+def _flatten_network(values: dict) -> dict:
+    """A config dict as written before the network config was nested in r2d2."""
+    from agents.r2d2.config import FLAT_NETWORK_FIELDS
+
+    network = values["r2d2"].pop("network")
+    values["r2d2"].update({name: network[name] for name in FLAT_NETWORK_FIELDS})
+    return values
+
+
+def test_a_run_with_an_older_flat_config_resumes_and_evaluates(finished_run, tmp_path, capsys):
+    run_dir = _copy_run(finished_run, tmp_path)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(checkpoints, "latest")) as file:
+        state_path = os.path.join(checkpoints, file.read().strip(), "state.json")
+    for path, key in ((os.path.join(run_dir, "config.json"), None), (state_path, "config")):
+        with open(path) as file:
+            values = json.load(file)
+        if key is None:
+            values = _flatten_network(values)
+        else:
+            values[key] = _flatten_network(values[key])
+        with open(path, "w") as file:
+            json.dump(values, file)
+    manifest_path = os.path.join(os.path.dirname(state_path), "MANIFEST.json")  # as that run wrote it
+    with open(manifest_path) as file:
+        manifest = json.load(file)
+    with open(state_path, "rb") as file:
+        data = file.read()
+    manifest["files"]["state.json"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with open(manifest_path, "w") as file:
+        json.dump(manifest, file)
+    assert "lstm_units" in json.load(open(os.path.join(run_dir, "config.json")))["r2d2"]
+
+    assert _script("evaluate").main([run_dir, "--episodes", "2"]) == 0
+    assert "+-" in capsys.readouterr().out
+    code = _script("train").main(["--resume", run_dir, "--total_env_steps", "600", "--progress", "none"])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert "stopped by env_steps: 600 env steps" in out.out
+    with open(os.path.join(run_dir, "config.json")) as file:  # rewritten in the nested form
+        assert json.load(file)["r2d2"]["network"]["lstm_units"] == [16]
+
+
+def test_resume_refuses_flags_outside_budget_and_output(finished_run, tmp_path, capsys):
+    run_dir = _copy_run(finished_run, tmp_path)
+    before = _files(run_dir)
+    for flags, word in ((["--seed", "3"], "seed"), (["--r2d2.lstm_units", "8"], "r2d2.network.lstm_units"),
+                        (["--env", "CartPole-v1"], "env_id")):
+        assert _script("train").main(["--resume", run_dir, *flags]) == 2
+        line = _one_error_line(capsys)
+        assert "cannot change" in line and word in line, line
+    assert _files(run_dir) == before
+    # Budget and output flags may change: the run's config with them applied.
+    assert _script("train").main(["--resume", run_dir, "--eval-every", "50", "--total_env_steps", "999",
+                                  "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["eval_every"] == 50 and config["total_env_steps"] == 999 and config["seed"] == 0
+
+
+@pytest.mark.slow
+def test_a_short_run_prints_no_cuda_probe_noise(tmp_path):
+    """TensorFlow's CPU-only start-up lines (before its logging starts) are filtered out of stderr."""
+    from agents.r2d2.quiet import NOISE
+
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user starts it
+    result = subprocess.run([sys.executable, TRAIN, "--preset", "smoke", "--total_env_steps", "100", "--log_every", "50",
+                             "--run_dir", str(tmp_path / "run"), "--progress", "plain"],
+                            capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("cuInit", "Could not find cuda drivers", "absl::InitializeLog", *NOISE):
+        assert noise not in result.stderr, f"{noise!r} in stderr:\n{result.stderr[-3000:]}"
+    assert "stopped by env_steps" in result.stdout

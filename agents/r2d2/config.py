@@ -1,16 +1,25 @@
 """R2D2 hyperparameters: one frozen dataclass, the paper's values by default.
 
 Paper: Kapturowski et al. 2019, Appendix (see ../shared/DESIGN.md). Every field
-has a one-line docstring; command-line parsing lives in ``scripts/`` only.
+has a one-line docstring (the command line's help: ``agents/r2d2/cli.py`` builds the flags from
+these dataclasses with tyro). No framework is imported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Literal, get_args
 
-from r2d2_state.burn_in import START_STATES
+from r2d2_state.network_config import QNetworkConfig
+
+StartState = Literal["stored", "zero"]
+"""How a replayed sequence's start state is chosen (``r2d2_state.burn_in.START_STATES``)."""
+START_STATES = get_args(StartState)
+
+# Network fields that R2D2Config held itself before it nested a QNetworkConfig: an older
+# run's config.json has them flat (``r2d2.lstm_units``); from_dict moves them into ``network``.
+FLAT_NETWORK_FIELDS = ("mlp_units", "lstm_units", "head_units", "use_prev_action", "use_prev_reward")
 
 
 class ConfigMixin:
@@ -86,7 +95,7 @@ class R2D2Config(ConfigMixin):
     """Use h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x on targets (and h^-1 on bootstraps)."""
     rescale_epsilon: float = 1e-3
     """eps of the value rescaling."""
-    start_state: str = "stored"
+    start_state: StartState = "stored"
     """Start state of replayed sequences: 'stored' (the actor's) or 'zero'."""
     staleness_period: int = 0
     """Learner steps between staleness diagnostics (0: off). Needs per-step states in the replay."""
@@ -94,16 +103,8 @@ class R2D2Config(ConfigMixin):
     """Compile the learner step with XLA."""
 
     # --- network
-    mlp_units: tuple[int, ...] = (64,)
-    """Torso MLP for vector observations."""
-    lstm_units: tuple[int, ...] = (512,)
-    """One entry per stacked LSTM layer."""
-    head_units: int = 512
-    """Hidden width of each dueling stream."""
-    use_prev_action: bool = True
-    """Feed the previous action (one-hot) to the LSTM."""
-    use_prev_reward: bool = True
-    """Feed the previous reward to the LSTM."""
+    network: QNetworkConfig = dataclasses.field(default_factory=QNetworkConfig)
+    """Architecture of the recurrent Q-network (torso, LSTMs, dueling head); its observation and action fields come from the environment."""
 
     # --- actors
     num_envs: int = 32
@@ -118,8 +119,8 @@ class R2D2Config(ConfigMixin):
     """Env steps (per env) between weight refreshes of the actor."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
-        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        if isinstance(self.network, dict):
+            object.__setattr__(self, "network", QNetworkConfig(**self.network))
         checks = [
             (self.burn_in >= 0, "burn_in", ">= 0"),
             (self.trace_length >= 1, "trace_length", ">= 1"),
@@ -143,9 +144,32 @@ class R2D2Config(ConfigMixin):
             (0.0 <= self.epsilon_base <= 1.0, "epsilon_base", "in [0, 1]"),
             (0.0 <= self.eval_epsilon <= 1.0, "eval_epsilon", "in [0, 1]"),
             (self.actor_update_period >= 1, "actor_update_period", ">= 1"),
-            (len(self.lstm_units) >= 1 and min(self.lstm_units) >= 1, "lstm_units", "non-empty, positive"),
+            (isinstance(self.network, QNetworkConfig), "network", "a QNetworkConfig"),
+            (not self.network.env_fields_set, "network",
+             "an architecture whose observation and action fields are None (the environment sets them)"),
         ]
         self._check(checks)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "R2D2Config":
+        """From ``to_dict()`` (JSON lists for tuples), or an older config with the network fields flat."""
+        values = dict(values)
+        flat = {name: values.pop(name) for name in FLAT_NETWORK_FIELDS if name in values}
+        network = values.get("network", {})
+        if isinstance(network, QNetworkConfig):
+            network = dataclasses.asdict(network)
+        if not isinstance(network, dict):
+            raise ValueError(f"R2D2Config.network must be a JSON object, got {network!r}")
+        network = {**flat, **network}
+        unknown = set(network) - {f.name for f in dataclasses.fields(QNetworkConfig)}
+        if unknown:
+            raise ValueError(f"unknown QNetworkConfig fields: {sorted(unknown)}")
+        for name in ("mlp_units", "lstm_units", "observation_shape", "image_shape"):  # JSON has lists
+            if isinstance(network.get(name), list):
+                network[name] = tuple(network[name])
+        values["network"] = QNetworkConfig(**network)
+        cls._reject_unknown(values)
+        return cls(**values)
 
     @property
     def sequence_length(self) -> int:

@@ -62,15 +62,10 @@ class EvalResult:
 
 
 def network_config_for(config: Any, description: Any):
-    """The QNetworkConfig of a TrainConfig on an env described by ``envs.describe_env``."""
-    from r2d2_state.networks import QNetworkConfig
-
-    r = config.r2d2
-    return QNetworkConfig(observation_shape=description.obs_shape, num_actions=description.num_actions,
-                          image=description.is_image, mlp_units=r.mlp_units, lstm_units=r.lstm_units,
-                          head_units=r.head_units, use_prev_action=r.use_prev_action,
-                          use_prev_reward=r.use_prev_reward, image_shape=description.image_shape,
-                          observation_dtype=np.dtype(description.obs_dtype).name)
+    """The TrainConfig's network architecture on an env described by ``envs.describe_env``."""
+    return config.r2d2.network.for_env(description.obs_shape, description.num_actions, image=description.is_image,
+                                       image_shape=description.image_shape,
+                                       observation_dtype=np.dtype(description.obs_dtype).name)
 
 
 def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = None,

@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 from agents.r2d2.config import R2D2Config
+from r2d2_state.network_config import QNetworkConfig
 from agents.r2d2.train_config import TrainConfig
 
 __all__ = ["DEFAULT_PRESET", "GENERIC_PRESET", "PRESETS", "get_preset"]
@@ -63,7 +64,7 @@ def _tmaze() -> TrainConfig:
         r2d2=R2D2Config(
             burn_in=4, trace_length=14, sequence_period=7, n_step=1, discount=0.9,
             replay_capacity=5_000, batch_size=32, learning_rate=1e-3, target_update_period=100,
-            mlp_units=(32,), lstm_units=(64,), head_units=64,
+            network=QNetworkConfig(mlp_units=(32,), lstm_units=(64,), head_units=64),
             num_envs=8, epsilon_base=0.9, epsilon_alpha=3.0, actor_update_period=10,
         ),
     )
@@ -94,7 +95,7 @@ def _cartpole_novel() -> TrainConfig:
         r2d2=R2D2Config(
             burn_in=10, trace_length=20, sequence_period=10, n_step=5, discount=0.99,
             replay_capacity=10_000, batch_size=32, learning_rate=1e-3, learning_rate_decay_steps=8_000,
-            target_update_period=200, mlp_units=(64,), lstm_units=(64,), head_units=64,
+            target_update_period=200, network=QNetworkConfig(mlp_units=(64,), lstm_units=(64,), head_units=64),
             num_envs=8, actor_update_period=10,
         ),
     )
@@ -124,7 +125,7 @@ def _memory() -> TrainConfig:
             burn_in=8, trace_length=24, sequence_period=12, n_step=3, discount=0.98,
             replay_capacity=20_000, priority_exponent=0.6, batch_size=32, learning_rate=1e-3,
             target_update_period=500,
-            mlp_units=(64,), lstm_units=(64,), head_units=64,
+            network=QNetworkConfig(mlp_units=(64,), lstm_units=(64,), head_units=64),
             num_envs=8, epsilon_base=0.9, epsilon_alpha=40.0, actor_update_period=4,
         ),
     )
@@ -146,7 +147,7 @@ def _smoke() -> TrainConfig:
         r2d2=R2D2Config(
             burn_in=2, trace_length=4, sequence_period=2, n_step=2, discount=0.99,
             replay_capacity=500, batch_size=8, learning_rate=1e-3, target_update_period=50,
-            mlp_units=(16,), lstm_units=(16,), head_units=16,
+            network=QNetworkConfig(mlp_units=(16,), lstm_units=(16,), head_units=16),
             num_envs=4, actor_update_period=5,
         ),
     )
@@ -178,7 +179,7 @@ def _minigrid_memory() -> TrainConfig:
         r2d2=R2D2Config(
             burn_in=2, trace_length=16, sequence_period=8, n_step=3, discount=0.9,
             replay_capacity=5_000, batch_size=32, learning_rate=1e-3, target_update_period=100,
-            mlp_units=(16,), lstm_units=(64,), head_units=64,
+            network=QNetworkConfig(mlp_units=(16,), lstm_units=(64,), head_units=64),
             num_envs=16, epsilon_base=0.9, epsilon_alpha=3.0, actor_update_period=10,
         ),
     )

@@ -1,15 +1,15 @@
 """TrainConfig: everything a training run needs, one frozen dataclass around R2D2Config.
 
-Every field has a one-line docstring (read back by :func:`field_docs` for ``--help``).
-Command-line parsing lives in ``scripts/``; this module only turns ``"dotted.name" ->
-string`` overrides into typed values (:func:`apply_overrides`), so a JSON file, a test
-or a CLI can all build the same config.
+Every field has a one-line docstring: ``scripts/train.py --help`` shows them
+(:mod:`agents.r2d2.cli` builds the command line from these dataclasses with tyro), and
+a JSON file, a test or the command line all build the same config. This module imports
+no framework: ``--help`` stays fast.
 
 Usage::
 
     from agents.r2d2.presets import get_preset
     config = get_preset("tmaze")
-    config = apply_overrides(config, {"seed": "3", "r2d2.batch_size": "16"})
+    config = config.replace(seed=3, r2d2=config.r2d2.replace(batch_size=16))
     print(config.to_json())                     # what RUN_DIR/config.json holds
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
 
@@ -23,23 +23,19 @@ loop runs learner steps so that ``sampled = replay_ratio * (inserted - min_repla
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
-import inspect
 import json
-import textwrap
-import types
-import typing
-from typing import Any
+from typing import Any, Literal, get_args
 
 from agents.r2d2.config import ConfigMixin, R2D2Config
 
-__all__ = ["TrainConfig", "ConfigurationError", "apply_overrides", "config_differences", "field_docs",
-           "flat_fields", "BACKENDS", "PROGRESS_MODES", "RESUME_OVERRIDABLE"]
+__all__ = ["TrainConfig", "ConfigurationError", "config_differences", "Backend", "BACKENDS", "ProgressMode",
+           "PROGRESS_MODES", "RESUME_OVERRIDABLE"]
 
-PROGRESS_MODES = ("auto", "rich", "plain", "none")
-BACKENDS = ("single", "ray")
+ProgressMode = Literal["auto", "rich", "plain", "none"]
+PROGRESS_MODES = get_args(ProgressMode)
+Backend = Literal["single", "ray"]
+BACKENDS = get_args(Backend)
 
 # Fields a resumed run may change (budgets and outputs); the rest must stay as trained.
 RESUME_OVERRIDABLE = frozenset({
@@ -89,7 +85,7 @@ class TrainConfig(ConfigMixin):
     """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
 
     # --- backend (where the actors run; the learner and replay always run in this process)
-    backend: str = "single"
+    backend: Backend = "single"
     """single: one process, actors and learner interleaved; ray: num_actors Ray actor processes."""
     num_actors: int = 2
     """Ray backend: actor processes, each with r2d2.num_envs envs (epsilons spread over all of them)."""
@@ -115,7 +111,7 @@ class TrainConfig(ConfigMixin):
     """Env steps between checkpoints (0: only at the end and on Ctrl-C / SIGTERM)."""
     keep_checkpoints: int = 2
     """Most recent checkpoints kept on disk (older ones are deleted after a good write)."""
-    progress: str = "auto"
+    progress: ProgressMode = "auto"
     """Progress display: auto (rich on a TTY, plain lines otherwise), rich, plain or none."""
 
     # --- the agent
@@ -165,12 +161,8 @@ class TrainConfig(ConfigMixin):
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         cls._reject_unknown(values)
         values = dict(values)
-        if isinstance(values.get("r2d2"), dict):
-            r2d2 = dict(values["r2d2"])
-            for key in ("mlp_units", "lstm_units"):  # JSON has lists
-                if key in r2d2:
-                    r2d2[key] = tuple(r2d2[key])
-            values["r2d2"] = R2D2Config.from_dict(r2d2)
+        if isinstance(values.get("r2d2"), dict):  # also an older run's flat network fields
+            values["r2d2"] = R2D2Config.from_dict(values["r2d2"])
         return cls(**values)
 
     @classmethod
@@ -199,104 +191,8 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
-        if isinstance(va, dict) and isinstance(vb, dict) and key == "r2d2":
+        if isinstance(va, dict) and isinstance(vb, dict) and f"{prefix}{key}" in ("r2d2", "r2d2.network"):
             out += config_differences(va, vb, prefix=f"{prefix}{key}.")
         elif json.dumps(va, sort_keys=True) != json.dumps(vb, sort_keys=True):
             out.append(f"{prefix}{key}")
     return out
-
-
-# ---------------------------------------------------------------------- field metadata
-
-
-@functools.lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: docstring}`` from the string literal under each field of a dataclass."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, following in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
-
-
-def flat_fields() -> list[tuple[str, Any, Any, str]]:
-    """``(dotted_name, type, default, doc)`` of every TrainConfig field, R2D2 ones as ``r2d2.X``."""
-    out = []
-    default = TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        if field.name == "r2d2":
-            r2d2_hints = typing.get_type_hints(R2D2Config)
-            for sub in dataclasses.fields(R2D2Config):
-                out.append((f"r2d2.{sub.name}", r2d2_hints[sub.name], getattr(default.r2d2, sub.name),
-                            field_docs(R2D2Config).get(sub.name, "")))
-        else:
-            out.append((field.name, hints[field.name], getattr(default, field.name),
-                        field_docs(TrainConfig).get(field.name, "")))
-    return out
-
-
-def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """A copy of ``config`` with ``{"seed": "3", "r2d2.lstm_units": "64,64"}`` applied.
-
-    Values may be strings (parsed by the field's type: ints, floats, bools as
-    true/false/1/0, tuples as comma lists, dicts as JSON, ``none`` for optional fields)
-    or already-typed values.
-
-    Raises:
-      ValueError: an unknown field or a value that does not parse, naming both.
-    """
-    types_by_name = {name: kind for name, kind, _, _ in flat_fields()}
-    top: dict[str, Any] = {}
-    sub: dict[str, Any] = {}
-    for name, raw in overrides.items():
-        if name not in types_by_name:
-            raise ValueError(f"unknown config field {name!r}; known: {sorted(types_by_name)}")
-        value = parse_value(types_by_name[name], raw, name)
-        if name.startswith("r2d2."):
-            sub[name[len("r2d2."):]] = value
-        else:
-            top[name] = value
-    r2d2 = config.r2d2.replace(**sub) if sub else config.r2d2
-    return config.replace(**top, r2d2=r2d2)
-
-
-def parse_value(kind: Any, raw: Any, name: str = "value") -> Any:
-    """Parse ``raw`` (usually a command-line string) as type ``kind``."""
-    if not isinstance(raw, str):
-        return raw
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    try:
-        if origin in (typing.Union, types.UnionType):
-            if type(None) in args and raw.strip().lower() in ("none", "null", ""):
-                return None
-            (inner,) = [a for a in args if a is not type(None)]
-            return parse_value(inner, raw, name)
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if kind is int:
-            return int(raw.replace("_", ""))
-        if kind is float:
-            return float(raw)
-        if kind is str:
-            return raw
-        if origin is tuple:
-            parts = [p for p in raw.replace("(", "").replace(")", "").split(",") if p.strip()]
-            return tuple(parse_value(args[0], p.strip(), name) for p in parts)
-        if origin is dict or kind is dict:
-            value = json.loads(raw)
-            if not isinstance(value, dict):
-                raise ValueError("expected a JSON object")
-            return value
-    except (ValueError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot parse {name}={raw!r} as {kind}: {error}") from error
-    raise ValueError(f"field {name!r} has unsupported type {kind!r}")

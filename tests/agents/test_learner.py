@@ -9,8 +9,8 @@ from agents.r2d2.synthetic import random_batch
 from r2d2_state.networks import QNetworkConfig, build_q_network
 
 CFG = R2D2Config(burn_in=3, trace_length=6, sequence_period=3, n_step=2, batch_size=6, discount=0.9,
-                 learning_rate=1e-3, target_update_period=1000, lstm_units=(8,), mlp_units=(8,),
-                 head_units=8)
+                 learning_rate=1e-3, target_update_period=1000,
+                 network=QNetworkConfig(lstm_units=(8,), mlp_units=(8,), head_units=8))
 NET = QNetworkConfig(observation_shape=(3,), num_actions=3, mlp_units=(8,), lstm_units=(8,), head_units=8)
 
 

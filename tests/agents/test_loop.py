@@ -12,7 +12,7 @@ import pytest
 
 from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.presets import PRESETS, get_preset
-from agents.r2d2.train_config import TrainConfig, apply_overrides, flat_fields
+from agents.r2d2.train_config import TrainConfig
 
 
 def _tiny(tmp_path, **changes) -> TrainConfig:
@@ -89,16 +89,8 @@ def test_time_budget_stops(tmp_path):
     assert 3.0 <= result.wall_time_s < 30.0
 
 
-def test_every_field_is_documented_and_overridable():
-    for name, kind, default, doc in flat_fields():
-        assert doc, f"{name} has no docstring"
-    config = apply_overrides(get_preset("tmaze"), {"r2d2.lstm_units": "32,32", "seed": "7",
-                                                   "env_kwargs": '{"corridor_length": 3}', "solve_threshold": "none"})
-    assert config.r2d2.lstm_units == (32, 32) and config.seed == 7 and config.env_kwargs == {"corridor_length": 3}
-    with pytest.raises(ValueError, match="unknown config field 'r2d2.nope'"):
-        apply_overrides(config, {"r2d2.nope": "1"})
-    with pytest.raises(ValueError, match="cannot parse seed='x'"):
-        apply_overrides(config, {"seed": "x"})
+def test_presets_round_trip_and_replace_validates():
+    config = get_preset("tmaze")
     with pytest.raises(ValueError, match="min_replay_size must be >= r2d2.batch_size"):
         config.replace(min_replay_size=1)
     for name in PRESETS:

@@ -20,6 +20,7 @@ import envs
 from agents.r2d2.config import R2D2Config
 from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.train_config import TrainConfig
+from r2d2_state.network_config import QNetworkConfig
 
 HAS_MINIGRID = importlib.util.find_spec("minigrid") is not None
 if HAS_MINIGRID:
@@ -66,7 +67,8 @@ def _tiny_config(env_id: str, tmp_path) -> TrainConfig:
         env_id=env_id, total_env_steps=24, min_replay_size=2, replay_ratio=1.0, eval_every=0,
         eval_episodes=1, checkpoint_every=0, log_every=1000, progress="none", run_dir=str(tmp_path / "run"),
         r2d2=R2D2Config(burn_in=1, trace_length=2, sequence_period=2, n_step=1, replay_capacity=50,
-                        batch_size=2, target_update_period=2, mlp_units=(8,), lstm_units=(8,), head_units=8,
+                        batch_size=2, target_update_period=2,
+                        network=QNetworkConfig(mlp_units=(8,), lstm_units=(8,), head_units=8),
                         num_envs=2, actor_update_period=2),
     )
 

@@ -1,0 +1,116 @@
+"""QNetworkConfig: the architecture of the recurrent Q-network, without TensorFlow.
+
+A config module imports no framework, so a command line (``--help``), a JSON file or
+another framework's agent can read and build it cheaply; :mod:`r2d2_state.networks`
+builds the Keras model from it.
+
+The observation and action fields (:data:`ENV_FIELDS`) describe the environment, the
+others the architecture. An agent's config holds the architecture with the env fields
+left ``None`` and fills them once the environment is known::
+
+    architecture = QNetworkConfig(lstm_units=(64,), head_units=64)
+    config = architecture.for_env(observation_shape=(4,), num_actions=2)
+    model = build_q_network(config, stateful=False)   # r2d2_state.networks
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["QNetworkConfig", "ENV_FIELDS"]
+
+ENV_FIELDS = ("observation_shape", "num_actions", "image", "image_shape", "observation_dtype")
+"""Fields that describe the environment, not the architecture (filled by :meth:`QNetworkConfig.for_env`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QNetworkConfig:
+    """Architecture of the recurrent Q-network."""
+
+    observation_shape: tuple[int, ...] | None = None
+    """Shape of one observation: (features,) for vectors, (H, W, C) or (H, W) for images; None: not known yet (from the env)."""
+    num_actions: int | None = None
+    """Size of the Discrete action space; None: not known yet (from the env)."""
+    image: bool | None = None
+    """Use the Nature-DQN conv torso; None: decided by the observation rank (>= 2 is an image)."""
+    mlp_units: tuple[int, ...] = (64,)
+    """Hidden layers of the MLP torso (vector observations)."""
+    conv_dense_units: int = 512
+    """Width of the dense layer after the conv stack (image observations)."""
+    lstm_units: tuple[int, ...] = (512,)
+    """One entry per stacked LSTM layer."""
+    head_units: int = 512
+    """Hidden width of each dueling stream (value and advantage)."""
+    use_prev_action: bool = True
+    """Feed the previous action (one-hot) to the LSTM, as in R2D2."""
+    use_prev_reward: bool = True
+    """Feed the previous reward to the LSTM, as in R2D2."""
+    image_shape: tuple[int, ...] | None = None
+    """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict / Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
+    observation_dtype: str | None = None
+    """dtype of the observation input; None: uint8 for images, float32 otherwise."""
+
+    def __post_init__(self) -> None:
+        shape = None if self.observation_shape is None else tuple(int(d) for d in self.observation_shape)
+        object.__setattr__(self, "observation_shape", shape)
+        object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
+        object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        if self.image_shape is not None:
+            image_shape = tuple(int(d) for d in self.image_shape)
+            object.__setattr__(self, "image_shape", image_shape)
+            if len(image_shape) != 3 or min(image_shape) <= 0:
+                raise ValueError(f"image_shape must be (H, W, C) of positive ints, got {image_shape!r}")
+            if shape is not None and (len(shape) != 1 or shape[0] < math.prod(image_shape)):
+                raise ValueError(f"image_shape {image_shape!r} needs a flat observation_shape of at least "
+                                 f"{math.prod(image_shape)} entries, got {shape!r}")
+        if self.observation_dtype is not None and self.observation_dtype not in ("uint8", "float32"):
+            raise ValueError(f"observation_dtype must be 'uint8', 'float32' or None, got {self.observation_dtype!r}")
+        if shape is not None and (not shape or any(d <= 0 for d in shape)):
+            raise ValueError(f"observation_shape must be non-empty and positive, got {shape!r}")
+        if self.num_actions is not None and self.num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {self.num_actions!r}")
+        if not self.lstm_units or any(u <= 0 for u in self.lstm_units):
+            raise ValueError(f"lstm_units must be a non-empty tuple of positive ints, got {self.lstm_units!r}")
+        if any(u <= 0 for u in self.mlp_units):
+            raise ValueError(f"mlp_units must be positive ints, got {self.mlp_units!r}")
+        if self.head_units < 1 or self.conv_dense_units < 1:
+            raise ValueError(f"head_units and conv_dense_units must be >= 1, got {self.head_units!r} and "
+                             f"{self.conv_dense_units!r}")
+        if shape is not None and self.is_image and len(shape) not in (2, 3):
+            raise ValueError(f"image observations must be (H, W) or (H, W, C), got {shape!r}")
+
+    @property
+    def is_image(self) -> bool:
+        if self.image_shape is not None:
+            return False
+        if self.image is not None:
+            return self.image
+        return self.observation_shape is not None and len(self.observation_shape) >= 2
+
+    @property
+    def input_dtype(self) -> str:
+        """dtype of the ``observation`` input (and of what the actor feeds it)."""
+        return self.observation_dtype or ("uint8" if self.is_image else "float32")
+
+    @property
+    def env_fields_set(self) -> list[str]:
+        """The :data:`ENV_FIELDS` that are not None."""
+        return [name for name in ENV_FIELDS if getattr(self, name) is not None]
+
+    def for_env(self, observation_shape: tuple[int, ...], num_actions: int, *, image: bool | None = None,
+                image_shape: tuple[int, ...] | None = None, observation_dtype: str | None = None) -> "QNetworkConfig":
+        """This architecture on an environment's observations and actions (replaces every env field)."""
+        return dataclasses.replace(self, observation_shape=observation_shape, num_actions=num_actions, image=image,
+                                   image_shape=image_shape, observation_dtype=observation_dtype)
+
+    def require_env(self) -> None:
+        """Raise unless the observation shape and the number of actions are known.
+
+        Raises:
+          ValueError: naming the missing fields and how to fill them.
+        """
+        missing = [name for name in ("observation_shape", "num_actions") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"QNetworkConfig.{' and '.join(missing)} is None: a network needs the environment's "
+                             "observation shape and number of actions (QNetworkConfig.for_env(...))")
