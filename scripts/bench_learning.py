@@ -1,7 +1,9 @@
 """Learning benchmark: this project's presets against RecurrentPPO on memory tasks.
 
-For every task and seed, each agent trains with a greedy evaluation every ``--eval-every``
-env steps (100 episodes on the T-mazes, 20 on CartPole; every env runs a fixed quota of
+For every task and seed, each agent trains with a greedy evaluation every ``eval_every``
+env steps (5k; 1k on T-maze corridor 5, where the peer already holds the threshold at its
+first 5k evaluation, so a 5k grid could not tell a faster agent from a tie; ``--eval-every``
+overrides it for every task) (100 episodes on the T-mazes, 20 on CartPole; every env runs a fixed quota of
 episodes, so short episodes are not over-represented), and the run stops once it has
 *sustained* the threshold for as long again as it took to get there (the first eval of
 the final streak of evals at or above the threshold is ``S``; the run goes on to ``2 S``),
@@ -67,10 +69,13 @@ class Task:
     eval_episodes: int
     max_env_steps: int
     """Cap per run (both agents); also the horizon of the peer's linear schedules."""
+    eval_every: int = 5_000
+    """Env steps between evaluations (both agents)."""
 
 
 TASKS = {
-    "tmaze5": Task("r2d2_state/TMaze-v0", {"corridor_length": 5, "max_steps": 14}, "tmaze", 0.9, 100, 100_000),
+    "tmaze5": Task("r2d2_state/TMaze-v0", {"corridor_length": 5, "max_steps": 14}, "tmaze", 0.9, 100, 100_000,
+                   eval_every=1_000),
     "tmaze10": Task("r2d2_state/TMaze-v0", {"corridor_length": 10}, "memory", 0.9, 100, 150_000),
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000),
 }
@@ -195,21 +200,27 @@ def _progress(agent: str, record: dict[str, Any]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    task = TASKS[args.task]
+    task = _task(args.task, args.eval_every)
     if args.max_env_steps is not None:
         task = dataclasses.replace(task, max_env_steps=args.max_env_steps)
     start = time.perf_counter()
     if args.agent == "ours":
         with tempfile.TemporaryDirectory() as run_dir:
-            evals = run_ours(task, args.seed, args.eval_every, os.path.join(run_dir, "run"))
+            evals = run_ours(task, args.seed, task.eval_every, os.path.join(run_dir, "run"))
     else:
-        evals = run_peer(task, args.seed, args.eval_every)
+        evals = run_peer(task, args.seed, task.eval_every)
     # First and sustained points are derived from the evals by the driver (one rule, one place).
     result = {"task": args.task, "agent": args.agent, "seed": args.seed, "evals": evals,
               "process_time_s": time.perf_counter() - start}
     with open(args.worker_out, "w", encoding="utf-8") as file:
         json.dump(result, file)
     return 0
+
+
+def _task(name: str, eval_every: int | None) -> Task:
+    """TASKS[name], with ``eval_every`` replaced when given."""
+    task = TASKS[name]
+    return task if eval_every is None else dataclasses.replace(task, eval_every=eval_every)
 
 
 def _summary(evals: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -311,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS))
-    parser.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="env steps between evaluations, for every task (default: the task's, 5k; 1k on tmaze5)")
     parser.add_argument("--max-env-steps", type=int, default=None,
                         help="cap every run at this many env steps instead of the task's cap")
     parser.add_argument("--quick", action="store_true", help="T-maze corridor 5, seed 0 only")
@@ -319,16 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.jsonl")
     parser.add_argument("--_worker", nargs=4, metavar=("TASK", "AGENT", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.eval_every < 1:
+    if args.eval_every is not None and args.eval_every < 1:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
-    if args.max_env_steps is not None and args.max_env_steps < args.eval_every:
-        parser.error(f"--max-env-steps must be >= --eval-every ({args.eval_every}), got {args.max_env_steps}")
     if args._worker:
         task, agent, seed, out = args._worker
         return _worker(argparse.Namespace(task=task, agent=agent, seed=int(seed), worker_out=out,
                                           eval_every=args.eval_every, max_env_steps=args.max_env_steps))
     if args.quick:
         args.tasks, args.seeds = ["tmaze5"], [0]
+    largest_every = max(_task(t, args.eval_every).eval_every for t in args.tasks)
+    if args.max_env_steps is not None and args.max_env_steps < largest_every:
+        parser.error(f"--max-env-steps must be >= the evaluation period of the tasks ({largest_every}), "
+                     f"got {args.max_env_steps}")
     if "peer" in args.agents:
         try:
             import sb3_contrib  # noqa: F401
@@ -355,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = os.path.join(tmp, "result.json")
                     cap = [] if args.max_env_steps is None else ["--max-env-steps", str(args.max_env_steps)]
-                    subprocess.run([sys.executable, os.path.abspath(__file__), "--eval-every", str(args.eval_every),
+                    every = [] if args.eval_every is None else ["--eval-every", str(args.eval_every)]
+                    subprocess.run([sys.executable, os.path.abspath(__file__), *every,
                                     *cap, "--_worker", task_name, agent, str(seed), out], check=True)
                     with open(out, encoding="utf-8") as file:
                         result = json.load(file)
@@ -365,14 +380,15 @@ def main(argv: list[str] | None = None) -> int:
                     os.fsync(file.fileno())
                 results.append(result)
 
-    summary: dict[str, Any] = {"eval_every": args.eval_every, "seeds": args.seeds}
+    summary: dict[str, Any] = {"eval_every": {t: _task(t, args.eval_every).eval_every for t in args.tasks},
+                               "seeds": args.seeds}
     header = f"{'task':<15} {'agent':<5} {'seed':>4} {'first steps':>12} {'first s':>8} {'sustained steps':>16} {'sustained s':>12}"
     print(header)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for result in results:
         result.update(_summary(result["evals"], TASKS[result["task"]].threshold))
     for task_name in args.tasks:
-        task = TASKS[task_name]
+        task = _task(task_name, args.eval_every)
         medians = {}
         for agent in args.agents:
             rows = sorted((r for r in results if r["task"] == task_name and r["agent"] == agent), key=lambda r: r["seed"])
@@ -389,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"{name}_vs_peer_{task_name}"] = ratio
             if kind not in (None, "exact"):
                 summary[f"{name}_vs_peer_{task_name}_is"] = kind
-        _plot(task_name, task, [r for r in results if r["task"] == task_name], args.eval_every,
+        _plot(task_name, task, [r for r in results if r["task"] == task_name], task.eval_every,
               os.path.join(args.out, f"learning_{task_name}.png"))
     print(json.dumps(summary))
     return 0

@@ -47,6 +47,23 @@ def test_medians_count_unsolved_runs_as_never():
     assert bench_learning._ratio(5.0, 10.0) == 0.5 and bench_learning._ratio(None, 10.0) is None
 
 
+def test_evaluation_period_is_per_task_and_overridable():
+    assert bench_learning._task("tmaze5", None).eval_every == 1_000
+    assert bench_learning._task("cartpole_novel", None).eval_every == 5_000
+    assert bench_learning._task("cartpole_novel", 2_500).eval_every == 2_500
+    assert bench_learning.TASKS["tmaze10"].eval_every == 5_000
+
+
+def test_cap_below_an_evaluation_period_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_learning.main(["--tasks", "cartpole_novel", "--max-env-steps", "2000", "--out", "/nonexistent/x"])
+    assert exit_info.value.code == 2
+    assert "--max-env-steps must be >= the evaluation period of the tasks (5000), got 2000" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # tmaze5 alone: its own period (1k) is the bound
+        bench_learning.main(["--tasks", "tmaze5", "--agents", "ours", "--max-env-steps", "500", "--out", "/nonexistent/x"])
+    assert "evaluation period of the tasks (1000), got 500" in capsys.readouterr().err
+
+
 def _agents():
     try:
         import sb3_contrib  # noqa: F401
@@ -61,11 +78,12 @@ def test_tiny_benchmark_run_writes_results_plot_and_json(tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "bench_learning.py"), "--tasks", "tmaze5", "--seeds", "0",
-         "--agents", *agents, "--eval-every", "1000", "--max-env-steps", "2000", "--out", str(out)],
+         "--agents", *agents, "--max-env-steps", "2000", "--out", str(out)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary) >= {"tmaze5", "steps_vs_peer_tmaze5", "wall_vs_peer_tmaze5"}
+    assert summary["eval_every"] == {"tmaze5": 1000}  # the task's own evaluation period
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["agent"] for r in rows) == sorted(agents)
     for row in rows:
