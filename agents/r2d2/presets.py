@@ -62,7 +62,7 @@ def _tmaze() -> TrainConfig:
         time_budget_s=570.0,
         replay_ratio=64.0,
         min_replay_size=64,
-        eval_every=5_000,
+        eval_every=1_000,  # it solves within a few thousand env steps
         eval_episodes=100,
         eval_num_envs=50,
         log_every=1_000,
