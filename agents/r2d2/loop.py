@@ -503,9 +503,9 @@ class TrainingLoop:
 
     def _learner_step(self) -> dict[str, float]:
         sample = self.replay.sample(self.config.r2d2.batch_size)
-        metrics = self.learner.step(sample.data, sample.weights)
-        self.replay.update_priorities(sample.keys, metrics.pop("priorities"))
-        return {k: float(v) for k, v in metrics.items()
+        result = self.learner.step(sample.data, sample.weights)
+        self.replay.update_priorities(sample.keys, result.priorities)
+        return {k: v for k, v in result.metrics.items()
                 if k in ("loss", "mean_abs_td", "mean_q", "grad_norm") or k.startswith("staleness/")}
 
     def _evaluate(self) -> dict[str, Any]:

@@ -216,18 +216,15 @@ def _priority_function(twin: Any, r: Any) -> Any:
         inputs = {k: batch[k] for k in NETWORK_INPUTS}
         # As in the learner: after the burn-in everything may run as all-valid.
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
-        after = lambda key: tf.cast(batch[key][:, burn:], tf.float32)  # noqa: E731
         core.begin(start)
-        if burn:
-            core.unroll(time_slice(inputs, 0, burn))
-        q = core.unroll(time_slice(plain, burn, None))
-        targets = losses.n_step_double_q_targets(
-            q, q, after("reward"), after("discount"), after("mask"), gamma=r.discount, n=r.n_step,
-            rescale=r.value_rescaling, eps=r.rescale_epsilon)[:, :trace]
-        weight = losses.trained_steps_weight(after("mask")[:, :trace], 0, trace)
-        q_taken = losses.action_values(q[:, :trace], batch["action"][:, burn:burn + trace])
-        _, abs_td = losses.sequence_td_loss(q_taken, targets, weight, tf.ones_like(weight[:, 0]))
-        return losses.sequence_priorities(abs_td, weight, r.priority_eta)
+        q_burn = core.unroll(time_slice(inputs, 0, burn)) if burn else None
+        q_rest = core.unroll(time_slice(plain, burn, None))
+        q = q_rest if q_burn is None else tf.concat([q_burn, q_rest], axis=1)  # [k, L, A]
+        # The learner's function with this one network as online and target network.
+        return losses.loss_and_priorities(
+            q, q, batch["action"], batch["reward"], batch["discount"], batch["mask"],
+            burn_in=burn, trace_length=trace, n_step=r.n_step, gamma=r.discount, priority_eta=r.priority_eta,
+            rescale=r.value_rescaling, eps=r.rescale_epsilon).priorities
 
     return priorities
 

@@ -98,6 +98,28 @@ def test_worker_collect_returns_prioritised_sequences():
     assert again["env_steps"] == 5 * config.r2d2.num_envs
 
 
+@pytest.mark.parametrize("start_state", ["stored", "zero"])
+def test_worker_priorities_equal_the_learners_at_equal_weights(start_state):
+    """Actor-side initial priorities and the learner's come from one function: with the
+    learner's online = target = the actor's weights they agree on the same sequences."""
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.ray_backend import ActorWorker
+
+    smoke = get_preset("smoke")
+    config = smoke.replace(r2d2=smoke.r2d2.replace(start_state=start_state))
+    worker = ActorWorker(config.to_dict(), actor_index=0, num_actors=1)
+    weights = R2D2Learner(config.r2d2, worker.network_config).get_weights()
+    out = worker.collect(40, weights)
+    k = out["items"]["valid"].shape[0]
+    assert k >= 2, f"expected at least 2 sequences from 40 vector steps, got {k}"
+    learner = R2D2Learner(config.r2d2.replace(batch_size=k), worker.network_config)
+    learner.online.set_weights(weights)
+    learner.target.set_weights(weights)
+    result = learner.step(out["items"], np.ones(k, np.float32))
+    assert np.all(result.priorities > 0), result.priorities
+    np.testing.assert_allclose(out["priorities"], result.priorities, rtol=1e-5, atol=1e-6)
+
+
 def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_cluster):
     from agents.r2d2.ray_backend import RayTrainingLoop
 
