@@ -1,17 +1,23 @@
-"""The single-process R2D2 loop: actor and learner interleaved, no server needed.
+"""The R2D2 training loop: one run loop over an experience source, the replay and the learner.
 
-One iteration::
+One iteration (the same for both backends)::
 
-    actions, state = actor.select_actions(obs)           # state BEFORE the step
-    next_obs, r, term, trunc, _ = envs.step(actions)
-    adder.add(obs, actions, r, term, trunc, state)       # full sequences -> replay
-    actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
-    while replay ready and sampled <= replay_ratio * (inserted - inserted at start):
+    chunks = source.collect(may_insert, learner_due)     # local: one vector step of the actor
+    replay.add_batch(chunk.items, chunk.priorities)      #   (actor, vector env, adder); Ray:
+                                                         #   the chunks the workers delivered
+    for _ in range(learner_steps_due(inserted since start, sampled, replay_ratio, ...)):
         learner step on replay.sample(batch_size); replay.update_priorities(...)
-    every actor_update_period vector steps: actor.set_weights(learner.get_weights())
+    source.learner_stepped(steps)                        # local: weights every actor_update_period
     every log_every env steps: metrics.csv, TensorBoard, progress
     every eval_every env steps: greedy evaluation (stop when solved)
     every checkpoint_every env steps, at the end, on SIGINT / SIGTERM: checkpoint
+
+The local source's vector step::
+
+    actions, state = actor.select_actions(obs)           # state BEFORE the step
+    next_obs, r, term, trunc, _ = envs.step(actions)
+    adder.add(obs, actions, r, term, trunc, state)       # full sequences -> the chunk
+    actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
 
 Counting. ``env_steps`` counts every sub-env step (``num_envs`` per vector step),
 including the NEXT_STEP autoreset steps, which are not transitions. ``replay_ratio`` is
