@@ -575,6 +575,6 @@ class TrainingLoop:
                               "process_time_s": time.perf_counter() - self.process_start,
                               "eval_return": mean}
             self.logger.message(
-                f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c['env_steps']:,d} env steps, "
-                f"{c['wall_time_s']:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
+                f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c.env_steps:,d} env steps, "
+                f"{c.wall_time_s:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
         return {"eval_return": mean, "eval_return_std": std}

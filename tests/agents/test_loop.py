@@ -152,3 +152,13 @@ def test_evaluation_writes_a_video_of_a_rendering_env(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames >= 2
     assert len(result.returns) == 2
+
+
+def test_an_evaluation_reaching_the_threshold_stops_the_run_as_solved(tmp_path):
+    """T-maze returns are >= -1, so a threshold of -1 is reached by the first evaluation."""
+    config = _tiny(tmp_path, total_env_steps=10**9, eval_every=100, eval_episodes=5, solve_threshold=-1.0,
+                   stop_at_threshold=True)
+    result = TrainingLoop(config).run()
+    assert result.stopped_by == "solved"
+    assert result.solved_at["env_steps"] == result.last_eval["env_steps"] == result.env_steps == 100
+    assert result.solved_at["eval_return"] == result.last_eval["mean"] >= -1.0
