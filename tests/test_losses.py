@@ -405,12 +405,12 @@ def test_numpy_and_tensorflow_sequence_priorities_agree(run, seed):
 
 
 def _hand_sequence():
-    # L = 4 = burn-in 1 + trace 2 + n 1, A = 2, gamma 0.5, no rescaling. The burn-in step
-    # holds Q = 9 everywhere: it must not be read.
-    q_online = tf.constant([[[9.0, 9.0], [1.0, 2.0], [3.0, 0.0], [0.0, 5.0]]])
-    q_target = tf.constant([[[9.0, 9.0], [7.0, 7.0], [4.0, 6.0], [8.0, 2.0]]])
-    action = tf.constant([[0, 1, 0, 0]])
-    reward = tf.constant([[0.0, 1.0, 2.0, 0.0]])
+    # L = 4 = burn-in 1 + trace 2 + n 1, A = 2, gamma 0.5, no rescaling. Q values start
+    # after the burn-in (steps 1..3); the burn-in step's fields hold 9s that must not be read.
+    q_online = tf.constant([[[1.0, 2.0], [3.0, 0.0], [0.0, 5.0]]])
+    q_target = tf.constant([[[7.0, 7.0], [4.0, 6.0], [8.0, 2.0]]])
+    action = tf.constant([[9, 1, 0, 0]])
+    reward = tf.constant([[9.0, 1.0, 2.0, 0.0]])
     ones = tf.ones((1, 4))
     return q_online, q_target, action, reward, ones, ones
 
@@ -420,9 +420,9 @@ def test_loss_and_priorities_hand_computed(run):
     out = run(losses.loss_and_priorities, q_online, q_target, action, reward, discount, mask,
               burn_in=1, trace_length=2, n_step=1, gamma=0.5, priority_eta=0.9, rescale=False,
               importance_weights=tf.constant([0.5]))
-    # t = 1: a* = argmax q_online[2] = 0 (the target's argmax would be 1, value 6),
-    #        target = 1 + 0.5 * q_target[2, 0] = 3, q_taken = q_online[1, 1] = 2, td = 1
-    # t = 2: a* = argmax q_online[3] = 1, target = 2 + 0.5 * 2 = 3, q_taken = 3, td = 0
+    # step 1: a* = argmax q_online[step 2] = 0 (the target's argmax would be 1, value 6),
+    #         target = 1 + 0.5 * q_target[step 2, 0] = 3, q_taken = q_online[step 1, 1] = 2, td = 1
+    # step 2: a* = argmax q_online[step 3] = 1, target = 2 + 0.5 * 2 = 3, q_taken = 3, td = 0
     np.testing.assert_allclose(out.targets.numpy(), [[3.0, 3.0]])
     np.testing.assert_allclose(out.q_taken.numpy(), [[2.0, 3.0]])
     np.testing.assert_allclose(out.abs_td.numpy(), [[1.0, 0.0]])
@@ -434,26 +434,36 @@ def test_loss_and_priorities_hand_computed(run):
 def test_loss_and_priorities_gradient_reaches_only_the_traces_online_q(run):
     q_online, q_target, action, reward, discount, mask = _hand_sequence()
     q_online, q_target = tf.Variable(q_online), tf.Variable(q_target)
+    q_trace = tf.Variable(q_online[:, :2])
 
     def gradients():
         with tf.GradientTape() as tape:
-            out = losses.loss_and_priorities(q_online, q_target, action, reward, discount, mask,
-                                             burn_in=1, trace_length=2, n_step=1, gamma=0.5, rescale=False)
-        return tape.gradient(out.loss, [q_online, q_target])
+            whole = losses.loss_and_priorities(q_online, q_target, action, reward, discount, mask,
+                                               burn_in=1, trace_length=2, n_step=1, gamma=0.5, rescale=False)
+            # The learner unrolls the trace apart and passes it: same loss, gradient to it only.
+            apart = losses.loss_and_priorities(tf.stop_gradient(q_online), q_target, action, reward, discount,
+                                               mask, burn_in=1, trace_length=2, n_step=1, gamma=0.5,
+                                               rescale=False, q_trace=q_trace)
+        return whole.loss, apart.loss, tape.gradient([whole.loss, apart.loss], [q_online, q_target, q_trace])
 
-    g_online, g_target = run(gradients)
+    whole, apart, (g_online, g_target, g_trace) = run(gradients)
     assert g_target is None
-    # d(0.5 td^2)/dq_taken = -td: -1 at (t=1, a=1), 0 at (t=2, a=0); nothing at burn-in or tail.
-    expected = np.zeros((1, 4, 2), np.float32)
-    expected[0, 1, 1] = -1.0
+    np.testing.assert_allclose(apart.numpy(), whole.numpy())
+    # d(0.5 td^2)/dq_taken = -td: -1 at (trace step 0, a=1), 0 at (trace step 1, a=0); none on the tail.
+    expected = np.zeros((1, 3, 2), np.float32)
+    expected[0, 0, 1] = -1.0
     np.testing.assert_allclose(g_online.numpy(), expected)
+    np.testing.assert_allclose(g_trace.numpy(), expected[:, :2])
 
 
 def test_loss_and_priorities_refuses_a_sequence_of_the_wrong_length():
     q_online, q_target, action, reward, discount, mask = _hand_sequence()
-    with pytest.raises(ValueError, match=r"sequences have 4 steps; expected burn_in \+ trace_length \+ n_step = 5"):
+    with pytest.raises(ValueError, match=r"mask has 4 steps; expected 5 \(burn_in=2, trace_length=2, n_step=1"):
         losses.loss_and_priorities(q_online, q_target, action, reward, discount, mask,
                                    burn_in=2, trace_length=2, n_step=1, gamma=0.5)
+    with pytest.raises(ValueError, match="q_online has 3 steps; expected 4 .*Q values start after the burn-in"):
+        losses.loss_and_priorities(q_online, q_target, action, reward, discount, mask,
+                                   burn_in=0, trace_length=3, n_step=1, gamma=0.5)
     with pytest.raises(ValueError, match="n_step must be a Python int >= 1, got 0"):
         losses.loss_and_priorities(q_online, q_target, action, reward, discount, mask,
                                    burn_in=3, trace_length=1, n_step=0, gamma=0.5)

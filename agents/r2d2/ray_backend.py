@@ -211,9 +211,9 @@ def _priority_function(twin: Any, r: Any) -> Any:
         # As in the learner: after the burn-in everything may run as all-valid.
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
         core.begin(start)
-        q_burn = core.unroll(time_slice(inputs, 0, burn)) if burn else None
-        q_rest = core.unroll(time_slice(plain, burn, None))
-        q = q_rest if q_burn is None else tf.concat([q_burn, q_rest], axis=1)  # [k, L, A]
+        if burn:
+            core.unroll(time_slice(inputs, 0, burn))
+        q = core.unroll(time_slice(plain, burn, None))  # [k, trace + n, A]
         # The learner's function with this one network as online and target network.
         return losses.loss_and_priorities(
             q, q, batch["action"], batch["reward"], batch["discount"], batch["mask"],
