@@ -38,12 +38,21 @@ so the sliced sequences have length ``trace + n``)::
     weight = trained_steps_weight(mask, start=0, length=trace)     # [B, trace + n]
     loss, abs_td = sequence_td_loss(q_taken, targets, weight, importance_weights)
     priorities = sequence_priorities(abs_td, weight, eta=0.9)      # [B]
+
+or, all of it in one call (what the learner and the actors' initial priorities both use,
+as SEED RL's ``compute_loss_and_priorities_from_agent_outputs``), with the Q values of
+the unrolls after the burn-in and the replayed fields of whole sequences::
+
+    out = loss_and_priorities(q_online, q_target, action, reward, discount, mask,
+                              burn_in=40, trace_length=80, n_step=5, gamma=0.997)
+    out.loss, out.priorities                                       # [], [B]
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -55,6 +64,8 @@ __all__ = [
     "trained_steps_weight",
     "sequence_td_loss",
     "sequence_priorities",
+    "LossAndPriorities",
+    "loss_and_priorities",
 ]
 
 DEFAULT_RESCALE_EPS = 1e-3
@@ -307,3 +318,95 @@ def sequence_priorities(abs_td: tf.Tensor, mask: tf.Tensor, eta: float = 0.9) ->
     count = tf.reduce_sum(tf.cast(counted, tf.float32), axis=1)
     mean_td = total / tf.maximum(count, 1.0)
     return tf.stop_gradient(eta * max_td + (1.0 - eta) * mean_td)
+
+
+class LossAndPriorities(NamedTuple):
+    """What :func:`loss_and_priorities` returns; ``T`` is the trace length."""
+
+    loss: tf.Tensor
+    """<float32>[] the R2D2 loss (see :func:`sequence_td_loss`); gradient reaches q_online."""
+    priorities: tf.Tensor
+    """<float32>[B] eta * max |td| + (1 - eta) * mean |td| over each sequence's trained steps."""
+    abs_td: tf.Tensor
+    """<float32>[B, T] |td| on the trained steps, 0 elsewhere."""
+    q_taken: tf.Tensor
+    """<float32>[B, T] online Q of the taken actions on the trace."""
+    targets: tf.Tensor
+    """<float32>[B, T] n-step double-Q targets on the trace."""
+    weight: tf.Tensor
+    """<float32>[B, T] 1 on the trained steps (transitions of the trace), else 0."""
+
+
+def loss_and_priorities(
+    q_online: tf.Tensor,
+    q_target: tf.Tensor,
+    action: tf.Tensor,
+    reward: tf.Tensor,
+    discount: tf.Tensor,
+    mask: tf.Tensor,
+    *,
+    burn_in: int,
+    trace_length: int,
+    n_step: int,
+    gamma: float,
+    priority_eta: float = 0.9,
+    rescale: bool = True,
+    eps: float = DEFAULT_RESCALE_EPS,
+    importance_weights: tf.Tensor | None = None,
+    q_trace: tf.Tensor | None = None,
+) -> LossAndPriorities:
+    """R2D2's loss and sequence priorities from the unrolls of replayed sequences.
+
+    The one place that slices a sequence into burn-in, trace and n-step tail::
+
+        step of the sequence   0 .. burn_in-1 | burn_in .. burn_in+T-1 | .. L-1   (L = burn_in + T + n)
+        batch fields           not read       | trained steps          | n-step tail
+        q_online, q_target     (not passed)   | 0 .. T-1               | T .. T+n-1
+
+    The Q values start after the burn-in: the burn-in only carries the state forward and
+    its Q values are never read. The learner calls this with its online and target
+    networks' unrolls; an actor computing initial priorities with its one network's unroll
+    as both (then the priorities are the learner's at equal weights).
+
+    Args:
+      q_online: <float32>[B, T + n, A] online-network Q after the burn-in (rescaled space
+        if rescale); its argmax picks the bootstrap actions.
+      q_target: <float32>[B, T + n, A] target-network Q after the burn-in.
+      action: <int>[B, L] actions taken.
+      reward: <float32>[B, L].
+      discount: <float32>[B, L], 0 after a termination and on non-transitions, else 1.
+      mask: <float32>[B, L], 1 on transitions.
+      burn_in, trace_length, n_step: Python ints, ``L = burn_in + trace_length + n_step``.
+      gamma: discount factor in [0, 1].
+      priority_eta: the priorities' max/mean mixture in [0, 1].
+      rescale: value rescaling h / h^-1 on the targets.
+      eps: rescaling epsilon (Python float >= 0).
+      importance_weights: <float32>[B] prioritized-replay weights, or None for 1.
+      q_trace: <float32>[B, T, A] the online Q on the trace that the gradient flows through,
+        if it was unrolled apart (the learner); None: ``q_online[:, :T]``.
+
+    Returns:
+      :class:`LossAndPriorities` (loss [], priorities [B], abs_td / q_taken / targets /
+      weight [B, trace_length]).
+    """
+    for name, value, low in (("burn_in", burn_in, 0), ("trace_length", trace_length, 1), ("n_step", n_step, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be a Python int >= {low}, got {value!r}")
+    length = burn_in + trace_length + n_step
+    q_online = tf.convert_to_tensor(q_online, tf.float32)
+    for name, tensor, expected in (("mask", mask, length), ("q_online", q_online, length - burn_in),
+                                   ("q_target", q_target, length - burn_in)):
+        steps = tf.convert_to_tensor(tensor).shape[1]
+        if steps is not None and steps != expected:
+            raise ValueError(f"{name} has {steps} steps; expected {expected} (burn_in={burn_in}, "
+                             f"trace_length={trace_length}, n_step={n_step}; Q values start after the burn-in)")
+    burn, trace = burn_in, trace_length
+    after = lambda x: tf.cast(x[:, burn:], tf.float32)  # noqa: E731
+    targets = n_step_double_q_targets(
+        q_online, q_target, after(reward), after(discount), after(mask),
+        gamma=gamma, n=n_step, rescale=rescale, eps=eps)[:, :trace]
+    weight = trained_steps_weight(after(mask)[:, :trace], 0, trace)
+    q_taken = action_values(q_online[:, :trace] if q_trace is None else q_trace, action[:, burn:burn + trace])
+    loss, abs_td = sequence_td_loss(q_taken, targets, weight, importance_weights)
+    priorities = sequence_priorities(abs_td, weight, priority_eta)
+    return LossAndPriorities(loss, priorities, abs_td, q_taken, targets, weight)

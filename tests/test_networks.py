@@ -98,9 +98,24 @@ def test_previous_action_and_reward_reach_the_network():
 
 
 def test_dueling_head_advantages_have_zero_mean_offset():
+    """Q = V + A - mean_a A: the mean of Q over actions is V and Q - V = A - mean_a A."""
+    import keras
+
     net = build_q_network(CFG, stateful=False)
-    q = np.asarray(net(_with_state(_inputs(3, 2), _states(3)))[0])
-    assert np.isfinite(q).all() and q.shape == (3, 2, 3)
+    head = net.get_layer("dueling_head")
+    # Advantages far from zero mean, so a head without the mean subtraction would be off by 6.
+    kernel, _ = head.advantage.get_weights()
+    head.advantage.set_weights([kernel, np.array([5.0, 6.0, 7.0], np.float32)])
+    feed = _with_state(_inputs(3, 2), _states(3))
+    features = keras.Model(net.inputs, head.input)(feed)  # the last LSTM's output [B, T, units]
+    v = np.asarray(head.value(head.value_hidden(features)))  # [B, T, 1]
+    a = np.asarray(head.advantage(head.advantage_hidden(features)))  # [B, T, A]
+    q = np.asarray(net(feed)[0])
+    assert q.shape == (3, 2, 3) and v.shape == (3, 2, 1) and a.shape == (3, 2, 3)
+    assert abs(a.mean() - 6.0) < 1.0, f"advantages should average about 6, got {a.mean()!r}"
+    np.testing.assert_allclose(q.mean(axis=-1, keepdims=True), v, atol=1e-5)
+    np.testing.assert_allclose(q - q.mean(axis=-1, keepdims=True), a - a.mean(axis=-1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(q, v + a - a.mean(axis=-1, keepdims=True), atol=1e-5)
 
 
 def test_image_torso_on_uint8_frames():

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.state import get_states, reset_rows, reset_states, stateful_layers
 
@@ -126,7 +127,7 @@ class R2D2Actor:
         self._prev_action = np.full(n, -1, np.int32)
         self._prev_reward = np.zeros(n, np.float32)
         self._pending_reset = np.zeros(n, bool)  # zero these rows before the next step
-        self._ended = np.zeros(n, bool)  # the last env.step ended this env's episode
+        self._autoreset = NextStepAutoreset(n)  # which env.step results are reset steps
 
     def select_actions(self, observation: Any) -> tuple[np.ndarray, list[list[np.ndarray]]]:
         """Choose actions for the batched observation and advance the recurrent state.
@@ -192,13 +193,12 @@ class R2D2Actor:
         reward = reward.astype(np.float32)
         if not np.all(np.isfinite(reward)):
             raise ValueError(f"reward must be finite, got {reward.tolist()!r}")
-        new_episode = self._ended
+        # The step that returned a new episode's first observation is not a transition.
+        transition, _ = self._autoreset.step(terminated, truncated)
+        new_episode = ~transition
         self._prev_action = np.where(new_episode, -1, action).astype(np.int32)
         self._prev_reward = np.where(new_episode, 0.0, reward).astype(np.float32)
         self._pending_reset = self._pending_reset | new_episode
-        # The step that returned a new episode's first observation is not a transition;
-        # its flags are False, so this also clears `_ended` for those envs.
-        self._ended = ~new_episode & (terminated | truncated)
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Load the learner's weights (``get_weights`` order of ``build_q_network``).

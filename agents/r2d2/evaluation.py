@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from r2d2_state.autoreset import EpisodeStatistics
 from r2d2_state.files import atomic_write, atomic_write_text
 
 __all__ = ["EvalResult", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
@@ -80,9 +81,7 @@ def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = Non
     n = vec_env.num_envs
     quota = np.full(n, episodes // n) + (np.arange(n) < episodes % n)
     done = np.zeros(n, np.int64)
-    ep_return = np.zeros(n, np.float64)
-    ep_length = np.zeros(n, np.int64)
-    ended = np.zeros(n, bool)
+    episodes_of = EpisodeStatistics(n)
     returns: list[float] = []
     lengths: list[int] = []
     obs, _ = vec_env.reset(seed=seed)
@@ -97,18 +96,12 @@ def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = Non
         actions, _ = actor.select_actions(obs)
         obs, reward, terminated, truncated, _ = vec_env.step(actions)
         actor.observe(actions, reward, terminated, truncated)
-        transition = ~ended  # NEXT_STEP: the step after an episode end is a reset step
-        ep_return += np.where(transition, reward, 0.0)
-        ep_length += transition
-        finished = transition & (terminated | truncated)
-        for i in np.flatnonzero(finished):
+        finished_returns, finished_lengths, finished = episodes_of.step_with_envs(reward, terminated, truncated)
+        for i, ep_return, ep_length in zip(finished, finished_returns, finished_lengths):
             if done[i] < quota[i]:
-                returns.append(float(ep_return[i]))
-                lengths.append(int(ep_length[i]))
+                returns.append(ep_return)
+                lengths.append(ep_length)
                 done[i] += 1
-        ep_return[finished] = 0.0
-        ep_length[finished] = 0
-        ended = finished
     else:
         raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
     return returns, lengths

@@ -1,17 +1,23 @@
-"""The single-process R2D2 loop: actor and learner interleaved, no server needed.
+"""The R2D2 training loop: one run loop over an experience source, the replay and the learner.
 
-One iteration::
+One iteration (the same for both backends)::
 
-    actions, state = actor.select_actions(obs)           # state BEFORE the step
-    next_obs, r, term, trunc, _ = envs.step(actions)
-    adder.add(obs, actions, r, term, trunc, state)       # full sequences -> replay
-    actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
-    while replay ready and sampled <= replay_ratio * (inserted - inserted at start):
+    chunks = source.collect(may_insert, learner_due)     # local: one vector step of the actor
+    replay.add_batch(chunk.items, chunk.priorities)      #   (actor, vector env, adder); Ray:
+                                                         #   the chunks the workers delivered
+    for _ in range(learner_steps_due(inserted since start, sampled, replay_ratio, ...)):
         learner step on replay.sample(batch_size); replay.update_priorities(...)
-    every actor_update_period vector steps: actor.set_weights(learner.get_weights())
+    source.learner_stepped(steps)                        # local: weights every actor_update_period
     every log_every env steps: metrics.csv, TensorBoard, progress
     every eval_every env steps: greedy evaluation (stop when solved)
     every checkpoint_every env steps, at the end, on SIGINT / SIGTERM: checkpoint
+
+The local source's vector step::
+
+    actions, state = actor.select_actions(obs)           # state BEFORE the step
+    next_obs, r, term, trunc, _ = envs.step(actions)
+    adder.add(obs, actions, r, term, trunc, state)       # full sequences -> the chunk
+    actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
 
 Counting. ``env_steps`` counts every sub-env step (``num_envs`` per vector step),
 including the NEXT_STEP autoreset steps, which are not transitions. ``replay_ratio`` is
@@ -37,7 +43,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -47,6 +52,10 @@ from typing import Any, Callable
 import numpy as np
 
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
+from agents.r2d2.counters import Counters
+from agents.r2d2.experience import Chunk, ExperienceSource, LocalExperience, SourceFailedError
+from agents.r2d2.limiter import inserts_allowed, learner_steps_due
+from agents.r2d2.schedule import Schedule
 from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 from r2d2_state.files import atomic_write_text
 
@@ -96,7 +105,15 @@ def _dotted(values: dict[str, Any], name: str) -> Any:
 
 
 class TrainingLoop:
-    """Owns envs, actor, adder, replay, learner, logger and checkpoints of one run.
+    """One training run: an experience source, the replay, the learner, logging, checkpoints.
+
+    The parts (each in its own module) and the one run loop over them::
+
+        source      agents.r2d2.experience    actors + envs + adders; local or Ray processes
+        limiter     agents.r2d2.limiter       learner steps due / inserts allowed (samples per insert)
+        counters    agents.r2d2.counters      what the run has done (saved in checkpoints)
+        schedule    agents.r2d2.schedule      when to log, evaluate, checkpoint
+        episodes    r2d2_state.autoreset      returns and lengths under NEXT_STEP autoreset
 
     Args:
       config: the resolved training config (written to ``RUN_DIR/config.json``).
@@ -113,33 +130,40 @@ class TrainingLoop:
         ``mean``, ``std``, ``episodes``, ``train_time_s``: training wall time so far without
         the time spent evaluating); returning True stops the run (``stopped_by="on_eval"``).
         The learning benchmark uses it for its stopping rule.
+      on_insert: called with every :class:`~agents.r2d2.experience.Chunk` after it was
+        inserted and counted.
+      on_learner_step: called after every learner step with its metrics (``loss``,
+        ``mean_abs_td``, ``mean_q``, ``grad_norm``, ``staleness/...`` when measured).
 
     Start-up checks everything before it writes anything: the run directory (a new run
     refuses one holding another run's config.json or checkpoints: FileExistsError), the
-    checkpoint and its config, the environment and the networks (ConfigurationError).
-    Only then are ``config.json`` written, newer checkpoints moved aside and
-    ``metrics.csv`` cut back to the checkpoint's step.
+    checkpoint and its config, the environment and the networks (ConfigurationError), and
+    the experience source's own check (e.g. joining Ray). Only then are ``config.json``
+    written, newer checkpoints moved aside, ``metrics.csv`` cut back to the checkpoint's
+    step and the actors launched.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, resume: bool = False,
                  checkpoint: str | None = None, process_start: float | None = None,
-                 on_eval: Callable[[dict[str, Any]], bool] | None = None) -> None:
+                 on_eval: Callable[[dict[str, Any]], bool] | None = None,
+                 on_insert: Callable[[Chunk], None] | None = None,
+                 on_learner_step: Callable[[dict[str, float]], None] | None = None) -> None:
         import keras
 
-        import envs
-        from agents.r2d2.actor import R2D2Actor
-        from agents.r2d2.config import actor_epsilons
         from agents.r2d2.evaluation import network_config_for
         from agents.r2d2.learner import R2D2Learner
         from agents.r2d2.run_logger import RunLogger
-        from r2d2_state.replay import SequenceAdder, SequenceReplay
+        from r2d2_state.replay import SequenceReplay
 
         self.config = config
         self.run_dir = os.path.abspath(run_dir or config.run_dir or default_run_dir(config))
         self.process_start = process_start if process_start is not None else time.perf_counter()
         self.on_eval = on_eval
+        self.on_insert = on_insert
+        self.on_learner_step = on_learner_step
         self.checkpoints = CheckpointManager(self.run_dir, keep=config.keep_checkpoints)
-        self.envs = None
+        self.source: ExperienceSource | None = None
+        self._env: Any = None  # the local vector env until the source owns it
         self._eval_actor = None
         self._eval_envs = None
         self.notes: list[str] = []  # what the start-up changed on disk, printed when the run starts
@@ -152,13 +176,11 @@ class TrainingLoop:
         else:
             self._check_fresh_run_dir()
 
-        # 2. Build and check environments, networks, replay (nothing written yet).
+        # 2. Build and check environment, networks, source, replay (nothing written yet).
         r = config.r2d2
         keras.utils.set_random_seed(config.seed)
         try:
-            self.envs = envs.make_vector_env(config.env_id, r.num_envs, seed=config.seed,
-                                               env_packages=config.env_packages, **config.env_kwargs)
-            self.description = envs.describe_env(self.envs)
+            self._env, self.description, env_info = self._open_environment()
         except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
             self.close()
             raise ConfigurationError(
@@ -167,8 +189,8 @@ class TrainingLoop:
         try:
             self.network_config = network_config_for(config, self.description)
             self.learner = R2D2Learner(r, self.network_config)
-            self.actor = R2D2Actor(self.network_config, r.num_envs,
-                                   actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=config.seed)
+            self.source = self._make_source(env_info)
+            self._env = None
         except (ValueError, TypeError) as error:
             self.close()
             raise ConfigurationError(f"cannot build the networks for {config.env_id!r} "
@@ -177,18 +199,11 @@ class TrainingLoop:
                           else self.description.reward_threshold)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
                                      seed=config.seed)
-        # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
-        self.adder = SequenceAdder(self.replay, r.num_envs, r.burn_in, r.trace_length,
-                                   r.sequence_period, r.n_step, store_states=r.staleness_period > 0)
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
                                 title=f"R2D2 {config.env_id}")
 
-        self.counters = {
-            "env_steps": 0, "vector_steps": 0, "episodes": 0, "inserted_sequences": 0,
-            "sampled_sequences": 0, "inserted_at_learning_start": None, "wall_time_s": 0.0,
-            "next_log": config.log_every, "next_checkpoint": config.checkpoint_every or math.inf,
-            "next_eval": config.eval_every or math.inf, "resumes": 0, "eval_time_s": 0.0,
-        }
+        self.counters = Counters()
+        self.schedule = Schedule.from_config(config.log_every, config.eval_every, config.checkpoint_every)
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=100)
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=100)
         self.last_eval: dict[str, Any] | None = None
@@ -198,13 +213,48 @@ class TrainingLoop:
         try:
             if resume:
                 self._restore(checkpoint)
-            self.actor.set_weights(self.learner.get_weights())
+            self.source.check()
         except BaseException:
             self.close()
             raise
 
-        # 3. Everything checked: only now write to disk.
+        # 3. Everything checked: only now write to disk, then launch the actors.
         self._write_run_dir()
+        try:
+            self.source.launch(self._reset_seed, self.counters.vector_steps)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ the experience source
+
+    def _open_environment(self) -> tuple[Any, Any, dict[str, Any]]:
+        """The vector env the local actor steps, its description and its record."""
+        import envs
+
+        cfg = self.config
+        vec = envs.make_vector_env(cfg.env_id, cfg.r2d2.num_envs, seed=cfg.seed,
+                                   env_packages=cfg.env_packages, **cfg.env_kwargs)
+        try:
+            return vec, envs.describe_env(vec), envs.env_record(vec, cfg.env_id, cfg.env_packages, cfg.env_kwargs)
+        except BaseException:
+            vec.close()
+            raise
+
+    def _make_source(self, env_info: dict[str, Any]) -> ExperienceSource:
+        """One actor with per-env epsilons on the vector env, and an adder."""
+        from agents.r2d2.actor import R2D2Actor
+        from agents.r2d2.config import actor_epsilons
+        from r2d2_state.replay import SequenceAdder
+
+        cfg, r = self.config, self.config.r2d2
+        actor = R2D2Actor(self.network_config, r.num_envs,
+                          actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=cfg.seed)
+        # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
+        adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
+                              store_states=r.staleness_period > 0)
+        return LocalExperience(self._env, self.description, env_info, actor, adder, self.learner.get_weights,
+                               r.actor_update_period)
 
     # ------------------------------------------------------------------ start-up checks
 
@@ -252,35 +302,33 @@ class TrainingLoop:
 
     def _write_run_dir(self) -> None:
         """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back."""
-        import envs
-
         cfg = self.config
         os.makedirs(self.run_dir, exist_ok=True)
         atomic_write_text(os.path.join(self.run_dir, "config.json"),
                           json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         # What evaluate.py checks when it rebuilds the env: id, packages, conversion.
-        atomic_write_text(os.path.join(self.run_dir, "env.json"), json.dumps(
-            envs.env_record(self.envs, cfg.env_id, cfg.env_packages, cfg.env_kwargs), indent=2))
+        atomic_write_text(os.path.join(self.run_dir, "env.json"), json.dumps(self.source.env_info, indent=2))
         if self.resumed_from is None:
             return
         target, moved = self.checkpoints.supersede_newer_than(self.resumed_from)
         if moved:
             self.notes.append(f"resuming from {self.resumed_from} supersedes the newer checkpoints {moved}: "
                               f"moved aside into {target}")
-        self.logger.truncate_after(self.counters["env_steps"])
+        self.logger.truncate_after(self.counters.env_steps)
 
     # ------------------------------------------------------------------ checkpoints
 
     def _state(self) -> dict[str, Any]:
-        counters = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in self.counters.items()}
+        """``state.json``: the keys older checkpoints have (counters, ``next_*``, ...)."""
         return {
-            **counters,
+            **self.counters.to_state(),
+            **self.schedule.to_state(),
+            **self.source.state(),
             "learner_steps": int(self.learner.num_steps.numpy()),
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
             "last_eval": self.last_eval,
             "solved_at": self.solved_at,
-            "actor_rng": self.actor.rng_state,
             "replay_size": len(self.replay),
             "config": self.config.to_dict(),
         }
@@ -288,41 +336,36 @@ class TrainingLoop:
     def save_checkpoint(self) -> str:
         """Write a checkpoint of everything now (atomic; see :mod:`agents.r2d2.checkpoint`)."""
         before = len(self.checkpoints.superseded)
-        path = self.checkpoints.save(self.counters["env_steps"], self.learner.checkpoint_objects(),
+        path = self.checkpoints.save(self.counters.env_steps, self.learner.checkpoint_objects(),
                                      self.replay, self._state(), self.learner.get_weights())
         for name, target in self.checkpoints.superseded[before:]:
             self.logger.message(f"checkpoint {name} existed (not written by this run): moved aside into {target}")
         return path
 
     def _announce_start(self) -> None:
-        """The resume line and what the start-up moved aside (both backends)."""
+        """The resume line, what the start-up moved aside and the source's summary."""
         c = self.counters
         if self.resumed_from:
-            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c['env_steps']:,d} env steps, "
+            self.logger.message(f"resumed {self.run_dir} from {self.resumed_from}: {c.env_steps:,d} env steps, "
                                 f"{int(self.learner.num_steps.numpy()):,d} learner steps, replay {len(self.replay):,d}")
         for note in self.notes:
             self.logger.message(note)
+        if self.source.summary:
+            self.logger.message(self.source.summary)
 
     def _restore(self, name: str | None) -> None:
         loaded = self.checkpoints.load(self.learner.checkpoint_objects(), self.replay, name)
         state = loaded.state
-        for key in self.counters:
-            if key in state:
-                value = state[key]
-                self.counters[key] = math.inf if value is None and key.startswith("next_") else value
-        self.counters["resumes"] = int(state.get("resumes", 0)) + 1
+        self.counters = Counters.from_state(state)
+        self.counters.resumes = int(state.get("resumes", 0)) + 1
+        steps = self.counters.env_steps
         # Budgets may have been changed on resume: recompute what is due next.
-        cfg = self.config
-        steps = self.counters["env_steps"]
-        self.counters["next_checkpoint"] = (steps + cfg.checkpoint_every) if cfg.checkpoint_every else math.inf
-        if cfg.eval_every and not math.isfinite(self.counters["next_eval"]):
-            self.counters["next_eval"] = steps + cfg.eval_every
+        self.schedule.restore(state, steps)
         self.recent_returns.extend(state.get("recent_returns", []))
         self.recent_lengths.extend(state.get("recent_lengths", []))
         self.last_eval = state.get("last_eval")
         self.solved_at = state.get("solved_at")
-        if state.get("actor_rng") is not None:
-            self.actor.rng_state = state["actor_rng"]
+        self.source.restore(state)
         # Fresh episodes after a resume, from a seed that differs from the first run's.
         self._reset_seed = int(np.random.SeedSequence([self.config.seed, steps]).generate_state(1)[0] % 2**31)
         self.resumed_from = loaded.name
@@ -330,11 +373,20 @@ class TrainingLoop:
     # ------------------------------------------------------------------ running
 
     def run(self) -> LoopResult:
-        """Train until a budget, the solve threshold or a signal stops it; checkpoint; return."""
+        """Train until a budget, the solve threshold or a signal stops it; checkpoint; return.
+
+        Raises:
+          RunFailedError: the experience source cannot go on (after a checkpoint was written).
+        """
         stop_signal: list[int] = []
         restore = self._install_signal_handlers(stop_signal)
         try:
-            stopped_by = self._run(stop_signal)
+            try:
+                stopped_by = self._run(stop_signal)
+            except SourceFailedError as error:
+                path = self.save_checkpoint()
+                raise RunFailedError(f"{error}. Everything inserted so far is in checkpoint {path}") \
+                    from (error.__cause__ or error)
             path = self.save_checkpoint()
             self.logger.message(f"checkpoint: {path} (stopped by {stopped_by})")
         finally:
@@ -343,13 +395,15 @@ class TrainingLoop:
             self.logger.close()
             self.close()
         c = self.counters
-        return LoopResult(self.run_dir, stopped_by, int(c["env_steps"]), int(self.learner.num_steps.numpy()),
-                          int(c["episodes"]), float(c["wall_time_s"]), self.last_eval, self.solved_at, path)
+        return LoopResult(self.run_dir, stopped_by, c.env_steps, int(self.learner.num_steps.numpy()),
+                          c.episodes, float(c.wall_time_s), self.last_eval, self.solved_at, path)
 
     def close(self) -> None:
-        for env in (getattr(self, "envs", None), getattr(self, "_eval_envs", None)):
-            if env is not None:
-                env.close()
+        """Release the envs and the actors (idempotent)."""
+        for part in (getattr(self, "source", None), getattr(self, "_env", None), getattr(self, "_eval_envs", None)):
+            if part is not None:
+                part.close()
+        self._env = None
 
     def _install_signal_handlers(self, stop_signal: list[int]) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -366,82 +420,74 @@ class TrainingLoop:
         return originals
 
     def _run(self, stop_signal: list[int]) -> str:
-        cfg, r, c = self.config, self.config.r2d2, self.counters
-        n = r.num_envs
+        """The run loop: collect, insert, learn under the limiter, periodic work."""
+        cfg, r, c, source = self.config, self.config.r2d2, self.counters, self.source
         self._announce_start()
-        obs, _ = self.envs.reset(seed=self._reset_seed)
-        self.actor.reset()
-        ep_return = np.zeros(n, np.float64)
-        ep_length = np.zeros(n, np.int64)
-        ended = np.zeros(n, bool)
         session_start = time.perf_counter()
-        wall_at_start = float(c["wall_time_s"])
-        interval = {"time": session_start, "env_steps": c["env_steps"], "learner_steps": int(self.learner.num_steps.numpy())}
+        wall_at_start = float(c.wall_time_s)
+        interval = {"time": session_start, "env_steps": c.env_steps,
+                    "learner_steps": int(self.learner.num_steps.numpy())}
         # Per-key counts: the staleness diagnostic reports only every staleness_period steps.
         metric_sums: dict[str, float] = collections.defaultdict(float)
         metric_counts: dict[str, int] = collections.defaultdict(int)
-        learner_steps_since_sync = 0
 
-        while True:
-            stop = self._stop_reason(stop_signal)
-            if stop:
-                return stop
+        def steps_due() -> int:
+            return learner_steps_due(c.inserted_since_learning_start, c.sampled_sequences, cfg.replay_ratio,
+                                     r.batch_size, error_buffer=source.error_buffer,
+                                     max_steps=cfg.max_learner_steps_per_env_step)
 
-            actions, state = self.actor.select_actions(obs)
-            next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
-            items = self.adder.add(obs, actions, reward, terminated, truncated, state)
-            self.actor.observe(actions, reward, terminated, truncated)
-            obs = next_obs
-            c["vector_steps"] += 1
-            c["env_steps"] += n
-            if items is not None:
-                c["inserted_sequences"] += int(np.shape(items["valid"])[0])
+        try:
+            while True:
+                stop = self._stop_reason(stop_signal)
+                if stop:
+                    return stop
 
-            # Episode bookkeeping: the step after an episode end is not a transition.
-            transition = ~ended
-            ep_return += np.where(transition, reward, 0.0)
-            ep_length += transition
-            finished = transition & (np.asarray(terminated) | np.asarray(truncated))
-            for i in np.flatnonzero(finished):
-                self.recent_returns.append(float(ep_return[i]))
-                self.recent_lengths.append(int(ep_length[i]))
-            c["episodes"] += int(finished.sum())
-            ep_return[finished] = 0.0
-            ep_length[finished] = 0
-            ended = finished
+                may_insert = inserts_allowed(c.inserted_since_learning_start, c.sampled_sequences,
+                                             cfg.replay_ratio, error_buffer=source.error_buffer)
+                for chunk in source.collect(may_insert=may_insert, learner_due=steps_due() > 0):
+                    self._insert(chunk)
 
-            # Learner: keep sampled ~= replay_ratio * inserted since learning started.
-            if c["inserted_at_learning_start"] is None and len(self.replay) >= cfg.min_replay_size:
-                c["inserted_at_learning_start"] = c["inserted_sequences"]
-            if c["inserted_at_learning_start"] is not None:
-                allowed = cfg.replay_ratio * (c["inserted_sequences"] - c["inserted_at_learning_start"])
-                for _ in range(cfg.max_learner_steps_per_env_step):
-                    if c["sampled_sequences"] > allowed:
-                        break
+                # Learner: keep sampled ~= replay_ratio * inserted since learning started.
+                if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
+                    c.inserted_at_learning_start = c.inserted_sequences
+                steps = steps_due()
+                for _ in range(steps):
                     metrics = self._learner_step()
-                    c["sampled_sequences"] += r.batch_size
-                    learner_steps_since_sync += 1
+                    c.sampled_sequences += r.batch_size
                     for key, value in metrics.items():
                         metric_sums[key] += value
                         metric_counts[key] += 1
+                source.learner_stepped(steps)
 
-            if learner_steps_since_sync and c["vector_steps"] % r.actor_update_period == 0:
-                self.actor.set_weights(self.learner.get_weights())
-                learner_steps_since_sync = 0
+                c.wall_time_s = wall_at_start + (time.perf_counter() - session_start)
+                interval, stop = self._periodic(interval, metric_sums, metric_counts)
+                if stop:
+                    return stop
+        finally:
+            source.stop()
 
-            c["wall_time_s"] = wall_at_start + (time.perf_counter() - session_start)
-            interval, stop = self._periodic(interval, metric_sums, metric_counts)
-            if stop:
-                return stop
+    def _insert(self, chunk: Chunk) -> None:
+        """Insert one chunk's sequences into the replay and count its steps and episodes."""
+        c = self.counters
+        if chunk.items is not None:
+            self.replay.add_batch(chunk.items, chunk.priorities)
+            c.inserted_sequences += chunk.num_sequences
+        c.env_steps += chunk.env_steps
+        c.vector_steps += chunk.vector_steps
+        self.recent_returns.extend(chunk.episode_returns)
+        self.recent_lengths.extend(chunk.episode_lengths)
+        c.episodes += len(chunk.episode_returns)
+        if self.on_insert is not None:
+            self.on_insert(chunk)
 
     def _stop_reason(self, stop_signal: list[int]) -> str | None:
         """Why the loop must stop now (a signal, the env-step or the time budget), or None."""
         c, cfg = self.counters, self.config
         if stop_signal:
             return "signal"
-        if c["env_steps"] >= cfg.total_env_steps:
+        if c.env_steps >= cfg.total_env_steps:
             return "env_steps"
-        if cfg.time_budget_s and c["wall_time_s"] >= cfg.time_budget_s:
+        if cfg.time_budget_s and c.wall_time_s >= cfg.time_budget_s:
             return "time_budget"
         return None
 
@@ -449,32 +495,21 @@ class TrainingLoop:
                   metric_counts: dict[str, int]) -> tuple[dict[str, Any], str | None]:
         """Evaluation, logging and checkpoints when due; returns the new log interval and
         ``"solved"`` when an evaluation reached the threshold (and stopping is on)."""
-        c, cfg = self.counters, self.config
-        eval_row = None
-        if c["env_steps"] >= c["next_eval"]:
-            c["next_eval"] += cfg.eval_every * max(1, math.ceil((c["env_steps"] - c["next_eval"] + 1) / cfg.eval_every))
-            eval_row = self._evaluate()
-        if c["env_steps"] >= c["next_log"] or eval_row is not None:
-            if c["env_steps"] >= c["next_log"]:
-                c["next_log"] += cfg.log_every * max(1, math.ceil((c["env_steps"] - c["next_log"] + 1) / cfg.log_every))
+        steps, cfg = self.counters.env_steps, self.config
+        eval_row = self._evaluate() if self.schedule.eval.due(steps) else None
+        if self.schedule.log.due(steps) or eval_row is not None:
             interval = self._log(interval, metric_sums, metric_counts, eval_row)
         if eval_row is not None and self.solved_at is not None and cfg.stop_at_threshold:
             return interval, "solved"
         if eval_row is not None and self.on_eval is not None and self.on_eval(dict(self.last_eval)):
             return interval, "on_eval"
-        if c["env_steps"] >= c["next_checkpoint"]:
-            c["next_checkpoint"] += cfg.checkpoint_every * max(
-                1, math.ceil((c["env_steps"] - c["next_checkpoint"] + 1) / cfg.checkpoint_every))
+        if self.schedule.checkpoint.due(steps):
             self.save_checkpoint()
         return interval, None
 
     def samples_per_insert(self) -> float | None:
         """Sampled / inserted sequences since learning started (None before)."""
-        c = self.counters
-        if c["inserted_at_learning_start"] is None:
-            return None
-        inserted = c["inserted_sequences"] - c["inserted_at_learning_start"]
-        return c["sampled_sequences"] / inserted if inserted else None
+        return self.counters.samples_per_insert()
 
     def _log(self, interval: dict[str, Any], metric_sums: dict[str, float], metric_counts: dict[str, int],
              eval_row: dict[str, Any] | None) -> dict[str, Any]:
@@ -484,14 +519,14 @@ class TrainingLoop:
         elapsed = max(now - interval["time"], 1e-9)
         learner_steps = int(self.learner.num_steps.numpy())
         row: dict[str, Any] = {
-            "env_steps": c["env_steps"], "wall_time_s": c["wall_time_s"], "episodes": c["episodes"],
+            "env_steps": c.env_steps, "wall_time_s": c.wall_time_s, "episodes": c.episodes,
             "learner_steps": learner_steps, "replay_size": len(self.replay),
             "recent_return": float(np.mean(self.recent_returns)) if self.recent_returns else None,
             "recent_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else None,
-            "env_steps_per_s": (c["env_steps"] - interval["env_steps"]) / elapsed,
+            "env_steps_per_s": (c.env_steps - interval["env_steps"]) / elapsed,
             "learner_steps_per_s": (learner_steps - interval["learner_steps"]) / elapsed,
             "samples_per_insert": self.samples_per_insert(),
-            "actor_restarts": c.get("actor_restarts"),  # Ray backend only
+            "actor_restarts": self.source.state().get("actor_restarts"),  # Ray backend only
         }
         row.update({k: v / metric_counts[k] for k, v in metric_sums.items()})
         if eval_row is not None:
@@ -499,14 +534,17 @@ class TrainingLoop:
         self.logger.log(row)
         metric_sums.clear()
         metric_counts.clear()
-        return {"time": now, "env_steps": c["env_steps"], "learner_steps": learner_steps}
+        return {"time": now, "env_steps": c.env_steps, "learner_steps": learner_steps}
 
     def _learner_step(self) -> dict[str, float]:
         sample = self.replay.sample(self.config.r2d2.batch_size)
-        metrics = self.learner.step(sample.data, sample.weights)
-        self.replay.update_priorities(sample.keys, metrics.pop("priorities"))
-        return {k: float(v) for k, v in metrics.items()
-                if k in ("loss", "mean_abs_td", "mean_q", "grad_norm") or k.startswith("staleness/")}
+        result = self.learner.step(sample.data, sample.weights)
+        self.replay.update_priorities(sample.keys, result.priorities)
+        metrics = {k: v for k, v in result.metrics.items()
+                   if k in ("loss", "mean_abs_td", "mean_q", "grad_norm") or k.startswith("staleness/")}
+        if self.on_learner_step is not None:
+            self.on_learner_step(metrics)
+        return metrics
 
     def _evaluate(self) -> dict[str, Any]:
         """Greedy (eval_epsilon) episodes with the learner's current weights."""
@@ -522,21 +560,21 @@ class TrainingLoop:
                                          seed=cfg.seed + 1)
         self._eval_actor.set_weights(self.learner.get_weights())
         c = self.counters
-        seed = int(np.random.SeedSequence([cfg.seed, 7, c["env_steps"]]).generate_state(1)[0] % 2**31)
+        seed = int(np.random.SeedSequence([cfg.seed, 7, c.env_steps]).generate_state(1)[0] % 2**31)
         # wall_time_s was updated just before this evaluation; earlier ones are subtracted.
-        train_time_s = c["wall_time_s"] - c["eval_time_s"]
+        train_time_s = c.wall_time_s - c.eval_time_s
         started = time.perf_counter()
         returns, _ = run_episodes(self._eval_actor, self._eval_envs, cfg.eval_episodes, seed=seed)
-        c["eval_time_s"] += time.perf_counter() - started
+        c.eval_time_s += time.perf_counter() - started
         mean, std = float(np.mean(returns)), float(np.std(returns))
-        self.last_eval = {"env_steps": c["env_steps"], "mean": mean, "std": std, "episodes": len(returns),
+        self.last_eval = {"env_steps": c.env_steps, "mean": mean, "std": std, "episodes": len(returns),
                           "train_time_s": train_time_s}
         if self.solved_at is None and self.threshold is not None and mean >= self.threshold:
-            self.solved_at = {"env_steps": c["env_steps"], "learner_steps": int(self.learner.num_steps.numpy()),
-                              "wall_time_s": c["wall_time_s"],
+            self.solved_at = {"env_steps": c.env_steps, "learner_steps": int(self.learner.num_steps.numpy()),
+                              "wall_time_s": c.wall_time_s,
                               "process_time_s": time.perf_counter() - self.process_start,
                               "eval_return": mean}
             self.logger.message(
-                f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c['env_steps']:,d} env steps, "
-                f"{c['wall_time_s']:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
+                f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c.env_steps:,d} env steps, "
+                f"{c.wall_time_s:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
         return {"eval_return": mean, "eval_return_std": std}

@@ -4,19 +4,20 @@ Layout::
 
     driver (this process)                       Ray actor processes (ActorWorker x num_actors)
     ---------------------                       ----------------------------------------------
-    R2D2Learner, SequenceReplay, RunLogger,     vector env (r2d2.num_envs envs), R2D2Actor,
-    checkpoints, evaluation (all reused from    SequenceAdder(replay=None), a stateless twin of
-    TrainingLoop)                               the Q-network for initial priorities
+    TrainingLoop with RayExperience as its      vector env (r2d2.num_envs envs), R2D2Actor,
+    experience source: R2D2Learner, replay,     SequenceAdder(replay=None), a stateless twin of
+    logger, checkpoints, evaluation             the Q-network for initial priorities
           |  collect.remote(K, weights_ref) ------------->  K vector steps
           |  <------ {items, priorities, env_steps, episodes}
           v
     replay.add_batch(items, priorities); learner steps under the samples-per-insert limiter
 
-Rate limiting (like Reverb's ``SampleToInsertRatio``). With ``I`` sequences inserted since
+Rate limiting (like Reverb's ``SampleToInsertRatio``; :mod:`agents.r2d2.limiter`, the
+single-process loop's limiter with an error buffer). With ``I`` sequences inserted since
 learning started and ``S`` sampled, ``R = replay_ratio`` and an error buffer
 ``E = max(batch_size, samples_per_insert_tolerance * R * min_replay_size)``:
 
-- the learner steps only while ``S < R * I + E`` (it waits for data beyond that);
+- a learner step starts only while ``S + batch_size <= R * I + E`` (it waits for data beyond that);
 - a worker gets its next ``collect`` only while ``S >= R * I - E`` (actors wait for the
   learner beyond that). Before learning starts (replay < min_replay_size) actors never wait.
 
@@ -47,17 +48,18 @@ default never imports it.
 
 from __future__ import annotations
 
-import collections
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from agents.r2d2.loop import RunFailedError, TrainingLoop
+from agents.r2d2 import limiter
+from agents.r2d2.experience import Chunk, SourceFailedError
+from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
-__all__ = ["ActorWorker", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
+__all__ = ["ActorWorker", "RayExperience", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
 
 # A worker unavailable (restarting) for longer than this ends the run like a failed one.
 _MAX_OUTAGE_S = 300.0
@@ -76,8 +78,8 @@ def worker_epsilons(actor_index: int, num_actors: int, num_envs: int, base: floa
 
 def error_buffer(config: TrainConfig) -> float:
     """The limiter's allowed |sampled - replay_ratio * inserted| in sequences (>= one batch)."""
-    return max(float(config.r2d2.batch_size),
-               config.samples_per_insert_tolerance * config.replay_ratio * config.min_replay_size)
+    return limiter.error_buffer(config.r2d2.batch_size, config.replay_ratio, config.min_replay_size,
+                                config.samples_per_insert_tolerance)
 
 
 class ActorWorker:
@@ -106,6 +108,7 @@ class ActorWorker:
         import envs
         from agents.r2d2.actor import R2D2Actor
         from agents.r2d2.evaluation import network_config_for
+        from r2d2_state.autoreset import EpisodeStatistics
         from r2d2_state.networks import build_q_network
         from r2d2_state.replay import SequenceAdder
 
@@ -129,9 +132,7 @@ class ActorWorker:
         # A closure, not a bound method: Ray rewrites actor methods' signatures (tracing kwargs).
         self._priority_fn = tf.function(_priority_function(self.twin, r), reduce_retracing=True)
         self._obs = None
-        self._ep_return = np.zeros(r.num_envs, np.float64)
-        self._ep_length = np.zeros(r.num_envs, np.int64)
-        self._ended = np.zeros(r.num_envs, bool)
+        self._episodes = EpisodeStatistics(r.num_envs)
 
     def pid(self) -> int:
         """The worker's process id (tests kill it)."""
@@ -166,16 +167,9 @@ class ActorWorker:
             self._obs = next_obs
             if items is not None:
                 emitted.append(items)
-            # Episode bookkeeping as in TrainingLoop: the step after an episode end is a reset.
-            transition = ~self._ended
-            self._ep_return += np.where(transition, reward, 0.0)
-            self._ep_length += transition
-            finished = transition & (np.asarray(terminated) | np.asarray(truncated))
-            returns.extend(float(x) for x in self._ep_return[finished])
-            lengths.extend(int(x) for x in self._ep_length[finished])
-            self._ep_return[finished] = 0.0
-            self._ep_length[finished] = 0
-            self._ended = finished
+            finished_returns, finished_lengths = self._episodes.step(reward, terminated, truncated)
+            returns.extend(finished_returns)
+            lengths.extend(finished_lengths)
         items = None
         priorities = np.zeros(0, np.float32)
         if emitted:
@@ -216,57 +210,68 @@ def _priority_function(twin: Any, r: Any) -> Any:
         inputs = {k: batch[k] for k in NETWORK_INPUTS}
         # As in the learner: after the burn-in everything may run as all-valid.
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
-        after = lambda key: tf.cast(batch[key][:, burn:], tf.float32)  # noqa: E731
         core.begin(start)
         if burn:
             core.unroll(time_slice(inputs, 0, burn))
-        q = core.unroll(time_slice(plain, burn, None))
-        targets = losses.n_step_double_q_targets(
-            q, q, after("reward"), after("discount"), after("mask"), gamma=r.discount, n=r.n_step,
-            rescale=r.value_rescaling, eps=r.rescale_epsilon)[:, :trace]
-        weight = losses.trained_steps_weight(after("mask")[:, :trace], 0, trace)
-        q_taken = losses.action_values(q[:, :trace], batch["action"][:, burn:burn + trace])
-        _, abs_td = losses.sequence_td_loss(q_taken, targets, weight, tf.ones_like(weight[:, 0]))
-        return losses.sequence_priorities(abs_td, weight, r.priority_eta)
+        q = core.unroll(time_slice(plain, burn, None))  # [k, trace + n, A]
+        # The learner's function with this one network as online and target network.
+        return losses.loss_and_priorities(
+            q, q, batch["action"], batch["reward"], batch["discount"], batch["mask"],
+            burn_in=burn, trace_length=trace, n_step=r.n_step, gamma=r.discount, priority_eta=r.priority_eta,
+            rescale=r.value_rescaling, eps=r.rescale_epsilon).priorities
 
     return priorities
 
 
-class RayTrainingLoop(TrainingLoop):
-    """:class:`TrainingLoop` with the acting done by ``config.num_actors`` Ray processes.
+class RayExperience:
+    """The experience source of the Ray backend: ``num_actors`` :class:`ActorWorker` processes.
 
-    Learner, replay, checkpoints, logging and evaluation are the parent's; only
-    :meth:`_run` differs. ``ray_address``: None starts a local Ray cluster (shut down at
-    the end); ``"auto"``, ``"HOST:6379"`` or ``"ray://HOST:10001"`` joins an existing one.
-    If Ray is already initialised in this process (tests), that cluster is used as is.
+    Implements :class:`agents.r2d2.experience.ExperienceSource`. The driver builds no
+    env, actor or adder of its own: only a one-env probe, closed at once, describes the
+    environment for the networks and ``env.json``.
+
+    Args:
+      config: the run's config.
+      description, env_info: of the probe env.
+      get_weights, learner_steps: the learner's current weights and step count.
+      ray_address: None starts a local Ray cluster (shut down at :meth:`close`); ``"auto"``,
+        ``"HOST:6379"`` or ``"ray://HOST:10001"`` joins one. A Ray already initialised in this
+        process (tests) is used as is.
+      worker_class: the actor process class (default :class:`ActorWorker`, looked up at launch).
+      log: where a line about a restarted worker goes.
     """
 
-    worker_class: type | None = None
-    """The actor process class (None: :class:`ActorWorker`, looked up when the loop is built)."""
-
-    def __init__(self, config: TrainConfig, run_dir: str | None = None, *, ray_address: str | None = None,
-                 **kwargs: Any) -> None:
-        import ray
-
+    def __init__(self, config: TrainConfig, description: Any, env_info: dict[str, Any],
+                 get_weights: Callable[[], list[np.ndarray]], learner_steps: Callable[[], int], *,
+                 ray_address: str | None = None, worker_class: type | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.description = description
+        self.env_info = env_info
+        self.error_buffer = error_buffer(config)
+        self.summary = (f"ray backend: {config.num_actors} actor processes x {config.r2d2.num_envs} envs, "
+                        f"samples per insert {config.replay_ratio:g} +- {self.error_buffer:g} sequences")
+        self._get_weights = get_weights
+        self._learner_steps = learner_steps
         self._ray_address = ray_address
+        self._worker_class = worker_class
+        self._log = log
         self._started_ray = False
-        # Ray is started (or joined) by _write_run_dir: the last check, before anything is written.
-        super().__init__(config, run_dir, **kwargs)
-        remote_cls = ray.remote(max_restarts=config.max_actor_restarts, max_task_retries=0,
-                                num_cpus=1)(self.worker_class or ActorWorker)
-        # A resumed run's workers explore fresh episodes (as the single-process loop does).
-        worker_seed = self._reset_seed
-        config_dict = config.to_dict()
-        self.workers = [remote_cls.remote(config_dict, i, config.num_actors, worker_seed)
-                        for i in range(config.num_actors)]
-        self.chunks_per_worker = [0] * config.num_actors  # collect results inserted, per worker
+        self.workers: list[Any] = []
+        self.chunks_per_worker = [0] * config.num_actors  # collect results delivered, per worker
         self.restarts_per_worker = [0] * config.num_actors  # failures seen, per worker
+        self.restarts = 0  # failures of all workers over the run (restored from checkpoints)
+        self._pending: dict[Any, int] = {}  # ObjectRef -> worker index
+        self._idle: list[int] = []
+        self._down_since: dict[int, float] = {}  # worker index -> when its current outage began
+        self._worker_weights_step: list[int] = []  # learner step of each worker's weights
+        self._weights_ref: Any = None
+        self._weights_step = -1
 
-    def _write_run_dir(self) -> None:
-        self._connect_ray()
-        super()._write_run_dir()
+    # ------------------------------------------------------------------ start-up
 
-    def _connect_ray(self) -> None:
+    def check(self) -> None:
+        """Start or join Ray (the last start-up check: ConfigurationError if it fails)."""
         import ray
 
         if ray.is_initialized():
@@ -283,30 +288,43 @@ class RayTrainingLoop(TrainingLoop):
             else:
                 ray.init(address=self._ray_address, runtime_env=runtime_env)
         except Exception as error:  # noqa: BLE001 - no cluster at the address, Ray failed to start, ...
-            self.close()
             where = "start a local Ray cluster" if self._ray_address is None else f"join Ray at {self._ray_address!r}"
             raise ConfigurationError(f"cannot {where} ({type(error).__name__}: {error})") from error
         self._started_ray = True
 
-    def _restore(self, name: str | None) -> None:
-        self.counters["actor_restarts"] = 0  # restored from the checkpoint if it has one
-        super()._restore(name)
-
-    def close(self) -> None:
+    def launch(self, seed: int, vector_steps: int = 0) -> None:  # noqa: ARG002
+        """Create the worker processes; a resumed run's workers explore fresh episodes from ``seed``."""
         import ray
 
-        super().close()
-        for worker in getattr(self, "workers", []):
-            try:
-                ray.kill(worker, no_restart=True)
-            except Exception:  # noqa: BLE001 - already dead or Ray gone: nothing to release
-                pass
-        self.workers = []
-        if getattr(self, "_started_ray", False):
-            ray.shutdown()
-            self._started_ray = False
+        cfg = self.config
+        remote_cls = ray.remote(max_restarts=cfg.max_actor_restarts, max_task_retries=0,
+                                num_cpus=1)(self._worker_class or ActorWorker)
+        config_dict = cfg.to_dict()
+        self.workers = [remote_cls.remote(config_dict, i, cfg.num_actors, seed) for i in range(cfg.num_actors)]
+        self._idle = list(range(cfg.num_actors))
+        self._worker_weights_step = [-1] * cfg.num_actors
 
-    def _run(self, stop_signal: list[int]) -> str:
+    # ------------------------------------------------------------------ running
+
+    def _submit(self, index: int) -> None:
+        """Ask worker ``index`` for its next chunk, with the learner's weights if its are older."""
+        import ray
+
+        step = self._learner_steps()
+        ref = None
+        if self._worker_weights_step[index] != step:
+            if self._weights_step != step:
+                self._weights_ref, self._weights_step = ray.put(self._get_weights()), step
+            ref, self._worker_weights_step[index] = self._weights_ref, step
+        self._pending[self.workers[index].collect.remote(self.config.r2d2.actor_update_period, ref)] = index
+
+    def collect(self, *, may_insert: bool, learner_due: bool) -> list[Chunk]:
+        """Submit to idle workers if inserting is allowed; return the chunks delivered.
+
+        Waits up to 50 ms for a chunk unless the learner has work. A failed worker is
+        counted and resubmitted (Ray restarts its process); beyond ``max_actor_restarts``
+        failures of one worker, or an outage over five minutes, raises SourceFailedError.
+        """
         import ray
         from ray.exceptions import RayActorError
 
@@ -314,127 +332,126 @@ class RayTrainingLoop(TrainingLoop):
             from ray.exceptions import ActorUnavailableError
         except ImportError:  # older Ray
             ActorUnavailableError = RayActorError  # noqa: N806
-        cfg, r, c = self.config, self.config.r2d2, self.counters
-        c.setdefault("actor_restarts", 0)
-        self._announce_start()
-        self.logger.message(f"ray backend: {len(self.workers)} actor processes x {r.num_envs} envs, "
-                            f"samples per insert {cfg.replay_ratio:g} +- {error_buffer(cfg):g} sequences")
-        buffer = error_buffer(cfg)
-        chunk = r.actor_update_period
-        pending: dict[Any, int] = {}  # ObjectRef -> worker index
-        worker_weights_step = [-1] * len(self.workers)  # learner step of each worker's weights
-        weights_ref, weights_step = None, -1
+        if may_insert:
+            for index in self._idle:
+                self._submit(index)
+            self._idle = []
+        pending = self._pending
+        # Poll without blocking when the learner has work; otherwise wait for data.
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0 if learner_due else 0.05) \
+            if pending else ([], [])
+        chunks = []
+        for ref in ready:
+            index = pending.pop(ref)
+            try:
+                out = ray.get(ref)
+            except RayActorError as error:  # ActorUnavailableError is one too
+                # "Unavailable" repeats while one death is being restarted: count an
+                # outage once; every "died" error is a failure of its own.
+                unavailable = (ActorUnavailableError is not RayActorError
+                               and isinstance(error, ActorUnavailableError))
+                now = time.monotonic()
+                if not (unavailable and index in self._down_since):
+                    self.restarts += 1
+                    self.restarts_per_worker[index] += 1
+                self._down_since.setdefault(index, now)
+                if (self.restarts_per_worker[index] > self.config.max_actor_restarts
+                        or now - self._down_since[index] > _MAX_OUTAGE_S):
+                    raise SourceFailedError(
+                        f"actor {index} failed {self.restarts_per_worker[index]} times "
+                        f"(max_actor_restarts={self.config.max_actor_restarts}, or unavailable for over "
+                        f"{_MAX_OUTAGE_S:.0f} s); its last error: {_error_summary(error)}") from error
+                self._worker_weights_step[index] = -1  # the new process has fresh weights
+                self._log(f"actor {index} died ({type(error).__name__}); Ray restarts it "
+                          f"(restart {self.restarts}), its unsent chunk is lost")
+                self._submit(index)  # queued by Ray until the restarted process is up
+                continue
+            self._down_since.pop(index, None)
+            self.chunks_per_worker[index] += 1
+            self._idle.append(index)
+            chunks.append(Chunk(out["items"], out["priorities"], int(out["env_steps"]),
+                                int(out["env_steps"]) // self.config.r2d2.num_envs,
+                                list(out["episode_returns"]), list(out["episode_lengths"]), index))
+        return chunks
 
-        def submit(index: int) -> None:
-            nonlocal weights_ref, weights_step
-            step = int(self.learner.num_steps.numpy())
-            ref = None
-            if worker_weights_step[index] != step:
-                if weights_step != step:
-                    weights_ref, weights_step = ray.put(self.learner.get_weights()), step
-                ref, worker_weights_step[index] = weights_ref, step
-            pending[self.workers[index].collect.remote(chunk, ref)] = index
+    def learner_stepped(self, steps: int) -> None:
+        pass  # weights travel with the next collect of each worker
 
-        session_start = time.perf_counter()
-        wall_at_start = float(c["wall_time_s"])
-        interval = {"time": session_start, "env_steps": c["env_steps"],
-                    "learner_steps": int(self.learner.num_steps.numpy())}
-        metric_sums: dict[str, float] = collections.defaultdict(float)
-        metric_counts: dict[str, int] = collections.defaultdict(int)
-        idle = list(range(len(self.workers)))
-        down_since: dict[int, float] = {}  # worker index -> when its current outage began
+    def state(self) -> dict[str, Any]:
+        return {"actor_restarts": self.restarts}
 
-        def allowed_inserts() -> bool:
-            if c["inserted_at_learning_start"] is None:
-                return True
-            return c["sampled_sequences"] >= cfg.replay_ratio * (
-                c["inserted_sequences"] - c["inserted_at_learning_start"]) - buffer
+    def restore(self, state: dict[str, Any]) -> None:
+        self.restarts = int(state.get("actor_restarts") or 0)
 
+    def stop(self) -> None:
+        """Chunks still in flight are dropped (their envs' episodes restart on resume anyway)."""
+        import ray
+
+        for ref in self._pending:
+            ray.cancel(ref, force=False)
+        self._pending.clear()
+
+    def close(self) -> None:
+        import ray
+
+        for worker in self.workers:
+            try:
+                ray.kill(worker, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead or Ray gone: nothing to release
+                pass
+        self.workers = []
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+
+
+class RayTrainingLoop(TrainingLoop):
+    """:class:`TrainingLoop` with :class:`RayExperience` as its experience source.
+
+    ``ray_address``: see :class:`RayExperience`. Learner, replay, checkpoints, logging,
+    evaluation and the run loop are the same as in the single-process loop.
+    """
+
+    worker_class: type | None = None
+    """The actor process class (None: :class:`ActorWorker`, looked up when the actors launch)."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | None = None, *, ray_address: str | None = None,
+                 **kwargs: Any) -> None:
+        self._ray_address = ray_address
+        super().__init__(config, run_dir, **kwargs)
+
+    def _open_environment(self) -> tuple[Any, Any, dict[str, Any]]:
+        """A one-env probe for the spaces and env.json, closed at once: the workers act."""
+        import envs
+
+        cfg = self.config
+        probe = envs.make_vector_env(cfg.env_id, 1, seed=cfg.seed, env_packages=cfg.env_packages, **cfg.env_kwargs)
         try:
-            while True:
-                stop = self._stop_reason(stop_signal)
-                if stop:
-                    return stop
-
-                if allowed_inserts():
-                    for index in idle:
-                        submit(index)
-                    idle = []
-                learner_due = (c["inserted_at_learning_start"] is not None and c["sampled_sequences"]
-                               < cfg.replay_ratio * (c["inserted_sequences"] - c["inserted_at_learning_start"]) + buffer)
-                # Poll without blocking when the learner has work; otherwise wait for data.
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0 if learner_due else 0.05) \
-                    if pending else ([], [])
-                for ref in ready:
-                    index = pending.pop(ref)
-                    try:
-                        out = ray.get(ref)
-                    except RayActorError as error:  # ActorUnavailableError is one too
-                        # "Unavailable" repeats while one death is being restarted: count an
-                        # outage once; every "died" error is a failure of its own.
-                        unavailable = (ActorUnavailableError is not RayActorError
-                                       and isinstance(error, ActorUnavailableError))
-                        now = time.monotonic()
-                        if not (unavailable and index in down_since):
-                            c["actor_restarts"] += 1
-                            self.restarts_per_worker[index] += 1
-                        down_since.setdefault(index, now)
-                        if (self.restarts_per_worker[index] > cfg.max_actor_restarts
-                                or now - down_since[index] > _MAX_OUTAGE_S):
-                            self._fail_worker(index, error)
-                        worker_weights_step[index] = -1  # the new process has fresh weights
-                        self.logger.message(f"actor {index} died ({type(error).__name__}); Ray restarts it "
-                                            f"(restart {c['actor_restarts']}), its unsent chunk is lost")
-                        submit(index)  # queued by Ray until the restarted process is up
-                        continue
-                    down_since.pop(index, None)
-                    self._insert(out, index)
-                    idle.append(index)
-
-                if c["inserted_at_learning_start"] is None and len(self.replay) >= cfg.min_replay_size:
-                    c["inserted_at_learning_start"] = c["inserted_sequences"]
-                if c["inserted_at_learning_start"] is not None:
-                    for _ in range(cfg.max_learner_steps_per_env_step):
-                        inserted = c["inserted_sequences"] - c["inserted_at_learning_start"]
-                        if c["sampled_sequences"] >= cfg.replay_ratio * inserted + buffer - r.batch_size:
-                            break
-                        metrics = self._learner_step()
-                        c["sampled_sequences"] += r.batch_size
-                        for key, value in metrics.items():
-                            metric_sums[key] += value
-                            metric_counts[key] += 1
-
-                c["wall_time_s"] = wall_at_start + (time.perf_counter() - session_start)
-                interval, stop = self._periodic(interval, metric_sums, metric_counts)
-                if stop:
-                    return stop
+            return None, envs.describe_env(probe), envs.env_record(probe, cfg.env_id, cfg.env_packages,
+                                                                   cfg.env_kwargs)
         finally:
-            # Chunks still in flight are dropped (their envs' episodes restart on resume anyway).
-            for ref in pending:
-                ray.cancel(ref, force=False)
+            probe.close()
 
-    def _fail_worker(self, index: int, error: BaseException) -> None:
-        """Checkpoint what the driver holds, then end the run with the worker's last error."""
-        failures = self.restarts_per_worker[index]
-        path = self.save_checkpoint()
-        raise RunFailedError(
-            f"actor {index} failed {failures} times (max_actor_restarts={self.config.max_actor_restarts}, "
-            f"or unavailable for over {_MAX_OUTAGE_S:.0f} s); "
-            f"its last error: {_error_summary(error)}. Everything inserted so far is in checkpoint {path}"
-        ) from error
+    def _make_source(self, env_info: dict[str, Any]) -> RayExperience:
+        source = RayExperience(self.config, self.description, env_info, self.learner.get_weights,
+                               lambda: int(self.learner.num_steps.numpy()), ray_address=self._ray_address,
+                               worker_class=self.worker_class, log=lambda line: self.logger.message(line))
+        return source
 
-    def _insert(self, out: dict[str, Any], index: int) -> None:
-        """Insert one worker's chunk into the replay and count it."""
-        c = self.counters
-        self.chunks_per_worker[index] += 1
-        if out["items"] is not None:
-            self.replay.add_batch(out["items"], out["priorities"])
-            c["inserted_sequences"] += int(np.shape(out["items"]["valid"])[0])
-        c["env_steps"] += int(out["env_steps"])
-        c["vector_steps"] += int(out["env_steps"]) // self.config.r2d2.num_envs
-        self.recent_returns.extend(out["episode_returns"])
-        self.recent_lengths.extend(out["episode_lengths"])
-        c["episodes"] += len(out["episode_returns"])
+    @property
+    def workers(self) -> list[Any]:
+        """The worker actor handles."""
+        return self.source.workers
+
+    @property
+    def chunks_per_worker(self) -> list[int]:
+        """Chunks delivered by each worker."""
+        return self.source.chunks_per_worker
+
+    @property
+    def restarts_per_worker(self) -> list[int]:
+        """Failures seen of each worker."""
+        return self.source.restarts_per_worker
 
 
 def _error_summary(error: BaseException) -> str:

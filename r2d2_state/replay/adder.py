@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tree
 
+from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.replay.buffer import SequenceReplay
 from r2d2_state.replay.spec import ItemSpec
 
@@ -158,7 +159,7 @@ class SequenceAdder:
         self._num_obs_leaves = 0
         self._position = np.zeros(n, np.int64)  # padded index of the next step per env
         self._next_sequence = np.zeros(n, np.int64)  # next sequence j to emit per env
-        self._ended = np.zeros(n, bool)  # the previous call ended the episode
+        self._autoreset = NextStepAutoreset(n)  # which calls bring an episode's final observation
         self._fresh = np.ones(n, bool)  # this call is an episode's first step
         self._last_action = np.full(n, -1, np.int32)
         self._last_reward = np.zeros(n, np.float32)
@@ -175,7 +176,7 @@ class SequenceAdder:
             if bad.size:
                 raise IndexError(f"unknown env id {int(bad[0])!r}: expected 0..{self.num_envs - 1}")
         self._fresh[ids] = True
-        self._ended[ids] = False
+        self._autoreset.reset(ids)
 
     def add(
         self,
@@ -288,8 +289,8 @@ class SequenceAdder:
         """Writes this step into every env's ring; returns (env, start, length) to emit."""
         envs = np.arange(self.num_envs)
         slot = self._position % self.sequence_length
-        final = self._ended  # this observation is the final one of its episode
-        transition = ~final
+        transition, _ = self._autoreset.step(terminated, truncated)
+        final = ~transition  # this observation is the final one of its episode
         for ring, leaf in zip(self._rings, leaves):
             ring[envs, slot] = leaf
         steps = self._steps
@@ -323,7 +324,6 @@ class SequenceAdder:
                 self._next_sequence[env] = j
         self._position += 1
         self._fresh = final.copy()  # after a final observation, a new episode begins
-        self._ended = transition & (terminated | truncated)
         return emissions
 
     def _gather(self, env: np.ndarray, start: np.ndarray, length: np.ndarray) -> dict:

@@ -55,14 +55,16 @@ def test_round_trip_restores_everything(trained, tmp_path):
         assert resumed.replay.stats() == loop.replay.stats()
         np.testing.assert_array_equal(resumed.replay.priorities(), loop.replay.priorities())
         np.testing.assert_array_equal(resumed.replay._rows, loop.replay._rows)
-        for key in ("env_steps", "episodes", "inserted_sequences", "sampled_sequences", "vector_steps"):
-            assert resumed.counters[key] == loop.counters[key], key
-        assert resumed.counters["resumes"] == 1
+        for key in ("env_steps", "episodes", "inserted_sequences", "sampled_sequences", "vector_steps",
+                    "inserted_at_learning_start"):
+            assert getattr(resumed.counters, key) == getattr(loop.counters, key), key
+        assert resumed.counters.resumes == 1
+        assert resumed.schedule.log.next == loop.schedule.log.next
         assert list(resumed.recent_returns) == list(loop.recent_returns)
         # The actor acts with the restored weights and exploration RNG.
-        for a, b in zip(resumed.actor.network.get_weights(), loop.learner.get_weights()):
+        for a, b in zip(resumed.source.actor.network.get_weights(), loop.learner.get_weights()):
             np.testing.assert_array_equal(a, b)
-        assert resumed.actor._rng.bit_generator.state == loop.actor._rng.bit_generator.state
+        assert resumed.source.actor.rng_state == loop.source.actor.rng_state
         # The replay samples the same batch after the restore (its RNG came back too).
         s1, s2 = resumed.replay.sample(4), loop.replay.sample(4)
         np.testing.assert_array_equal(s1.keys, s2.keys)
@@ -161,7 +163,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_state_json_matches_loop(trained):
     with open(os.path.join(CheckpointManager(trained.run_dir).resolve(), "state.json")) as file:
         state = json.load(file)
-    assert state["env_steps"] == trained.counters["env_steps"]
+    assert state["env_steps"] == trained.counters.env_steps
     assert state["replay_size"] == len(trained.replay)
 
 
@@ -276,3 +278,33 @@ def test_damaged_pointer_or_manifest_is_a_checkpoint_error(trained, tmp_path, da
     with pytest.raises(CheckpointError, match=match):
         TrainingLoop(trained.config, manager.run_dir, resume=True)
     assert _snapshot(manager.run_dir) == before
+
+
+def test_a_checkpoint_in_the_earlier_state_format_resumes(trained, tmp_path):
+    """state.json as the loop wrote it with string-keyed counters (None for "never" in the
+    next_* keys, an actor RNG): counters, schedule and actor RNG come back."""
+    manager = _fresh_copy(trained, tmp_path)
+    loop = trained
+    c = loop.counters
+    old_state = {
+        "env_steps": c.env_steps, "vector_steps": c.vector_steps, "episodes": c.episodes,
+        "inserted_sequences": c.inserted_sequences, "sampled_sequences": c.sampled_sequences,
+        "inserted_at_learning_start": c.inserted_at_learning_start, "wall_time_s": c.wall_time_s,
+        "next_log": c.env_steps + 37, "next_checkpoint": None, "next_eval": None, "resumes": 0,
+        "eval_time_s": 0.0, "learner_steps": int(loop.learner.num_steps.numpy()),
+        "recent_returns": [1.0, 0.0], "recent_lengths": [3, 4], "last_eval": None, "solved_at": None,
+        "actor_rng": loop.source.actor.rng_state, "replay_size": len(loop.replay), "config": loop.config.to_dict(),
+    }
+    name = os.path.basename(manager.save(c.env_steps + 4, loop.learner.checkpoint_objects(), loop.replay,
+                                         old_state, loop.learner.get_weights()))
+    config = loop.config.replace(eval_every=100)
+    resumed = TrainingLoop(config, manager.run_dir, resume=True, checkpoint=name)
+    try:
+        assert resumed.counters.env_steps == c.env_steps and resumed.counters.resumes == 1
+        assert resumed.counters.inserted_at_learning_start == c.inserted_at_learning_start
+        assert resumed.schedule.to_state() == {"next_log": c.env_steps + 37, "next_eval": c.env_steps + 100,
+                                               "next_checkpoint": None}
+        assert list(resumed.recent_returns) == [1.0, 0.0]
+        assert resumed.source.actor.rng_state == loop.source.actor.rng_state
+    finally:
+        resumed.close()

@@ -82,10 +82,11 @@ def test_step_matches_numpy_reference(core, burn_in):
         data["start_state"] = [[np.where(np.arange(cfg.batch_size)[:, None] == 0, 0.0, s).astype(np.float32)
                                 for s in layer] for layer in data["start_state"]]
     expected_loss, expected_priorities = _reference(learner, data, weights, cfg)
-    metrics = learner.step(data, weights)
+    result = learner.step(data, weights)
+    metrics = result.metrics
     assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-4, abs=1e-6)
-    np.testing.assert_allclose(metrics["priorities"], expected_priorities, rtol=1e-4, atol=1e-6)
-    assert metrics["priorities"].shape == (cfg.batch_size,)
+    np.testing.assert_allclose(result.priorities, expected_priorities, rtol=1e-4, atol=1e-6)
+    assert result.priorities.shape == (cfg.batch_size,)
     for key in ("mean_abs_td", "mean_q", "mean_target", "grad_norm", "trained_steps"):
         assert np.isfinite(metrics[key])
 
@@ -108,7 +109,7 @@ def test_zero_start_strategy_ignores_the_stored_state():
             learner = R2D2Learner(CFG.replace(start_state=strategy), NET)
             learner.online.set_weights(R2D2Learner.shared_init)
             learner.target.set_weights(R2D2Learner.shared_init)
-            results[strategy, name] = learner.step(batch, weights)["priorities"]
+            results[strategy, name] = learner.step(batch, weights).priorities
     np.testing.assert_allclose(results["zero", "given"], results["zero", "zeroed"], rtol=1e-6)
     np.testing.assert_allclose(results["stored", "zeroed"], results["zero", "zeroed"], rtol=1e-6)
     assert np.abs(results["stored", "given"] - results["zero", "given"]).max() > 1e-6
@@ -139,9 +140,9 @@ def test_learner_drives_its_loss_down_on_a_fixed_batch():
     cfg = CFG.replace(learning_rate=3e-3, target_update_period=20)
     learner = R2D2Learner(cfg, NET)
     data, weights = random_batch(cfg, NET, seed=11)
-    first = learner.step(data, weights)["loss"]
+    first = learner.step(data, weights).metrics["loss"]
     for _ in range(150):
-        last = learner.step(data, weights)["loss"]
+        last = learner.step(data, weights).metrics["loss"]
     assert last < 0.2 * first
 
 

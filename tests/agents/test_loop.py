@@ -22,26 +22,22 @@ def _tiny(tmp_path, **changes) -> TrainConfig:
 
 def test_learning_starts_at_min_replay_size_and_ratio_holds(tmp_path):
     config = _tiny(tmp_path, total_env_steps=600, min_replay_size=40, replay_ratio=2.0)
-    loop = TrainingLoop(config)
     sizes_at_learner_steps = []
-    original = loop._learner_step
-
-    def recording_step():
-        sizes_at_learner_steps.append(len(loop.replay))
-        return original()
-
-    loop._learner_step = recording_step
+    inserted_chunks = []
+    loop = TrainingLoop(config, on_learner_step=lambda metrics: sizes_at_learner_steps.append(len(loop.replay)),
+                        on_insert=inserted_chunks.append)
     result = loop.run()
     c = loop.counters
     assert sizes_at_learner_steps, "the learner never ran"
     assert min(sizes_at_learner_steps) >= config.min_replay_size
     assert result.learner_steps == len(sizes_at_learner_steps)
     # sampled ~= ratio * (inserted since learning started), within one batch.
-    inserted = c["inserted_sequences"] - c["inserted_at_learning_start"]
+    inserted = c.inserted_sequences - c.inserted_at_learning_start
     sampled = result.learner_steps * config.r2d2.batch_size
     assert abs(sampled - config.replay_ratio * inserted) <= config.r2d2.batch_size
     assert result.stopped_by == "env_steps" and result.env_steps >= 600
-    assert c["inserted_sequences"] == loop.replay.stats()["inserted"]
+    assert c.inserted_sequences == loop.replay.stats()["inserted"] == sum(k.num_sequences for k in inserted_chunks)
+    assert len(inserted_chunks) == c.vector_steps  # the local source: one chunk per vector step
 
 
 def test_no_learning_below_min_replay_size(tmp_path):
@@ -66,15 +62,12 @@ def test_run_dir_outputs_and_refuses_to_overwrite(tmp_path):
 
 def test_sigint_checkpoints_and_returns(tmp_path):
     config = _tiny(tmp_path, total_env_steps=10**9)
-    loop = TrainingLoop(config)
-    original = loop._learner_step
 
-    def interrupting_step():
-        if loop.learner.num_steps.numpy() == 3:
+    def interrupting_step(metrics):
+        if loop.learner.num_steps.numpy() == 4:
             os.kill(os.getpid(), signal.SIGINT)  # handled: finish the step, checkpoint, return
-        return original()
 
-    loop._learner_step = interrupting_step
+    loop = TrainingLoop(config, on_learner_step=interrupting_step)
     result = loop.run()
     assert result.stopped_by == "signal"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
@@ -120,7 +113,7 @@ def test_staleness_diagnostic_is_logged_when_enabled(tmp_path):
     config = _tiny(tmp_path, total_env_steps=600, min_replay_size=40, replay_ratio=2.0, log_every=100,
                    r2d2=smoke.r2d2.replace(staleness_period=2))
     loop = TrainingLoop(config)
-    assert loop.adder.store_states
+    assert loop.source.adder.store_states
     result = loop.run()
     assert result.learner_steps >= 2
     rows = [r for r in read_metrics(os.path.join(result.run_dir, "metrics.csv"))
@@ -151,3 +144,13 @@ def test_evaluation_writes_a_video_of_a_rendering_env(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames >= 2
     assert len(result.returns) == 2
+
+
+def test_an_evaluation_reaching_the_threshold_stops_the_run_as_solved(tmp_path):
+    """T-maze returns are >= -1, so a threshold of -1 is reached by the first evaluation."""
+    config = _tiny(tmp_path, total_env_steps=10**9, eval_every=100, eval_episodes=5, solve_threshold=-1.0,
+                   stop_at_threshold=True)
+    result = TrainingLoop(config).run()
+    assert result.stopped_by == "solved"
+    assert result.solved_at["env_steps"] == result.last_eval["env_steps"] == result.env_steps == 100
+    assert result.solved_at["eval_return"] == result.last_eval["mean"] >= -1.0

@@ -4,6 +4,7 @@ and resume; the default preset learns with 2 Ray actors."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,19 +99,37 @@ def test_worker_collect_returns_prioritised_sequences():
     assert again["env_steps"] == 5 * config.r2d2.num_envs
 
 
+@pytest.mark.parametrize("start_state", ["stored", "zero"])
+def test_worker_priorities_equal_the_learners_at_equal_weights(start_state):
+    """Actor-side initial priorities and the learner's come from one function: with the
+    learner's online = target = the actor's weights they agree on the same sequences."""
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.ray_backend import ActorWorker
+
+    smoke = get_preset("smoke")
+    config = smoke.replace(r2d2=smoke.r2d2.replace(start_state=start_state))
+    worker = ActorWorker(config.to_dict(), actor_index=0, num_actors=1)
+    weights = R2D2Learner(config.r2d2, worker.network_config).get_weights()
+    out = worker.collect(40, weights)
+    k = out["items"]["valid"].shape[0]
+    assert k >= 2, f"expected at least 2 sequences from 40 vector steps, got {k}"
+    learner = R2D2Learner(config.r2d2.replace(batch_size=k), worker.network_config)
+    learner.online.set_weights(weights)
+    learner.target.set_weights(weights)
+    result = learner.step(out["items"], np.ones(k, np.float32))
+    assert np.all(result.priorities > 0), result.priorities
+    np.testing.assert_allclose(out["priorities"], result.priorities, rtol=1e-5, atol=1e-6)
+
+
 def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_cluster):
     from agents.r2d2.ray_backend import RayTrainingLoop
 
     config = _smoke(tmp_path, total_env_steps=60_000, log_every=40)  # a safety cap: SIGINT below ends the run
     config = config.replace(r2d2=config.r2d2.replace(replay_capacity=20_000))
-    loop = RayTrainingLoop(config)
-    pid = ray.get(loop.workers[0].pid.remote())
     seen: dict = {}
-    original = loop._insert
 
-    def insert(out, index):
-        original(out, index)
-        if "before" not in seen and loop.counters["inserted_sequences"] >= 100 and loop.learner.num_steps.numpy() > 0:
+    def insert(chunk):
+        if "before" not in seen and loop.counters.inserted_sequences >= 100 and loop.learner.num_steps.numpy() > 0:
             seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
                               "learner_steps": int(loop.learner.num_steps.numpy()),
                               "chunks0": loop.chunks_per_worker[0]}
@@ -120,11 +139,12 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
             seen["stopped"] = True
             os.kill(os.getpid(), signal.SIGINT)  # handled by the loop: checkpoint and return
 
-    loop._insert = insert
+    loop = RayTrainingLoop(config, on_insert=insert)
+    pid = ray.get(loop.workers[0].pid.remote())
     result = loop.run()
     before = seen["before"]
     assert result.stopped_by == "signal", result
-    assert loop.counters["actor_restarts"] >= 1
+    assert loop.source.restarts >= 1
     assert loop.replay.stats()["inserted"] > before["inserted"]
     assert len(loop.replay) >= before["size"]  # capacity > run: nothing inserted was dropped
     assert result.learner_steps > before["learner_steps"]
@@ -135,6 +155,39 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
     assert float(rows[-1]["actor_restarts"]) >= 1
 
 
+def test_ray_mode_builds_no_driver_side_env_actor_or_adder(tmp_path, ray_cluster, monkeypatch):
+    """The driver only probes the environment (one env, closed at once); the workers act."""
+    import envs
+    from agents.r2d2.actor import R2D2Actor
+    from agents.r2d2.ray_backend import RayExperience, RayTrainingLoop
+    from r2d2_state.replay import SequenceAdder
+
+    made, closed, built = [], [], []
+    make = envs.make_vector_env
+
+    def recording_make(env_id, num_envs, *args, **kwargs):
+        vec = make(env_id, num_envs, *args, **kwargs)
+        made.append(num_envs)
+        close = vec.close
+        vec.close = lambda **kw: (closed.append(num_envs), close(**kw))[1]
+        return vec
+
+    monkeypatch.setattr(envs, "make_vector_env", recording_make)
+    for cls in (R2D2Actor, SequenceAdder):
+        init = cls.__init__
+        monkeypatch.setattr(cls, "__init__", lambda self, *a, _init=init, _cls=cls, **k: (
+            built.append(_cls.__name__), _init(self, *a, **k))[1])
+    loop = RayTrainingLoop(_smoke(tmp_path))
+    try:
+        assert made == [1] and closed == [1], (made, closed)
+        assert built == [], f"the driver built {built}"
+        assert isinstance(loop.source, RayExperience) and len(loop.workers) == 2
+        with open(os.path.join(loop.run_dir, "env.json")) as file:
+            assert json.load(file)["num_actions"] == loop.network_config.num_actions
+    finally:
+        loop.close()
+
+
 def test_checkpoint_and_resume_with_ray_backend(tmp_path, ray_cluster):
     from agents.r2d2.ray_backend import RayTrainingLoop
 
@@ -142,13 +195,13 @@ def test_checkpoint_and_resume_with_ray_backend(tmp_path, ray_cluster):
     first = RayTrainingLoop(config).run()
     assert first.stopped_by == "env_steps" and first.learner_steps > 0
     resumed_loop = RayTrainingLoop(config.replace(total_env_steps=1_600), resume=True)
-    assert resumed_loop.counters["env_steps"] == first.env_steps
+    assert resumed_loop.counters.env_steps == first.env_steps
     assert int(resumed_loop.learner.num_steps.numpy()) == first.learner_steps
     size_at_resume = len(resumed_loop.replay)
     second = resumed_loop.run()
     assert second.env_steps >= 1_600 and second.learner_steps > first.learner_steps
     assert len(resumed_loop.replay) >= size_at_resume
-    assert resumed_loop.counters["resumes"] == 1
+    assert resumed_loop.counters.resumes == 1
 
 
 @pytest.mark.slow
@@ -184,5 +237,5 @@ def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cl
     with pytest.raises(RunFailedError, match=r"actor 1 failed 3 times \(max_actor_restarts=2.*broken actor 1"):
         loop.run()
     assert loop.restarts_per_worker == [0, 3]
-    assert loop.counters["env_steps"] < config.total_env_steps  # ended by the failure, not the budget
+    assert loop.counters.env_steps < config.total_env_steps  # ended by the failure, not the budget
     CheckpointManager(loop.run_dir).verify()  # what the driver held was checkpointed

@@ -127,6 +127,48 @@ CASES = {
                 [1, 1, -1], [1, 1, 0], 12.5),
         ],
     ),
+    # Acme's single-transition episode: one sequence holding the transition and the final
+    # observation, padded on both sides; the next sequence (trained window past F) is not
+    # emitted, and the next episode does not leak into it.
+    "single_transition_episode": (
+        dict(burn_in=2, trace_length=2, period=2, n_step=1),
+        [[Step(10, 1, 1.0, terminated=True), final(11), Step(20, 2, 1.0)]],
+        [
+            seq([_, _, 10, 11, _], [0, 0, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 0],
+                [0, 0, 1, 1, 0], [-1, -1, -1, 1, -1], [0, 0, 0, 1, 0], 10.5),
+        ],
+    ),
+    "single_transition_episode_truncated": (
+        dict(burn_in=0, trace_length=3, period=3, n_step=1),
+        [[Step(10, 1, 1.0, truncated=True), final(11), Step(20, 2, 1.0)]],
+        [
+            seq([10, 11, _, _], [1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0],
+                [1, 1, 0, 0], [-1, 1, -1, -1], [0, 1, 0, 0], 10.5),
+        ],
+    ),
+    # An episode exactly one sequence long (transitions + final observation = L): one
+    # sequence without any padding; the next episode starts its own sequence.
+    "episode_exactly_one_sequence_long": (
+        dict(burn_in=0, trace_length=2, period=2, n_step=1),
+        [[Step(10, 1, 1.0), Step(11, 2, 2.0, terminated=True), final(12),
+          Step(20, 3, 1.0), Step(21, 4, 1.0, truncated=True), final(22)]],
+        [
+            seq([10, 11, 12], [1, 2, 0], [1, 2, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1],
+                [-1, 1, 2], [0, 1, 2], 10.5),
+            seq([20, 21, 22], [3, 4, 0], [1, 1, 0], [1, 1, 0], [1, 1, 0], [1, 1, 1],
+                [-1, 3, 4], [0, 1, 1], 20.5),
+        ],
+    ),
+    # Transitions alone fill the sequence (n = 0): the final observation falls outside it
+    # and no sequence is emitted for it (its trained window holds no transition).
+    "episode_transitions_fill_one_sequence": (
+        dict(burn_in=0, trace_length=3, period=3, n_step=0),
+        [[Step(10, 1, 1.0), Step(11, 2, 2.0), Step(12, 3, 3.0, terminated=True), final(13)]],
+        [
+            seq([10, 11, 12], [1, 2, 3], [1, 2, 3], [1, 1, 0], [1, 1, 1], [1, 1, 1],
+                [-1, 1, 2], [0, 1, 2], 10.5),
+        ],
+    ),
     # Two envs ending at different times; emission order is by call, then env index.
     "two_envs_ending_at_different_times": (
         dict(burn_in=0, trace_length=2, period=2, n_step=0),

@@ -192,16 +192,34 @@ def test_one_learner_samples_while_actor_threads_insert():
     np.testing.assert_allclose(replay._tree.total, (replay.priorities() ** 0.9).sum())
 
 
+def _memory(array: np.ndarray) -> np.ndarray:
+    """The array that owns ``array``'s memory (numpy's ``base`` chain)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
 def test_output_memory_is_recycled_in_a_learner_loop():
     import weakref
 
     replay = SequenceReplay(8, seed=0)
     replay.add_batch(stack([make_item(v) for v in range(8)]))
-    for _ in range(3):
-        sample = replay.sample(4)
-    pool = [weakref.ref(rows) for rows in replay._pool]
+    # A learner holds its current batch while it samples the next one: two buffers suffice.
+    held = replay.sample(4)
+    owners = []
     for _ in range(10):
-        sample = replay.sample(4)  # the previous batch is still held during this call
-    assert all(ref() is not None for ref in pool)  # the same two buffers, recycled
-    assert {id(rows) for rows in replay._pool} == {id(ref()) for ref in pool}
-    assert sample.data["action"].base is replay._pool[-1]
+        sample = replay.sample(4)
+        assert not np.shares_memory(sample.data["action"], held.data["action"])  # a held batch is never reused
+        owners.append(weakref.ref(_memory(sample.data["action"])))
+        held = sample
+    assert all(ref() is not None for ref in owners), "sampled memory was freed instead of recycled"
+    assert len({id(ref()) for ref in owners}) == 2
+
+    # A dropped batch's memory comes back with the next sample; a kept one is left alone.
+    dropped = weakref.ref(_memory(replay.sample(4).data["action"]))
+    kept = replay.sample(4)
+    assert _memory(kept.data["action"]) is dropped()
+    expected = kept.data["action"].copy()
+    for _ in range(5):
+        replay.sample(4)
+    np.testing.assert_array_equal(kept.data["action"], expected)

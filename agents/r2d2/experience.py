@@ -1,0 +1,191 @@
+"""Where the training loop's sequences come from: an experience source.
+
+An experience source steps environments with actors and hands back chunks of emitted
+sequences; the loop inserts them into the replay, counts them and runs the learner. Two
+implementations:
+
+- :class:`LocalExperience`: one actor, one vector env and one adder in this process; each
+  :meth:`~LocalExperience.collect` is one vector step.
+- :class:`agents.r2d2.ray_backend.RayExperience`: actor processes on Ray; ``collect``
+  returns the chunks the workers delivered since the last call.
+
+Usage (what :class:`agents.r2d2.loop.TrainingLoop` does)::
+
+    source.launch(seed, vector_steps)                    # after the start-up checks
+    while running:
+        for chunk in source.collect(may_insert=..., learner_due=...):
+            replay.add_batch(chunk.items, chunk.priorities)
+        ... learner steps ...
+        source.learner_stepped(learner_steps_done)
+    source.stop()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from r2d2_state.autoreset import EpisodeStatistics
+
+__all__ = ["Chunk", "ExperienceSource", "LocalExperience", "SourceFailedError"]
+
+
+class SourceFailedError(RuntimeError):
+    """The actors cannot go on (e.g. a Ray worker failed more than max_actor_restarts times).
+
+    The loop writes a checkpoint and ends the run with ``RunFailedError`` carrying this message.
+    """
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Sequences and episodes from ``vector_steps`` steps of one actor's vector env."""
+
+    items: dict[str, Any] | None
+    """Emitted sequences stacked (leaves [K, L, ...]), or None if none completed."""
+    priorities: np.ndarray | None
+    """float32 [K] initial priorities, or None for the replay's max priority."""
+    env_steps: int
+    """Sub-env steps taken (``num_envs * vector_steps``)."""
+    vector_steps: int
+    """Vector-env steps taken."""
+    episode_returns: list[float]
+    """Returns of the episodes that finished, in order."""
+    episode_lengths: list[int]
+    """Their lengths (transitions)."""
+    source_index: int = 0
+    """Which actor made it (the Ray worker's index; 0 for the local actor)."""
+
+    @property
+    def num_sequences(self) -> int:
+        return 0 if self.items is None else int(np.shape(self.items["valid"])[0])
+
+
+class ExperienceSource(Protocol):
+    """Actors that step environments and emit R2D2 sequences for the driver's replay."""
+
+    description: Any
+    """``envs.EnvDescription`` of the environment (spaces, reward threshold)."""
+    env_info: dict[str, Any]
+    """``envs.env_record`` of the environment, written to ``RUN_DIR/env.json``."""
+    error_buffer: float
+    """The limiter's error buffer in sequences (0: the learner catches up after every collect)."""
+    summary: str | None
+    """A line for the log when the run starts, or None."""
+
+    def check(self) -> None:
+        """Last start-up check before the run directory is written (e.g. join the cluster)."""
+
+    def launch(self, seed: int, vector_steps: int) -> None:
+        """Start the actors (after the start-up checks); envs reset from ``seed``;
+        ``vector_steps`` were done before (a resumed run)."""
+
+    def collect(self, *, may_insert: bool, learner_due: bool) -> list[Chunk]:
+        """The chunks ready now. ``may_insert``: the limiter lets actors produce more;
+        ``learner_due``: the learner has work, so do not wait for data.
+
+        Raises:
+          SourceFailedError: the actors cannot go on.
+        """
+
+    def learner_stepped(self, steps: int) -> None:
+        """``steps`` learner steps ran after the last :meth:`collect`."""
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the actors (JSON-ready)."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state` from a checkpoint's ``state.json``."""
+
+    def stop(self) -> None:
+        """The run ends: drop work in flight."""
+
+    def close(self) -> None:
+        """Release envs and processes (idempotent)."""
+
+
+class LocalExperience:
+    """An :class:`~agents.r2d2.actor.R2D2Actor` on a vector env with a ``SequenceAdder``.
+
+    One :meth:`collect` is one vector step::
+
+        actions, state = actor.select_actions(obs)           # state BEFORE the step
+        next_obs, r, term, trunc, _ = envs.step(actions)
+        adder.add(obs, actions, r, term, trunc, state)       # full sequences -> the chunk
+        actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
+
+    The actor takes the learner's weights every ``actor_update_period`` vector steps if
+    the learner stepped since the last refresh.
+
+    Args:
+      envs: the vector env (NEXT_STEP autoreset), owned (closed) by this source.
+      description: ``envs.describe_env(envs)``.
+      env_info: ``envs.env_record(envs, ...)``.
+      actor: the acting network, batch ``envs.num_envs``.
+      adder: ``SequenceAdder(None, ...)`` (items come back in the chunk, not inserted).
+      get_weights: the learner's current weights.
+      actor_update_period: vector steps between weight refreshes.
+    """
+
+    error_buffer = 0.0
+    summary = None
+
+    def __init__(self, envs: Any, description: Any, env_info: dict[str, Any], actor: Any, adder: Any,
+                 get_weights: Callable[[], list[np.ndarray]], actor_update_period: int) -> None:
+        self.envs = envs
+        self.description = description
+        self.env_info = env_info
+        self.actor = actor
+        self.adder = adder
+        self.num_envs = int(envs.num_envs)
+        self._get_weights = get_weights
+        self._actor_update_period = int(actor_update_period)
+        self._obs: Any = None
+        self._seed: int | None = None
+        self._episodes = EpisodeStatistics(self.num_envs)
+        self._vector_steps = 0
+        self._learner_steps_since_sync = 0
+
+    def check(self) -> None:
+        pass
+
+    def launch(self, seed: int, vector_steps: int = 0) -> None:
+        self._seed = int(seed)
+        self._vector_steps = int(vector_steps)  # the refresh period counts over resumes
+        self.actor.set_weights(self._get_weights())
+
+    def collect(self, *, may_insert: bool = True, learner_due: bool = False) -> list[Chunk]:  # noqa: ARG002
+        if self._obs is None:
+            self._obs, _ = self.envs.reset(seed=self._seed)
+            self.actor.reset()
+        actions, state = self.actor.select_actions(self._obs)
+        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        items = self.adder.add(self._obs, actions, reward, terminated, truncated, state)
+        self.actor.observe(actions, reward, terminated, truncated)
+        self._obs = next_obs
+        self._vector_steps += 1
+        returns, lengths = self._episodes.step(reward, terminated, truncated)
+        return [Chunk(items, None, self.num_envs, 1, returns, lengths)]
+
+    def learner_stepped(self, steps: int) -> None:
+        self._learner_steps_since_sync += steps
+        if self._learner_steps_since_sync and self._vector_steps % self._actor_update_period == 0:
+            self.actor.set_weights(self._get_weights())
+            self._learner_steps_since_sync = 0
+
+    def state(self) -> dict[str, Any]:
+        return {"actor_rng": self.actor.rng_state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state.get("actor_rng") is not None:
+            self.actor.rng_state = state["actor_rng"]
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
