@@ -20,6 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from agents.r2d2.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+
 import envs  # noqa: E402
 from bench_envs import steps_per_second  # noqa: E402  (scripts/ is on sys.path)
 from agents.r2d2.actor import R2D2Actor  # noqa: E402

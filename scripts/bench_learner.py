@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one timing repeat instead of three")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from agents.r2d2.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
 
     summary: dict[str, float] = {}
     print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "

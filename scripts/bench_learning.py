@@ -200,6 +200,9 @@ def _progress(agent: str, record: dict[str, Any]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from agents.r2d2.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
     task = _task(args.task, args.eval_every)
     if args.max_env_steps is not None:
         task = dataclasses.replace(task, max_env_steps=args.max_env_steps)

@@ -26,6 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from agents.r2d2.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+
 from r2d2_state.networks import QNetworkConfig, build_q_network  # noqa: E402
 from r2d2_state.state import get_states, reset_states  # noqa: E402
 
