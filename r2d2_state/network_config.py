@@ -36,6 +36,8 @@ class QNetworkConfig:
     """Use the Nature-DQN conv torso; None: decided by the observation rank (>= 2 is an image)."""
     mlp_units: tuple[int, ...] = (64,)
     """Hidden layers of the MLP torso (vector observations)."""
+    observation_scale: float = 1.0
+    """Vector observations are multiplied by this before the MLP torso (images are scaled by 1/255 already): a fixed input normalisation for features much smaller or larger than 1."""
     conv_dense_units: int = 512
     """Width of the dense layer after the conv stack (image observations)."""
     lstm_units: tuple[int, ...] = (512,)
@@ -74,6 +76,9 @@ class QNetworkConfig:
             raise ValueError(f"lstm_units must be a non-empty tuple of positive ints, got {self.lstm_units!r}")
         if any(u <= 0 for u in self.mlp_units):
             raise ValueError(f"mlp_units must be positive ints, got {self.mlp_units!r}")
+        if not (isinstance(self.observation_scale, (int, float)) and not isinstance(self.observation_scale, bool)
+                and math.isfinite(self.observation_scale) and self.observation_scale > 0):
+            raise ValueError(f"observation_scale must be a finite number > 0, got {self.observation_scale!r}")
         if self.head_units < 1 or self.conv_dense_units < 1:
             raise ValueError(f"head_units and conv_dense_units must be >= 1, got {self.head_units!r} and "
                              f"{self.conv_dense_units!r}")

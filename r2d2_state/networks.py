@@ -109,7 +109,7 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
     ===========================================  ================================================
     observation                                  torso
     ===========================================  ================================================
-    vector                                       MLP (``mlp_units``)
+    vector                                       x ``observation_scale``, MLP (``mlp_units``)
     image, H and W >= 36                         Nature-DQN conv stack + dense ``conv_dense_units``
     image, smaller (MiniGrid's 7x7x3, ...)       small conv stack (below), flattened
     flat vector with an image part               the image's conv stack, concatenated with the
@@ -127,6 +127,8 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
         layers: list[keras.layers.Layer] = []
         if len(config.observation_shape) > 1:
             layers.append(keras.layers.Reshape((-1, int(_prod(config.observation_shape)))))
+        if config.observation_scale != 1.0:
+            layers.append(keras.layers.Rescaling(float(config.observation_scale), name="observation_scale"))
         layers += [keras.layers.Dense(u, activation="relu", name=f"torso_dense_{i}")
                    for i, u in enumerate(config.mlp_units)]
         return keras.Sequential(layers, name="torso") if layers else keras.layers.Identity(name="torso")

@@ -143,6 +143,27 @@ def test_config_validation(kwargs, words):
     assert words in str(info.value)
 
 
+def test_observation_scale_multiplies_vector_observations():
+    import dataclasses
+
+    scaled_cfg = dataclasses.replace(CFG, observation_scale=10.0)
+    scaled = build_q_network(scaled_cfg, stateful=False)
+    plain = build_q_network(CFG, stateful=False)
+    assert len(scaled.get_weights()) == len(plain.get_weights())  # no weights of its own
+    plain.set_weights(scaled.get_weights())
+    x, s = _inputs(3, 5), _states(3)
+    x10 = dict(x, observation=10.0 * x["observation"])
+    q_scaled = np.asarray(scaled(_with_state(x, s))[0])
+    np.testing.assert_allclose(q_scaled, np.asarray(plain(_with_state(x10, s))[0]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(q_scaled, np.asarray(plain(_with_state(x, s))[0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), True])
+def test_observation_scale_must_be_a_positive_number(scale):
+    with pytest.raises(ValueError, match=r"observation_scale must be a finite number > 0, got"):
+        QNetworkConfig(observation_shape=(4,), num_actions=3, observation_scale=scale)
+
+
 def test_stateful_needs_a_batch_size():
     with pytest.raises(ValueError, match="static batch size"):
         build_q_network(CFG, stateful=True)
