@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
+from r2d2_state.lstm import all_steps_valid
 from r2d2_state.state import reset_states, stateful_layers
 
 __all__ = [
@@ -74,9 +75,14 @@ class StatefulCore:
         """Set the state (``None``: zeros) before the first :meth:`unroll`."""
         reset_states(self.network, start_state)
 
-    def unroll(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
-        """Q-values ``[B, T, A]``; the state advances to the end of ``inputs``."""
-        return self.network(_tensors(inputs), training=training)
+    def unroll(self, inputs: Mapping[str, Any], training: bool = False, *, all_valid: bool = False) -> tf.Tensor:
+        """Q-values ``[B, T, A]``; the state advances to the end of ``inputs``.
+
+        ``all_valid``: the caller promises every step of ``inputs`` is valid; the LSTMs
+        then skip their masked branch (:func:`r2d2_state.lstm.all_steps_valid`).
+        """
+        with all_steps_valid() if all_valid else contextlib.nullcontext():
+            return self.network(_tensors(inputs), training=training)
 
 
 class StatelessCore:
@@ -103,7 +109,8 @@ class StatelessCore:
         self._state = None if start_state is None else [
             [tf.convert_to_tensor(h, tf.float32), tf.convert_to_tensor(c, tf.float32)] for h, c in start_state]
 
-    def unroll(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+    def unroll(self, inputs: Mapping[str, Any], training: bool = False, *, all_valid: bool = False) -> tf.Tensor:
+        """As :meth:`StatefulCore.unroll`, with the state carried as a tensor."""
         if not self._begun:
             raise RuntimeError("call begin(start_state) before unroll()")
         feed = _tensors(inputs)
@@ -112,7 +119,8 @@ class StatelessCore:
             self._state = [[tf.zeros((batch, u)), tf.zeros((batch, u))] for u in self.units]
         for i, (h, c) in enumerate(self._state):
             feed[f"initial_h{i}"], feed[f"initial_c{i}"] = h, c
-        q, finals = self.network(feed, training=training)
+        with all_steps_valid() if all_valid else contextlib.nullcontext():
+            q, finals = self.network(feed, training=training)
         self._state = [[h, c] for h, c in finals]
         return q
 

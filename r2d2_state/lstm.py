@@ -36,12 +36,34 @@ masked batches.
 from __future__ import annotations
 
 import collections
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator
 
 import keras
 import tensorflow as tf
 
-__all__ = ["FusedLSTM"]
+__all__ = ["FusedLSTM", "all_steps_valid"]
+
+_ALL_VALID: contextvars.ContextVar[bool] = contextvars.ContextVar("r2d2_state_all_steps_valid", default=False)
+
+
+@contextlib.contextmanager
+def all_steps_valid() -> Iterator[None]:
+    """Inside this block, :class:`FusedLSTM` layers ignore their mask: the caller promises
+    every step it feeds is valid (e.g. a learner's trained trace, which starts after the
+    burn-in that holds all front padding).
+
+    Read when a layer is called (traced): inside a ``tf.function`` the promise holds for
+    every later call of that trace. It saves the masked branch, the ``tf.cond`` between
+    the branches and their gradients (with the same numbers: an all-true mask takes the
+    unmasked branch anyway).
+    """
+    token = _ALL_VALID.set(True)
+    try:
+        yield
+    finally:
+        _ALL_VALID.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="r2d2_state")
@@ -77,7 +99,7 @@ class FusedLSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        if mask is None:
+        if mask is None or _ALL_VALID.get():
             return self._unmasked(sequences, initial_state, training)
         mask = tf.cast(mask, tf.bool)
         if sequences.shape[1] == 1 and self.fused_supported(sequences):
@@ -188,9 +210,17 @@ the step's matmul, and stacking several steps' gate activations costs more (meas
 512 units: 0.82x vs 0.88x of Keras's loop's CPU time per learner step)."""
 
 
+INLINE_MAX_STEPS = 32
+"""Sequences of at most this many steps (small layers) run as straight-line ops without a
+``while_loop``: building a loop, its body and its TensorArrays is most of the tracing
+time of a short-sequence learner step, and running it has a fixed cost per iteration."""
+
+
 def _steps_per_iteration(steps: int | None, units: int) -> int:
     if steps is None or units > UNROLL_MAX_UNITS:
         return 1
+    if steps <= INLINE_MAX_STEPS:
+        return steps
     return max(k for k in range(1, MAX_STEPS_PER_ITERATION + 1) if steps % k == 0)
 
 
@@ -213,17 +243,15 @@ def _stacked(ta: tf.TensorArray, like: tf.Tensor) -> tf.Tensor:
 def _forward(xp, h0, c0, recurrent, valid):
     """The forward recurrence. Returns H [T, B, U] (carried h), A [T, B, 4U] (gate
     activations, g as sigmoid(2 z_g)), C [T, B, U] (carried c), h_T, c_T."""
-    k = _steps_per_iteration(xp.shape[0], h0.shape[-1])
-    iterations = xp.shape[0] // k
+    steps = xp.shape[0]
+    k = _steps_per_iteration(steps, h0.shape[-1])
+    iterations = steps // k
     dtype = xp.dtype
-    xs = _chunks(xp, k)
-    vs = None if valid is None else _chunks(valid, k)
 
-    def body(t, h, c, hs, acts, cs):
-        x_k = tf.unstack(xs.read(t))
-        v_k = None if vs is None else tf.unstack(vs.read(t))
+    def run(h, c, x_k, v_k):
+        """``len(x_k)`` steps from (h, c): their H, A, C stacked, and the last h, c."""
         h_out, a_out, c_out = [], [], []
-        for j in range(k):
+        for j in range(len(x_k)):
             a = tf.sigmoid(x_k[j] + tf.matmul(h, recurrent))
             i, f, o, s = tf.split(a, 4, axis=-1)
             c_new = f * c + i * (2.0 * s - 1.0)
@@ -235,8 +263,18 @@ def _forward(xp, h0, c0, recurrent, valid):
             h_out.append(h)
             a_out.append(a)
             c_out.append(c)
-        return (t + 1, h, c, hs.write(t, tf.stack(h_out)), acts.write(t, tf.stack(a_out)),
-                cs.write(t, tf.stack(c_out)))
+        return tf.stack(h_out), tf.stack(a_out), tf.stack(c_out), h, c
+
+    if iterations == 1:
+        # Short sequences: straight-line ops, no loop to build or run.
+        return run(h0, c0, tf.unstack(xp), None if valid is None else tf.unstack(valid))
+
+    xs = _chunks(xp, k)
+    vs = None if valid is None else _chunks(valid, k)
+
+    def body(t, h, c, hs, acts, cs):
+        h_k, a_k, c_k, h, c = run(h, c, tf.unstack(xs.read(t)), None if vs is None else tf.unstack(vs.read(t)))
+        return t + 1, h, c, hs.write(t, h_k), acts.write(t, a_k), cs.write(t, c_k)
 
     def ta(like):
         return tf.TensorArray(dtype, size=iterations, element_shape=(k,) + tuple(like.shape))
@@ -250,17 +288,14 @@ def _forward(xp, h0, c0, recurrent, valid):
 
 def _backward(dH, dh, dc, A, C, C_prev, recurrent, valid):
     """Reverse recurrence: dZ [T, B, 4U] (ifo(2g) pre-activations), dh_0, dc_0."""
-    k = _steps_per_iteration(dH.shape[0], dH.shape[-1])
-    iterations = dH.shape[0] // k
-    dHs, As, Cs, Cps = _chunks(dH, k), _chunks(A, k), _chunks(C, k), _chunks(C_prev, k)
-    vs = None if valid is None else _chunks(valid, k)
+    steps = dH.shape[0]
+    k = _steps_per_iteration(steps, dH.shape[-1])
+    iterations = steps // k
     recurrent_t = tf.transpose(recurrent)
 
-    def body(t, dh, dc, dzs):
-        dH_k, A_k, C_k, Cp_k = (tf.unstack(ta.read(t)) for ta in (dHs, As, Cs, Cps))
-        v_k = None if vs is None else tf.unstack(vs.read(t))
-        dz_out = [None] * k
-        for j in reversed(range(k)):
+    def run(dh, dc, dH_k, A_k, C_k, Cp_k, v_k):
+        dz_out = [None] * len(dH_k)
+        for j in reversed(range(len(dH_k))):
             dh = dh + dH_k[j]
             a = A_k[j]
             i, f, o, s = tf.split(a, 4, axis=-1)
@@ -278,7 +313,19 @@ def _backward(dH, dh, dc, A, C, C_prev, recurrent, valid):
             if v_k is not None:
                 dh, dc = dh + dh_keep, dc + dc_keep
             dz_out[j] = dz
-        return t - 1, dh, dc, dzs.write(t, tf.stack(dz_out))
+        return tf.stack(dz_out), dh, dc
+
+    if iterations == 1:
+        return run(dh, dc, *(tf.unstack(x) for x in (dH, A, C, C_prev)),
+                   None if valid is None else tf.unstack(valid))
+
+    dHs, As, Cs, Cps = _chunks(dH, k), _chunks(A, k), _chunks(C, k), _chunks(C_prev, k)
+    vs = None if valid is None else _chunks(valid, k)
+
+    def body(t, dh, dc, dzs):
+        dz_k, dh, dc = run(dh, dc, *(tf.unstack(ta.read(t)) for ta in (dHs, As, Cs, Cps)),
+                           None if vs is None else tf.unstack(vs.read(t)))
+        return t - 1, dh, dc, dzs.write(t, dz_k)
 
     _, dh0, dc0, dzs = tf.while_loop(
         lambda t, *_: t >= 0, body,

@@ -91,12 +91,14 @@ def test_outputs_states_and_gradients_equal_keras_lstm(kind, stateful, graph):
         np.testing.assert_allclose(get_states(ours)[0][0], get_states(ref)[0][0], atol=1e-5)
 
 
+@pytest.mark.parametrize("inline_max", [0, 16])
 @pytest.mark.parametrize("per_iteration", [1, 3, 8])
 @pytest.mark.parametrize("steps", [1, 2, 8, 11, 16])
-def test_step_counts_and_steps_per_loop_iteration(monkeypatch, steps, per_iteration):
+def test_step_counts_and_steps_per_loop_iteration(monkeypatch, steps, per_iteration, inline_max):
     from r2d2_state import lstm
 
     monkeypatch.setattr(lstm, "MAX_STEPS_PER_ITERATION", per_iteration)
+    monkeypatch.setattr(lstm, "INLINE_MAX_STEPS", inline_max)  # 0: always the while_loop
     ours, ref = FusedLSTM(U, return_sequences=False), keras.layers.LSTM(U, return_sequences=False)
     x = tf.constant(np.random.default_rng(1).normal(size=(B, steps, F)).astype(np.float32))
     ours(x), ref(x)
@@ -223,3 +225,34 @@ def test_dynamic_batch_and_time_in_a_traced_function_equal_keras_lstm(time_steps
                for layer in (ours, ref)]
     np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), atol=1e-5)
     assert ours.loop_log[-1][1] == ("fused" if time_steps else "generic")
+
+
+def test_all_steps_valid_traces_only_the_unmasked_loop_with_equal_numbers():
+    from r2d2_state.lstm import all_steps_valid
+
+    ours, ref = FusedLSTM(U, return_sequences=True), keras.layers.LSTM(U, return_sequences=True)
+    x = tf.constant(np.random.default_rng(2).normal(size=(B, 5, F)).astype(np.float32))
+    ours(x), ref(x)
+    ours.set_weights(ref.get_weights())
+    mask = tf.ones((B, 5), tf.bool)
+
+    @tf.function(autograph=False)
+    def hinted(x):
+        with tf.GradientTape() as tape:
+            with all_steps_valid():
+                loss = tf.reduce_sum(tf.square(ours(x, mask=mask)))
+        return [loss] + tape.gradient(loss, ours.trainable_variables)
+
+    ours.loop_log.clear()
+    got = hinted(x)
+    assert list(ours.loop_log) == [("unmasked", "fused")]  # no masked branch, no cond
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(ref(x, mask=mask)))
+    want = [loss] + tape.gradient(loss, ref.trainable_variables)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    ours.loop_log.clear()
+    left = np.ones((B, 5), bool)
+    left[0, :2] = False
+    ours(x, mask=tf.constant(left))  # outside the block the mask counts again
+    assert ("masked", "fused") in list(ours.loop_log)

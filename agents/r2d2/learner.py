@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from agents.r2d2.config import R2D2Config
+from agents.r2d2.optimizer import FusedAdam
 from r2d2_state import losses
 from r2d2_state.burn_in import NETWORK_INPUTS, StatefulCore, StatelessCore, burn_in_and_unroll, time_slice
 from r2d2_state.networks import QNetworkConfig, build_q_network
@@ -84,8 +85,7 @@ class R2D2Learner:
             learning_rate = keras.optimizers.schedules.PolynomialDecay(
                 config.learning_rate, config.learning_rate_decay_steps,
                 config.learning_rate * config.learning_rate_end_fraction, power=1.0)
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate,
-                                               epsilon=config.adam_epsilon)
+        self.optimizer = FusedAdam(learning_rate=learning_rate, epsilon=config.adam_epsilon)
         self.optimizer.build(self.online.trainable_variables)
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
         self.trace_count = 0  # Python side effect: counts traces of the step function
@@ -164,23 +164,24 @@ class R2D2Learner:
 
         # Front padding lies inside the burn-in (the adder pads at most burn_in steps) and
         # the outputs after an episode's final observation are never used, so everything
-        # after the burn-in may run as all-valid: the LSTMs then take their unmasked loop.
+        # after the burn-in may run as all-valid: the LSTMs then take their unmasked loop,
+        # and with all_valid=True only that loop is traced (no masked branch, no tf.cond).
         plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
         online, target = self._online_core, self._target_core
         # Target first: its unroll does not depend on the online network's.
         target.begin(start)
         if burn:
             target.unroll(time_slice(inputs, 0, burn))
-        q_target = target.unroll(time_slice(plain, burn, None))
+        q_target = target.unroll(time_slice(plain, burn, None), all_valid=True)
         with tf.GradientTape() as tape:
             # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
             with tape.stop_recording():
                 online.begin(start)
                 if burn:
                     online.unroll(time_slice(inputs, 0, burn))
-            q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True)
+            q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True, all_valid=True)
             with tape.stop_recording():
-                q_tail = online.unroll(time_slice(plain, burn + trace, None))
+                q_tail = online.unroll(time_slice(plain, burn + trace, None), all_valid=True)
                 # The targets' argmax needs no gradient; the gradient reaches q_trace directly
                 # (a concat and slice on its path cost ~3% of the step).
                 q_online = tf.concat([tf.stop_gradient(q_trace), q_tail], axis=1)  # [B, trace + n, A]

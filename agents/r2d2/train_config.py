@@ -43,6 +43,8 @@ RESUME_OVERRIDABLE = frozenset({
     "keep_checkpoints", "progress", "eval_every", "eval_episodes",
     # Where the actors run does not change what is checkpointed.
     "backend", "num_actors", "samples_per_insert_tolerance", "max_actor_restarts",
+    # How many threads compute the same numbers.
+    "tf_threads",
 })
 
 
@@ -83,6 +85,8 @@ class TrainConfig(ConfigMixin):
     """Sequences the replay must hold before the first learner step (at least r2d2.batch_size)."""
     max_learner_steps_per_env_step: int = 16
     """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
+    tf_threads: int = 0
+    """TensorFlow's intra- and inter-op threads in this process (0: auto, 1 for networks without an image torso, TensorFlow's default otherwise)."""
 
     # --- backend (where the actors run; the learner and replay always run in this process)
     backend: Backend = "single"
@@ -136,6 +140,8 @@ class TrainConfig(ConfigMixin):
             (self.min_replay_size <= self.r2d2.replay_capacity, "min_replay_size",
              f"<= r2d2.replay_capacity ({self.r2d2.replay_capacity})"),
             (self.max_learner_steps_per_env_step >= 1, "max_learner_steps_per_env_step", ">= 1"),
+            (isinstance(self.tf_threads, int) and not isinstance(self.tf_threads, bool) and self.tf_threads >= 0,
+             "tf_threads", "an int >= 0 (0: auto)"),
             (self.backend in BACKENDS, "backend", f"one of {BACKENDS}"),
             (self.num_actors >= 1, "num_actors", ">= 1"),
             (self.samples_per_insert_tolerance >= 0, "samples_per_insert_tolerance", ">= 0"),

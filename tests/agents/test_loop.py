@@ -154,3 +154,52 @@ def test_an_evaluation_reaching_the_threshold_stops_the_run_as_solved(tmp_path):
     assert result.stopped_by == "solved"
     assert result.solved_at["env_steps"] == result.last_eval["env_steps"] == result.env_steps == 100
     assert result.solved_at["eval_return"] == result.last_eval["mean"] >= -1.0
+
+
+_THREADS_PROBE = """
+import sys, tensorflow as tf
+from agents.r2d2.loop import TrainingLoop
+from agents.r2d2.presets import get_preset
+config = get_preset("smoke").replace(progress="none", run_dir=sys.argv[1], total_env_steps=40,
+                                     min_replay_size=16, tf_threads=int(sys.argv[2]))
+loop = TrainingLoop(config, config.run_dir)
+loop.run()
+print(loop.tf_threads, tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+@pytest.mark.parametrize("requested,expected", [(0, 1), (2, 2)])
+def test_tf_threads_set_before_tensorflow_starts(tmp_path, requested, expected):
+    """In a fresh process the loop sizes TensorFlow's pools before its first op: auto (0)
+    is 1 thread for a vector-observation network."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(tmp_path / "run"), str(requested)],
+                         cwd=root, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == [str(expected)] * 3
+
+
+def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_path):
+    import tensorflow as tf
+
+    from agents.r2d2.loop import configure_tf_threads
+    from r2d2_state.network_config import QNetworkConfig
+
+    tf.constant(1.0) + 1.0  # TensorFlow is running: its pools are fixed
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    wanted = current + 3
+    notes: list[str] = []
+    net = QNetworkConfig(observation_shape=(4,), num_actions=2)
+    assert configure_tf_threads(wanted, net, notes) == current
+    assert len(notes) == 1 and f"tf_threads={wanted} not applied" in notes[0]
+    assert configure_tf_threads(0, net, notes) in (current, 1) and len(notes) == 1  # auto: no note
+
+
+def test_tf_threads_validation():
+    with pytest.raises(ValueError, match="tf_threads must be an int >= 0"):
+        get_preset("smoke").replace(tf_threads=-1)
