@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from agents.r2d2.graph_call import flat_caller
 from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.state import get_states, reset_rows, reset_states, stateful_layers
@@ -148,7 +149,7 @@ class R2D2Actor:
         """
         obs = self._checked_observation(observation)
         if self._concrete_step is None:
-            self._concrete_step = _flat_caller(self._step_fn.get_concrete_function())  # the one trace
+            self._concrete_step = flat_caller(self._step_fn.get_concrete_function())  # the one trace
         aux = self._aux
         aux[0], aux[1], aux[2] = self._prev_action, self._prev_reward, self._pending_reset
         # tf.constant: half the cost of letting the call convert numpy arrays itself.
@@ -295,20 +296,6 @@ class R2D2Actor:
         if not np.all((values >= 0.0) & (values <= 1.0)):  # also rejects NaN
             raise ValueError(f"epsilons must be in [0, 1], got {values.tolist()!r}")
         return values
-
-
-def _flat_caller(concrete: Any) -> Callable[..., Any]:
-    """A caller of a traced graph whose arguments are already tensors of its signature.
-
-    ``ConcreteFunction._call_flat`` skips re-binding and type-checking the arguments
-    (~50 us per call here, a quarter of the actor's graph call); it is not public API, so
-    the public call is the fallback when it is missing.
-    """
-    call_flat = getattr(concrete, "_call_flat", None)
-    captured = getattr(concrete, "captured_inputs", None)
-    if call_flat is None or captured is None:
-        return concrete
-    return lambda *args: call_flat(list(args), captured)
 
 
 def _vector(value: Any, name: str, n: int) -> np.ndarray:

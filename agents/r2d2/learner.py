@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from agents.r2d2.config import R2D2Config
+from agents.r2d2.graph_call import flat_caller
 from agents.r2d2.optimizer import FusedAdam
 from r2d2_state import losses
 from r2d2_state.burn_in import NETWORK_INPUTS, StatefulCore, StatelessCore, burn_in_and_unroll, time_slice
@@ -41,6 +42,9 @@ __all__ = ["R2D2Learner", "StepResult", "LEARNER_FIELDS", "STALENESS_STRATEGIES"
 
 LEARNER_FIELDS = NETWORK_INPUTS + ("action", "reward", "discount", "mask", "start_state")
 """The replayed fields a learner step reads (others, e.g. per-step ``states``, are dropped)."""
+
+METRIC_NAMES = ("loss", "mean_abs_td", "mean_q", "mean_target", "grad_norm", "trained_steps")
+"""The metrics of every learner step, in the order the packed step returns them."""
 
 STALENESS_STRATEGIES = ("zero", "zero_burn_in", "stored", "stored_burn_in")
 
@@ -89,7 +93,8 @@ class R2D2Learner:
         self.optimizer.build(self.online.trainable_variables)
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
         self.trace_count = 0  # Python side effect: counts traces of the step function
-        self._step_fn = tf.function(self._step, jit_compile=config.jit_compile, autograph=False)
+        self._step_fn = tf.function(self._packed_step, jit_compile=config.jit_compile, autograph=False)
+        self._graph: tuple[Any, list[tf.TensorSpec], Any] | bool | None = None  # see _call
         self._staleness_fn = tf.function(self._staleness)
 
     # ------------------------------------------------------------------ public API
@@ -101,13 +106,43 @@ class R2D2Learner:
         forward pass as the loss) and the step's metrics as Python floats.
         """
         batch = self._select(data)
-        out = self._step_fn(batch, tf.convert_to_tensor(importance_weights, tf.float32))
-        priorities = np.asarray(out.pop("priorities"), np.float32)
-        metrics = {k: float(v) for k, v in out.items()}
+        weights = tf.convert_to_tensor(importance_weights, tf.float32)
+        out = self._call(batch, weights).numpy()  # one transfer: [B priorities, metrics]
+        b = self.config.batch_size
+        priorities = out[:b].astype(np.float32, copy=False)
+        metrics = dict(zip(METRIC_NAMES, out[b:].tolist()))
         if self.config.staleness_period and "states" in data and \
                 int(self.num_steps.numpy()) % self.config.staleness_period == 0:
             metrics.update(self.staleness(data))
         return StepResult(priorities, metrics)
+
+    def _call(self, batch: dict[str, Any], weights: tf.Tensor) -> tf.Tensor:
+        """The step's graph, called directly once traced: a ``tf.function`` call re-binds
+        and type-checks its arguments every time (~0.25 ms of a 2.4 ms T-maze step). Inputs
+        whose structure, dtypes or shapes differ from the trace's go through the
+        ``tf.function`` (which checks them and says what is wrong)."""
+        if self._graph is False:  # no direct call in this TensorFlow
+            return self._step_fn(batch, weights)
+        flat = tf.nest.flatten(batch)
+        if self._graph is not None:
+            structure, specs, caller = self._graph
+            if tf.nest.map_structure(lambda _: None, batch) == structure and len(flat) == len(specs):
+                try:
+                    tensors = [tf.convert_to_tensor(v, spec.dtype) for v, spec in zip(flat, specs)]
+                except (TypeError, ValueError):
+                    tensors = None
+                if tensors is not None and weights.shape == (self.config.batch_size,) and \
+                        all(t.shape == spec.shape for t, spec in zip(tensors, specs)):
+                    return caller(*tensors, weights)
+            return self._step_fn(batch, weights)
+        out = self._step_fn(batch, weights)
+        concrete = self._step_fn.get_concrete_function(batch, weights)  # the trace just made
+        if getattr(concrete, "_call_flat", None) is None or getattr(concrete, "captured_inputs", None) is None:
+            self._graph = False
+            return out
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in tf.nest.flatten(concrete.structured_input_signature[0][0])]
+        self._graph = (tf.nest.map_structure(lambda _: None, batch), specs, flat_caller(concrete))
+        return out
 
     def get_weights(self) -> list[np.ndarray]:
         return self.online.get_weights()
@@ -155,8 +190,13 @@ class R2D2Learner:
                              f"batch_size={self.config.batch_size}")
         return {k: data[k] for k in LEARNER_FIELDS}
 
-    def _step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _packed_step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> tf.Tensor:
+        """:meth:`_step` with its results in one float32 vector ``[B + len(METRIC_NAMES)]``."""
         self.trace_count += 1
+        out = self._step(batch, importance_weights)
+        return tf.concat([out["priorities"], tf.stack([tf.cast(out[k], tf.float32) for k in METRIC_NAMES])], axis=0)
+
+    def _step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg = self.config
         burn, trace = cfg.burn_in, cfg.trace_length
         start = batch["start_state"] if cfg.start_state == "stored" else None

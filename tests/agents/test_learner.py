@@ -251,3 +251,28 @@ def test_learning_rate_decays_linearly_then_stays():
         learner.step(data, weights)
     np.testing.assert_allclose(rates, [1e-3, 7.75e-4, 5.5e-4, 3.25e-4, 1e-4, 1e-4], rtol=1e-5)
     assert float(R2D2Learner(CFG, NET).optimizer.learning_rate) == pytest.approx(CFG.learning_rate)
+
+
+def test_direct_graph_call_equals_the_tf_function_and_falls_back_on_other_inputs():
+    """After the first step the learner calls its traced graph directly; the numbers are
+    those of the tf.function, and inputs unlike the trace's still go through it."""
+    import tensorflow as tf
+
+    direct, reference = R2D2Learner(CFG, NET), R2D2Learner(CFG, NET)
+    reference.online.set_weights(direct.online.get_weights())
+    reference.target.set_weights(direct.target.get_weights())
+    for seed in range(3):
+        data, weights = random_batch(CFG, NET, seed=seed)
+        got = direct.step(data, weights)
+        packed = reference._step_fn(reference._select(data), tf.constant(weights, tf.float32)).numpy()
+        np.testing.assert_allclose(got.priorities, packed[:CFG.batch_size], rtol=1e-6)
+        assert list(got.metrics.values()) == pytest.approx(packed[CFG.batch_size:].tolist(), rel=1e-6)
+    assert direct._graph not in (None, False)  # the direct path was taken
+    for a, b in zip(direct.online.get_weights(), reference.online.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    data, weights = random_batch(CFG, NET, seed=5)
+    data["observation"] = data["observation"].astype(np.float64)  # another dtype: the tf.function's way
+    assert np.isfinite(direct.step(data, weights).metrics["loss"])
+    data["observation"] = data["observation"][..., :2]  # a wrong shape: refused, not silently fed
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        direct.step(data, weights)

@@ -1,0 +1,109 @@
+"""Learner step time by TensorFlow thread-pool size (``TrainConfig.tf_threads``).
+
+    python scripts/bench_threads.py                       # tmaze, cartpole_novel, lstm64
+    python scripts/bench_threads.py --configs tmaze --threads 1 2 --rounds 5
+
+TensorFlow fixes its pools when it runs its first op, so every measurement is its own
+process: build the learner of a config, one step (trace and first call: "start-up"), then
+time ``--steps`` steps on a fixed random batch. Rounds interleave the thread counts; the
+table gives the median per config and count, and the ratio to TensorFlow's default pools
+(0) per round, median over rounds. Configs: ``tmaze`` and ``cartpole_novel`` are the
+presets' learners; ``lstm64`` / ``lstm512`` the batch 64, 40 + 80 + 5 step of
+``bench_learner.py``. Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = ("tmaze", "cartpole_novel", "lstm64", "lstm512")
+STEPS = {"tmaze": 300, "cartpole_novel": 200, "lstm64": 30, "lstm512": 3}
+
+
+def _measure(config: str, threads: int, steps: int) -> dict[str, float]:
+    """In this (fresh) process: start-up and seconds per learner step."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.presets import get_preset
+    from agents.r2d2.synthetic import random_batch
+    from r2d2_state.network_config import QNetworkConfig
+
+    if config in ("tmaze", "cartpole_novel"):
+        r2d2 = get_preset(config).r2d2
+        shape, actions = ((4,), 3) if config == "tmaze" else ((2,), 2)
+        net = r2d2.network.for_env(shape, actions)
+    else:
+        r2d2 = get_preset("tmaze").r2d2.replace(burn_in=40, trace_length=80, n_step=5, sequence_period=40,
+                                                batch_size=64)
+        net = QNetworkConfig(observation_shape=(8,), num_actions=4, mlp_units=(64,),
+                             lstm_units=(int(config.removeprefix("lstm")),), head_units=64)
+    started = time.perf_counter()
+    learner = R2D2Learner(r2d2, net)
+    data, weights = random_batch(r2d2, net)
+    learner.step(data, weights)
+    startup = time.perf_counter() - started
+    learner.step(data, weights)
+    started = time.perf_counter()
+    for _ in range(steps):
+        learner.step(data, weights)
+    return {"startup_s": startup, "step_ms": (time.perf_counter() - started) / steps * 1e3}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["tmaze", "cartpole_novel", "lstm64"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[0, 1, 2],
+                        help="pool sizes to compare (0: TensorFlow's default)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--_measure", nargs=3, metavar=("CONFIG", "THREADS", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._measure:
+        config, threads, steps = args._measure
+        print(json.dumps(_measure(config, int(threads), int(steps))))
+        return 0
+    if any(t < 0 for t in args.threads):
+        parser.error(f"--threads must be >= 0, got {args.threads}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for round_index in range(args.rounds):
+        for config in args.configs:
+            for threads in args.threads:
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_measure", config, str(threads),
+                                      str(STEPS[config])], capture_output=True, text=True, env=env, check=True)
+                record = json.loads(out.stdout.strip().splitlines()[-1])
+                results.setdefault((config, threads), []).append(record)
+                print(f"round {round_index + 1}/{args.rounds}  {config:15s} threads {threads}  "
+                      f"start-up {record['startup_s']:5.2f} s  step {record['step_ms']:7.2f} ms", file=sys.stderr, flush=True)
+    summary: dict[str, float] = {}
+    print(f"{'config':15s} {'threads':>7s} {'start-up s':>10s} {'step ms':>9s} {'vs default':>10s}")
+    for config in args.configs:
+        for threads in args.threads:
+            runs = results[(config, threads)]
+            step = statistics.median(r["step_ms"] for r in runs)
+            startup = statistics.median(r["startup_s"] for r in runs)
+            ratio = None
+            if 0 in args.threads:
+                ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(runs, results[(config, 0)]))
+                summary[f"step_over_default_{config}_threads{threads}"] = round(ratio, 3)
+            summary[f"step_ms_{config}_threads{threads}"] = round(step, 3)
+            summary[f"startup_s_{config}_threads{threads}"] = round(startup, 3)
+            print(f"{config:15s} {threads:7d} {startup:10.2f} {step:9.2f} {'' if ratio is None else f'{ratio:10.3f}'}")
+    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
