@@ -585,11 +585,11 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
     """Set TensorFlow's intra- and inter-op thread pools for this process; returns the count
     in effect (0: TensorFlow's default).
 
-    ``requested`` 0 (auto) means 1 for networks without an image torso: their ops are small
-    (a [32, 64] x [64, 256] matmul, gate arithmetic on [32, 256]), and handing them to a pool
-    costs more than it saves. Measured on 2 cores, learner step of the T-maze preset 3.7 ->
-    2.6 ms, CartPole 5.6 -> 4.3 ms, batch 64 x 125 steps at LSTM 64 29 -> 23 ms
-    (``docs/learner.md``). Images keep TensorFlow's default (convolutions use the cores).
+    ``requested`` 0 (auto) means 1 unless the network has the Nature-DQN conv stack (images
+    of at least 36x36): small networks' ops (a [32, 64] x [64, 256] matmul, gate arithmetic
+    on [32, 256], MiniGrid's 2x2 convolutions on 3x3 or 7x7 views) cost more to hand to a
+    pool than to run (``python scripts/bench_threads.py``; figures in ``docs/learner.md``).
+    Large images keep TensorFlow's default: their convolutions use the cores.
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
     with other sizes, the pools stay as they are and, for an explicit request, ``notes``
@@ -597,8 +597,11 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
     """
     import tensorflow as tf
 
-    uses_images = bool(network_config.image) or network_config.image_shape is not None
-    threads = requested if requested > 0 else (0 if uses_images else 1)
+    from r2d2_state.networks import NATURE_MIN_SIZE
+
+    frame = network_config.image_shape or (network_config.observation_shape if network_config.is_image else None)
+    large_images = frame is not None and min(frame[:2]) >= NATURE_MIN_SIZE
+    threads = requested if requested > 0 else (0 if large_images else 1)
     if threads == 0:
         return tf.config.threading.get_intra_op_parallelism_threads()
     try:

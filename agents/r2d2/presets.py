@@ -51,8 +51,13 @@ def _tmaze() -> TrainConfig:
     #   A gap of 30 % instead of 10 % (discount 0.9) stops them: with greedy evals every 1k
     #   env steps, sustained 0.9 went from none of 3 seeds by 12k (evals falling back to
     #   0.0 / 0.5) to 5k / 5k / 6k; then learning rate 5e-3 (was 1e-3): 3k / 3k / 3k / 2k /
-    #   4k on seeds 0-4 (3e-3: 4k on 3 seeds; 128 samples/insert: 2k-3k but slower in wall
-    #   time; 32: 4k / 7k / 4k).
+    #   4k on seeds 0-4 (3e-3: 4k on 3 seeds; 32 samples/insert: 4k / 7k / 4k).
+    # - 128 samples per insert (4 learner steps per inserted sequence, ~0.55 per env step):
+    #   sustained 0.9 at 3k / 2k / 2k / 2k / 2k on seeds 0-4 (64: 3k / 4k / 2k / 3k / 4k;
+    #   96: 1k / 2k / 2k / 3k and seed 4 fell back to 0.55 at 6k). Once the learner step got
+    #   cheap (~2 ms) the extra steps cost less wall time than the extra env steps they save.
+    #   Also tried at 64: learning rate 1e-2, learning from 32 sequences, target period 50,
+    #   batch 64 at 128 / batch 16 at 32 samples per insert, LSTM 32, 16 envs: none better.
     # - n_step 1: with such exploring actors, n-step returns would be mostly the
     #   behaviour policy's (random) returns.
     return TrainConfig(
@@ -60,7 +65,7 @@ def _tmaze() -> TrainConfig:
         env_kwargs={"corridor_length": 5, "max_steps": 14},
         total_env_steps=3_000_000,
         time_budget_s=570.0,
-        replay_ratio=64.0,
+        replay_ratio=128.0,
         min_replay_size=64,
         eval_every=1_000,  # it solves within a few thousand env steps
         eval_episodes=100,
@@ -110,7 +115,7 @@ def _cartpole_novel() -> TrainConfig:
 def _memory() -> TrainConfig:
     # For any small memory task (what --env ID gets without --preset); tuned on T-maze
     # corridor 10 (greedy evals of 100 episodes every 5k env steps, seeds 0/1/2):
-    # - Updates per env step as in `tmaze` (64 samples per insert at batch 32, from 64
+    # - Updates per env step as `tmaze` had them (64 samples per insert at batch 32, from 64
     #   sequences); gamma 0.98 (0.99: the walk/bump gap drowns in Q noise), 3-step targets,
     #   burn-in 8 + trace 24; epsilons log-uniform from 0.9 to 0.013 over 8 envs.
     # - Stability: with priority exponent 0.9 and a target update every 200 steps the greedy

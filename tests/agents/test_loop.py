@@ -203,3 +203,17 @@ def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_pat
 def test_tf_threads_validation():
     with pytest.raises(ValueError, match="tf_threads must be an int >= 0"):
         get_preset("smoke").replace(tf_threads=-1)
+
+
+@pytest.mark.parametrize("shape,expected", [((4,), [1]), ((3, 3, 3), [1]), ((7, 7, 3), [1]), ((84, 84, 3), [])])
+def test_tf_threads_auto_is_one_thread_except_for_the_nature_conv_stack(monkeypatch, shape, expected):
+    import tensorflow as tf
+
+    from agents.r2d2.loop import configure_tf_threads
+    from r2d2_state.network_config import QNetworkConfig
+
+    calls: list[int] = []
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", calls.append)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
+    configure_tf_threads(0, QNetworkConfig(observation_shape=shape, num_actions=2))
+    assert calls == expected
