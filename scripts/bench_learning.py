@@ -80,6 +80,9 @@ TASKS = {
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000),
 }
 AGENTS = ("ours", "peer")
+PEER_THREADS = 1
+"""The peer's torch threads: its fastest on this machine's 2 cores, as this project's
+learner gets its fastest TensorFlow pools (``TrainConfig.tf_threads``)."""
 
 
 # ----------------------------------------------------------------------------- the stopping rule
@@ -148,7 +151,7 @@ class PeerActor:
         self.ended = np.asarray(terminated) | np.asarray(truncated)
 
 
-def run_peer(task: Task, seed: int, eval_every: int) -> list[dict[str, Any]]:
+def run_peer(task: Task, seed: int, eval_every: int, threads: int = 1) -> list[dict[str, Any]]:
     import torch
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -158,7 +161,7 @@ def run_peer(task: Task, seed: int, eval_every: int) -> list[dict[str, Any]]:
     import envs
     from agents.r2d2.evaluation import run_episodes
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     train_env = VecNormalize(
         DummyVecEnv([lambda: envs.make_env(task.env_id, **task.env_kwargs) for _ in range(8)]),
         norm_obs=True, norm_reward=True, gamma=0.98)
@@ -211,7 +214,7 @@ def _worker(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as run_dir:
             evals = run_ours(task, args.seed, task.eval_every, os.path.join(run_dir, "run"))
     else:
-        evals = run_peer(task, args.seed, task.eval_every)
+        evals = run_peer(task, args.seed, task.eval_every, threads=args.peer_threads)
     # First and sustained points are derived from the evals by the driver (one rule, one place).
     result = {"task": args.task, "agent": args.agent, "seed": args.seed, "evals": evals,
               "process_time_s": time.perf_counter() - start}
@@ -332,14 +335,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="T-maze corridor 5, seed 0 only")
     parser.add_argument("--out", default="runs/bench_learning", help="results.jsonl and the PNGs go here")
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.jsonl")
+    parser.add_argument("--peer-threads", type=int, default=PEER_THREADS,
+                        help=f"torch threads of the peer (default {PEER_THREADS}: its fastest here, see the module doc)")
     parser.add_argument("--_worker", nargs=4, metavar=("TASK", "AGENT", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peer_threads < 1:
+        parser.error(f"--peer-threads must be >= 1, got {args.peer_threads}")
     if args.eval_every is not None and args.eval_every < 1:
         parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
     if args._worker:
         task, agent, seed, out = args._worker
         return _worker(argparse.Namespace(task=task, agent=agent, seed=int(seed), worker_out=out,
-                                          eval_every=args.eval_every, max_env_steps=args.max_env_steps))
+                                          eval_every=args.eval_every, max_env_steps=args.max_env_steps,
+                                          peer_threads=args.peer_threads))
     if args.quick:
         args.tasks, args.seeds = ["tmaze5"], [0]
     largest_every = max(_task(t, args.eval_every).eval_every for t in args.tasks)
@@ -373,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                     out = os.path.join(tmp, "result.json")
                     cap = [] if args.max_env_steps is None else ["--max-env-steps", str(args.max_env_steps)]
                     every = [] if args.eval_every is None else ["--eval-every", str(args.eval_every)]
-                    subprocess.run([sys.executable, os.path.abspath(__file__), *every,
-                                    *cap, "--_worker", task_name, agent, str(seed), out], check=True)
+                    subprocess.run([sys.executable, os.path.abspath(__file__), *every, *cap,
+                                    "--peer-threads", str(args.peer_threads),
+                                    "--_worker", task_name, agent, str(seed), out], check=True)
                     with open(out, encoding="utf-8") as file:
                         result = json.load(file)
                 with open(results_path, "a", encoding="utf-8") as file:  # appended as each run ends
