@@ -36,8 +36,8 @@ class QNetworkConfig:
     """Use the Nature-DQN conv torso; None: decided by the observation rank (>= 2 is an image)."""
     mlp_units: tuple[int, ...] = (64,)
     """Hidden layers of the MLP torso (vector observations)."""
-    observation_scale: float = 1.0
-    """Vector observations are multiplied by this before the MLP torso (images are scaled by 1/255 already): a fixed input normalisation for features much smaller or larger than 1."""
+    observation_scale: float | tuple[float, ...] = 1.0
+    """Vector observations are multiplied by this before the MLP torso (images are scaled by 1/255 already): a fixed input normalisation for features much smaller or larger than 1; one factor, or one per feature."""
     conv_dense_units: int = 512
     """Width of the dense layer after the conv stack (image observations)."""
     lstm_units: tuple[int, ...] = (512,)
@@ -76,9 +76,18 @@ class QNetworkConfig:
             raise ValueError(f"lstm_units must be a non-empty tuple of positive ints, got {self.lstm_units!r}")
         if any(u <= 0 for u in self.mlp_units):
             raise ValueError(f"mlp_units must be positive ints, got {self.mlp_units!r}")
-        if not (isinstance(self.observation_scale, (int, float)) and not isinstance(self.observation_scale, bool)
-                and math.isfinite(self.observation_scale) and self.observation_scale > 0):
-            raise ValueError(f"observation_scale must be a finite number > 0, got {self.observation_scale!r}")
+        scale = self.observation_scale
+        if isinstance(scale, (list, tuple)):
+            scale = tuple(scale)
+            object.__setattr__(self, "observation_scale", scale)
+        factors = scale if isinstance(scale, tuple) else (scale,)
+        if not factors or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0
+                                  for f in factors):
+            raise ValueError(f"observation_scale must be a finite number > 0 or a tuple of them (one per feature), "
+                             f"got {self.observation_scale!r}")
+        if isinstance(scale, tuple) and shape is not None and (len(shape) != 1 or shape[0] != len(scale)):
+            raise ValueError(f"observation_scale has {len(scale)} factors; expected one per feature of the "
+                             f"vector observation_shape {shape!r}")
         if self.head_units < 1 or self.conv_dense_units < 1:
             raise ValueError(f"head_units and conv_dense_units must be >= 1, got {self.head_units!r} and "
                              f"{self.conv_dense_units!r}")

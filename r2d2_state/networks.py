@@ -127,8 +127,11 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
         layers: list[keras.layers.Layer] = []
         if len(config.observation_shape) > 1:
             layers.append(keras.layers.Reshape((-1, int(_prod(config.observation_shape)))))
-        if config.observation_scale != 1.0:
-            layers.append(keras.layers.Rescaling(float(config.observation_scale), name="observation_scale"))
+        scale = config.observation_scale
+        if isinstance(scale, tuple):
+            layers.append(keras.layers.Rescaling([float(f) for f in scale], name="observation_scale"))
+        elif scale != 1.0:
+            layers.append(keras.layers.Rescaling(float(scale), name="observation_scale"))
         layers += [keras.layers.Dense(u, activation="relu", name=f"torso_dense_{i}")
                    for i, u in enumerate(config.mlp_units)]
         return keras.Sequential(layers, name="torso") if layers else keras.layers.Identity(name="torso")

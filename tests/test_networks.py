@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -158,10 +160,30 @@ def test_observation_scale_multiplies_vector_observations():
     assert not np.allclose(q_scaled, np.asarray(plain(_with_state(x, s))[0]), atol=1e-4)
 
 
-@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), True])
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), True, (), (1.0, 0.0, 1.0, 1.0)])
 def test_observation_scale_must_be_a_positive_number(scale):
-    with pytest.raises(ValueError, match=r"observation_scale must be a finite number > 0, got"):
+    with pytest.raises(ValueError, match=r"observation_scale must be a finite number > 0 or a tuple of them"):
         QNetworkConfig(observation_shape=(4,), num_actions=3, observation_scale=scale)
+
+
+def test_observation_scale_per_feature():
+    import dataclasses
+
+    features = CFG.observation_shape[0]
+    factors = tuple(float(i + 2) for i in range(features))
+    scaled = build_q_network(dataclasses.replace(CFG, observation_scale=factors), stateful=False)
+    plain = build_q_network(CFG, stateful=False)
+    plain.set_weights(scaled.get_weights())
+    x, s = _inputs(3, 5), _states(3)
+    xs = dict(x, observation=x["observation"] * np.asarray(factors, np.float32))
+    np.testing.assert_allclose(np.asarray(scaled(_with_state(x, s))[0]), np.asarray(plain(_with_state(xs, s))[0]),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one per feature"):
+        QNetworkConfig(observation_shape=(features + 1,), num_actions=3, observation_scale=factors)
+    from agents.r2d2.config import R2D2Config  # JSON lists come back as tuples
+
+    config = R2D2Config(network=QNetworkConfig(observation_scale=[10.0, 50.0]))
+    assert R2D2Config.from_dict(json.loads(config.to_json())).network.observation_scale == (10.0, 50.0)
 
 
 def test_stateful_needs_a_batch_size():
