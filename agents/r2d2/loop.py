@@ -188,7 +188,8 @@ class TrainingLoop:
                 f"({type(error).__name__}: {error})") from error
         try:
             self.network_config = network_config_for(config, self.description)
-            self.tf_threads = configure_tf_threads(config.tf_threads, self.network_config, self.notes)
+            self.tf_threads = configure_tf_threads(config.tf_threads, self.network_config, self.notes,
+                                                   batch_steps=r.batch_size * r.sequence_length)
             self.learner = R2D2Learner(r, self.network_config)
             self.source = self._make_source(env_info)
             self._env = None
@@ -581,15 +582,21 @@ class TrainingLoop:
         return {"eval_return": mean, "eval_return_std": std}
 
 
-def configure_tf_threads(requested: int, network_config: Any, notes: list[str] | None = None) -> int:
+SMALL_STEP = 2048
+"""Largest batch size x sequence length for which ``tf_threads`` auto picks one thread."""
+
+
+def configure_tf_threads(requested: int, network_config: Any, notes: list[str] | None = None, *,
+                         batch_steps: int = 0) -> int:
     """Set TensorFlow's intra- and inter-op thread pools for this process; returns the count
     in effect (0: TensorFlow's default).
 
-    ``requested`` 0 (auto) means 1 unless the network has the Nature-DQN conv stack (images
-    of at least 36x36): small networks' ops (a [32, 64] x [64, 256] matmul, gate arithmetic
-    on [32, 256], MiniGrid's 2x2 convolutions on 3x3 or 7x7 views) cost more to hand to a
-    pool than to run (``python scripts/bench_threads.py``; figures in ``docs/learner.md``).
-    Large images keep TensorFlow's default: their convolutions use the cores.
+    ``requested`` 0 (auto) means 1 for small learner steps (``batch_steps`` = batch size x
+    sequence length at most ``SMALL_STEP``) without the Nature-DQN conv stack, TensorFlow's
+    default otherwise. Measured with ``python scripts/bench_threads.py`` on 2 idle cores
+    (``docs/learner.md``): one thread takes 0.94x the default's time per learner step for
+    the T-maze and CartPole presets (32 x 19 and 32 x 35) and 1.28x for batch 64 x 125;
+    on cores shared with other jobs one thread degrades far less than a pool does.
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
     with other sizes, the pools stay as they are and, for an explicit request, ``notes``
@@ -601,7 +608,8 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
 
     frame = network_config.image_shape or (network_config.observation_shape if network_config.is_image else None)
     large_images = frame is not None and min(frame[:2]) >= NATURE_MIN_SIZE
-    threads = requested if requested > 0 else (0 if large_images else 1)
+    small = not large_images and 0 < batch_steps <= SMALL_STEP
+    threads = requested if requested > 0 else (1 if small else 0)
     if threads == 0:
         return tf.config.threading.get_intra_op_parallelism_threads()
     try:

@@ -86,7 +86,7 @@ class TrainConfig(ConfigMixin):
     max_learner_steps_per_env_step: int = 16
     """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
     tf_threads: int = 0
-    """TensorFlow's intra- and inter-op threads in this process (0: auto, 1 unless the network has the Nature-DQN conv stack for images of 36x36 or more, TensorFlow's default then)."""
+    """TensorFlow's intra- and inter-op threads in this process (0: auto, 1 for small learner steps, batch x sequence length <= 2048, without the Nature-DQN conv stack; TensorFlow's default otherwise)."""
 
     # --- backend (where the actors run; the learner and replay always run in this process)
     backend: Backend = "single"

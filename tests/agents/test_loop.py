@@ -206,8 +206,9 @@ def test_tf_threads_validation():
         get_preset("smoke").replace(tf_threads=-1)
 
 
-@pytest.mark.parametrize("shape,expected", [((4,), [1]), ((3, 3, 3), [1]), ((7, 7, 3), [1]), ((84, 84, 3), [])])
-def test_tf_threads_auto_is_one_thread_except_for_the_nature_conv_stack(monkeypatch, shape, expected):
+@pytest.mark.parametrize("shape,batch_steps,expected", [((4,), 608, [1]), ((3, 3, 3), 1120, [1]), ((7, 7, 3), 608, [1]),
+                                                     ((84, 84, 3), 608, []), ((4,), 64 * 125, [])])
+def test_tf_threads_auto_is_one_thread_for_small_steps(monkeypatch, shape, batch_steps, expected):
     import tensorflow as tf
 
     from agents.r2d2.loop import configure_tf_threads
@@ -216,5 +217,5 @@ def test_tf_threads_auto_is_one_thread_except_for_the_nature_conv_stack(monkeypa
     calls: list[int] = []
     monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", calls.append)
     monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
-    configure_tf_threads(0, QNetworkConfig(observation_shape=shape, num_actions=2))
+    configure_tf_threads(0, QNetworkConfig(observation_shape=shape, num_actions=2), batch_steps=batch_steps)
     assert calls == expected
