@@ -80,9 +80,11 @@ TASKS = {
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000),
 }
 AGENTS = ("ours", "peer")
-PEER_THREADS = 1
-"""The peer's torch threads: its fastest on this machine's 2 cores, as this project's
-learner gets its fastest TensorFlow pools (``TrainConfig.tf_threads``)."""
+PEER_THREADS = 2
+"""The peer's torch threads: its fastest on this machine's 2 idle cores (T-maze 5, seeds 1
+and 2, to 3k env steps: 2.5 / 2.4 s with 2 threads, 2.6 / 2.5 s with 1), as this project's
+learner gets its pools from ``TrainConfig.tf_threads``. On cores shared with another job
+use 1: there torch's pool of 2 took 128 / 271 s for the same runs."""
 
 
 # ----------------------------------------------------------------------------- the stopping rule
