@@ -81,7 +81,7 @@ class StatefulCore:
         ``all_valid``: the caller promises every step of ``inputs`` is valid; the LSTMs
         then skip their masked branch (:func:`r2d2_state.lstm.all_steps_valid`).
         """
-        with all_steps_valid() if all_valid else contextlib.nullcontext():
+        with all_steps_valid(all_valid):
             return self.network(_tensors(inputs), training=training)
 
 
@@ -119,7 +119,7 @@ class StatelessCore:
             self._state = [[tf.zeros((batch, u)), tf.zeros((batch, u))] for u in self.units]
         for i, (h, c) in enumerate(self._state):
             feed[f"initial_h{i}"], feed[f"initial_c{i}"] = h, c
-        with all_steps_valid() if all_valid else contextlib.nullcontext():
+        with all_steps_valid(all_valid):
             q, finals = self.network(feed, training=training)
         self._state = [[h, c] for h, c in finals]
         return q

@@ -49,16 +49,19 @@ _ALL_VALID: contextvars.ContextVar[bool] = contextvars.ContextVar("r2d2_state_al
 
 
 @contextlib.contextmanager
-def all_steps_valid() -> Iterator[None]:
+def all_steps_valid(enabled: bool = True) -> Iterator[None]:
     """Inside this block, :class:`FusedLSTM` layers ignore their mask: the caller promises
     every step it feeds is valid (e.g. a learner's trained trace, which starts after the
-    burn-in that holds all front padding).
+    burn-in that holds all front padding). ``enabled=False``: a block without effect.
 
     Read when a layer is called (traced): inside a ``tf.function`` the promise holds for
     every later call of that trace. It saves the masked branch, the ``tf.cond`` between
     the branches and their gradients (with the same numbers: an all-true mask takes the
     unmasked branch anyway).
     """
+    if not enabled:
+        yield
+        return
     token = _ALL_VALID.set(True)
     try:
         yield

@@ -35,6 +35,7 @@ def _measure(config: str, threads: int, steps: int) -> dict[str, float]:
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from agents.r2d2.config import R2D2Config
     from agents.r2d2.learner import R2D2Learner
     from agents.r2d2.presets import get_preset
     from agents.r2d2.synthetic import random_batch
@@ -44,11 +45,11 @@ def _measure(config: str, threads: int, steps: int) -> dict[str, float]:
         r2d2 = get_preset(config).r2d2
         shape, actions = ((4,), 3) if config == "tmaze" else ((2,), 2)
         net = r2d2.network.for_env(shape, actions)
-    else:
-        r2d2 = get_preset("tmaze").r2d2.replace(burn_in=40, trace_length=80, n_step=5, sequence_period=40,
-                                                batch_size=64)
-        net = QNetworkConfig(observation_shape=(8,), num_actions=4, mlp_units=(64,),
-                             lstm_units=(int(config.removeprefix("lstm")),), head_units=64)
+    else:  # bench_learner.py's step: the paper's sizes (batch 64, 40 + 80 + 5)
+        units = int(config.removeprefix("lstm"))
+        architecture = QNetworkConfig(mlp_units=(64,), lstm_units=(units,), head_units=units)
+        r2d2 = R2D2Config(network=architecture)
+        net = architecture.for_env(observation_shape=(4,), num_actions=4)
     started = time.perf_counter()
     learner = R2D2Learner(r2d2, net)
     data, weights = random_batch(r2d2, net)

@@ -123,9 +123,9 @@ class R2D2Learner:
         ``tf.function`` (which checks them and says what is wrong)."""
         if self._graph is False:  # no direct call in this TensorFlow
             return self._step_fn(batch, weights)
-        flat = tf.nest.flatten(batch)
         if self._graph is not None:
             structure, specs, caller = self._graph
+            flat = tf.nest.flatten(batch)
             if tf.nest.map_structure(lambda _: None, batch) == structure and len(flat) == len(specs):
                 try:
                     tensors = [tf.convert_to_tensor(v, spec.dtype) for v, spec in zip(flat, specs)]

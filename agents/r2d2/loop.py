@@ -595,7 +595,7 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
     sequence length at most ``SMALL_STEP``) without the Nature-DQN conv stack, TensorFlow's
     default otherwise. Measured with ``python scripts/bench_threads.py`` on 2 idle cores
     (``docs/learner.md``): one thread takes 0.94x the default's time per learner step for
-    the T-maze and CartPole presets (32 x 19 and 32 x 35) and 1.28x for batch 64 x 125;
+    the T-maze and CartPole presets (32 x 19 and 32 x 35) and 1.22x for batch 64 x 125;
     on cores shared with other jobs one thread degrades far less than a pool does.
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
