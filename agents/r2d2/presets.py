@@ -60,6 +60,14 @@ def _tmaze() -> TrainConfig:
     #   batch 64 at 128 / batch 16 at 32 samples per insert, LSTM 32, 16 envs: none better.
     # - n_step 1: with such exploring actors, n-step returns would be mostly the
     #   behaviour policy's (random) returns.
+    # - No burn-in (the paper: 40 steps): every episode's first sequence starts at its step 0
+    #   from the zero state, which is exact; the second (step 7 on) starts from the state
+    #   the actor stored (the cue it carries can only be read, not learned, from there:
+    #   gradients stop at the sequence start either way). Burn-in 4 cost a masked unroll
+    #   of both networks and learned no faster: with 0,
+    #   sustained 0.9 at 2k / 2k / 2k / 2k / 3k on seeds 0-4 (4: 3k / 2k / 2k / 2k / 2k),
+    #   1.75 ms per learner step instead of 2.05 and 0.25 s less start-up
+    #   (one thread, idle machine).
     return TrainConfig(
         env_id="r2d2_state/TMaze-v0",
         env_kwargs={"corridor_length": 5, "max_steps": 14},
@@ -73,7 +81,7 @@ def _tmaze() -> TrainConfig:
         log_every=1_000,
         checkpoint_every=50_000,
         r2d2=R2D2Config(
-            burn_in=4, trace_length=14, sequence_period=7, n_step=1, discount=0.7,
+            burn_in=0, trace_length=14, sequence_period=7, n_step=1, discount=0.7,
             replay_capacity=5_000, batch_size=32, learning_rate=5e-3, target_update_period=100,
             network=QNetworkConfig(mlp_units=(32,), lstm_units=(64,), head_units=64),
             num_envs=8, epsilon_base=0.9, epsilon_alpha=3.0, actor_update_period=10,
@@ -99,6 +107,11 @@ def _cartpole_novel() -> TrainConfig:
     #   seeds; one scale x10 for both: none of 3). Target period 100 instead of 200: 35k, -,
     #   10k, -, - (faster where it holds, held on fewer seeds); 50, 150, 500, priority exponent
     #   0.6, discount 0.997, lr 3e-4, an earlier lr decay, 128 samples per insert: worse.
+    # - Burn-in 4 (was 10): two consecutive positions give the velocities, so a few steps
+    #   restore what the LSTM needs from a stored state. Sustained at 30k, -, 35k, -, 10k on
+    #   seeds 0-4 (median 35k against 50k with 10; held on 3 of 5 either way; seeds 5 and 6:
+    #   not held by 150k, 499 and 500 at the cap), with a shorter masked unroll per learner step. Burn-in 2:
+    #   60k, -, - on seeds 0-2.
     return TrainConfig(
         env_id="r2d2_state/CartPoleNoVelocity-v1",
         total_env_steps=1_000_000,
@@ -111,7 +124,7 @@ def _cartpole_novel() -> TrainConfig:
         log_every=2_500,
         checkpoint_every=50_000,
         r2d2=R2D2Config(
-            burn_in=10, trace_length=20, sequence_period=10, n_step=5, discount=0.995,
+            burn_in=4, trace_length=20, sequence_period=10, n_step=5, discount=0.995,
             replay_capacity=10_000, batch_size=32, learning_rate=5e-4, learning_rate_decay_steps=8_000,
             target_update_period=200,
             network=QNetworkConfig(mlp_units=(64,), lstm_units=(64,), head_units=64, observation_scale=(10.0, 50.0)),
@@ -128,7 +141,15 @@ def _memory() -> TrainConfig:
     #   burn-in 8 + trace 24; epsilons log-uniform from 0.9 to 0.013 over 8 envs.
     # - Stability: with priority exponent 0.9 and a target update every 200 steps the greedy
     #   return kept falling back to 0.5 after solving (first >= 0.9 at 15k/95k/15k); priority
-    #   exponent 0.6 and a target update every 500 steps: 10k/30k/15k, then mostly 1.0.
+    #   exponent 0.6 and a target update every 500 steps: 10k/30k/15k, then mostly 1.0, but
+    #   sustained (held to twice the solve point, cap 150k) on 1 seed of 3 (10k/-/-): after
+    #   holding 1.0 for 35-75k env steps it dipped to ~0.45.
+    # - Discount 0.95, a target update every 1000 steps and the learning rate decayed
+    #   linearly to 1e-4 over 8000 learner steps (~50k env steps): sustained at 25k / 60k /
+    #   20k / 10k / 15k on seeds 0-4. Fewer of them (seeds 0-2): lr decay 30k/-/10k; decay +
+    #   target 1000: 20k/-/- (dips to ~0.5 until 80-100k); 0.95 + target 1000: 35k/35k/
+    #   20k; 0.9 + decay + target 1000: 25k/50k/35k. With 0.98 a step spent bumping into a
+    #   wall costs 2 % of the value, which the early Q noise drowns (greedy stalls: eval 0.0).
     return TrainConfig(
         env_id="r2d2_state/TMaze-v0",
         env_kwargs={"corridor_length": 10},
@@ -141,9 +162,9 @@ def _memory() -> TrainConfig:
         log_every=2_500,
         checkpoint_every=50_000,
         r2d2=R2D2Config(
-            burn_in=8, trace_length=24, sequence_period=12, n_step=3, discount=0.98,
+            burn_in=8, trace_length=24, sequence_period=12, n_step=3, discount=0.95,
             replay_capacity=20_000, priority_exponent=0.6, batch_size=32, learning_rate=1e-3,
-            target_update_period=500,
+            learning_rate_decay_steps=8_000, target_update_period=1_000,
             network=QNetworkConfig(mlp_units=(64,), lstm_units=(64,), head_units=64),
             num_envs=8, epsilon_base=0.9, epsilon_alpha=40.0, actor_update_period=4,
         ),
