@@ -52,6 +52,8 @@ class QNetworkConfig:
     """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict / Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
     observation_dtype: str | None = None
     """dtype of the observation input; None: uint8 for images, float32 otherwise."""
+    image_codes: tuple[int, ...] | None = None
+    """The image holds symbolic codes, not intensities: channel k takes the values 0 .. image_codes[k] - 1 and is one-hot encoded before the conv stack (instead of the 1/255 rescaling), e.g. MiniGrid's object, colour and state codes (11, 6, 3). One entry per image channel; None: intensities."""
 
     def __post_init__(self) -> None:
         shape = None if self.observation_shape is None else tuple(int(d) for d in self.observation_shape)
@@ -66,6 +68,20 @@ class QNetworkConfig:
             if shape is not None and (len(shape) != 1 or shape[0] < math.prod(image_shape)):
                 raise ValueError(f"image_shape {image_shape!r} needs a flat observation_shape of at least "
                                  f"{math.prod(image_shape)} entries, got {shape!r}")
+        if self.image_codes is not None:
+            codes = tuple(self.image_codes)
+            if not codes or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in codes):
+                raise ValueError(f"image_codes must be a non-empty tuple of ints >= 1 (codes per image channel), "
+                                 f"got {self.image_codes!r}")
+            object.__setattr__(self, "image_codes", codes)
+            frame = self.image_shape or (shape if shape is not None and self.is_image else None)
+            if frame is not None:
+                channels = frame[2] if len(frame) == 3 else 1
+                if len(codes) != channels:
+                    raise ValueError(f"image_codes has {len(codes)} entries; expected one per channel of the "
+                                     f"{channels}-channel image {frame!r}")
+            elif shape is not None:
+                raise ValueError(f"image_codes {codes!r} given, but the observation {shape!r} has no image")
         if self.observation_dtype is not None and self.observation_dtype not in ("uint8", "float32"):
             raise ValueError(f"observation_dtype must be 'uint8', 'float32' or None, got {self.observation_dtype!r}")
         if shape is not None and (not shape or any(d <= 0 for d in shape)):

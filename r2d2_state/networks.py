@@ -117,9 +117,9 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
     ===========================================  ================================================
 
     The small stack is MiniGrid / BabyAI's: 2x2 conv 16, 2x2 max-pool, 2x2 conv 32, 2x2 conv 64
-    (a pool or conv is skipped where the image is too small for it), then a LayerNorm, so a
-    symbolic grid (MiniGrid's cells are codes 0..10, rescaled by 1/255 like pixels) starts at
-    the same scale as pixels.
+    (a pool or conv is skipped where the image is too small for it), then a LayerNorm. Images
+    are rescaled by 1/255, except symbolic grids (``image_codes``, e.g. MiniGrid's object,
+    colour and state codes (11, 6, 3)): each channel is one-hot encoded instead.
     """
     if config.image_shape is not None:
         return keras.layers.TimeDistributed(_MultiInputTorso(config), name="torso")
@@ -151,8 +151,11 @@ def _encoder_name(frame: tuple[int, ...]) -> str:
 
 
 def _image_encoder(frame: tuple[int, ...], config: QNetworkConfig) -> list[keras.layers.Layer]:
-    """Layers from a [H, W, C] image (uint8 or float 0..255) to a feature vector."""
-    layers: list[keras.layers.Layer] = [keras.layers.Rescaling(1.0 / 255.0)]
+    """Layers from a [H, W, C] image (uint8 or float 0..255; or symbolic codes, see
+    ``QNetworkConfig.image_codes``) to a feature vector."""
+    layers: list[keras.layers.Layer] = (
+        [OneHotChannels(config.image_codes, name="image_one_hot")] if config.image_codes
+        else [keras.layers.Rescaling(1.0 / 255.0)])
     if min(frame[:2]) >= NATURE_MIN_SIZE:
         return layers + [
             keras.layers.Conv2D(32, 8, strides=4, activation="relu", name="conv_0"),
@@ -170,6 +173,31 @@ def _image_encoder(frame: tuple[int, ...], config: QNetworkConfig) -> list[keras
             layers.append(keras.layers.MaxPooling2D(2, name="small_pool"))
             h, w = h // 2, w // 2
     return layers + [keras.layers.Flatten(), keras.layers.LayerNormalization(name="small_conv_norm")]
+
+
+@keras.saving.register_keras_serializable(package="r2d2_state")
+class OneHotChannels(keras.layers.Layer):
+    """[..., C] integer codes -> [..., sum(codes)] float32: channel k one-hot over
+    ``codes[k]`` values (a code outside 0 .. codes[k] - 1 gives zeros).
+
+    For images whose channels are categories (MiniGrid's object, colour and state), where a
+    conv on the raw codes would see a key (5) and a ball (6) as nearly the same input.
+    """
+
+    def __init__(self, codes, **kwargs):
+        super().__init__(**kwargs)
+        self.codes = tuple(int(k) for k in codes)
+
+    def call(self, x):
+        x = keras.ops.cast(x, "int32")
+        parts = [keras.ops.one_hot(x[..., k], n) for k, n in enumerate(self.codes)]
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (sum(self.codes),)
+
+    def get_config(self):
+        return {**super().get_config(), "codes": list(self.codes)}
 
 
 class _MultiInputTorso(keras.layers.Layer):

@@ -110,3 +110,54 @@ def test_config_validation(kwargs, words):
     with pytest.raises(ValueError) as info:
         QNetworkConfig(num_actions=2, **kwargs)
     assert words in str(info.value)
+
+
+def test_image_codes_one_hot_each_channel():
+    """Symbolic grids: channel k one-hot over image_codes[k] values, no 1/255 rescaling."""
+    import keras
+
+    from r2d2_state.networks import OneHotChannels
+
+    layer = OneHotChannels((3, 2))
+    out = np.asarray(layer(np.array([[[0, 1], [2, 0], [5, 1]]], np.uint8)))  # 5: outside 0..2
+    np.testing.assert_array_equal(out, [[[1, 0, 0, 0, 1], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]])
+    assert layer.compute_output_shape((None, 3, 2)) == (None, 3, 5)
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(clone, OneHotChannels) and clone.codes == (3, 2)
+
+
+def test_image_codes_feed_the_conv_stack_one_hot_channels():
+    """MiniGrid layout (3x3x3 view + direction): with image_codes the first conv sees the
+    11 + 6 + 3 one-hot channels (a key and a ball are different channels, not the codes 5
+    and 6 rescaled to 0.020 and 0.024); without, the 3 rescaled channels."""
+    base = dict(observation_shape=(31,), num_actions=3, image_shape=(3, 3, 3), observation_dtype="uint8",
+                mlp_units=(8,), lstm_units=(8,), head_units=8)
+    coded = build_q_network(QNetworkConfig(image_codes=(11, 6, 3), **base), stateful=False)
+    plain = build_q_network(QNetworkConfig(**base), stateful=False)
+    assert (2, 2, 20, 16) in [tuple(w.shape) for w in coded.get_weights()]
+    assert (2, 2, 3, 16) in [tuple(w.shape) for w in plain.get_weights()]
+    assert "image_one_hot" in _layer_names(coded) and "image_one_hot" not in _layer_names(plain)
+    x = _inputs(QNetworkConfig(**base), 2, 3)
+    x["observation"][:, :, :27] %= 3
+    zeros = {"initial_h0": np.zeros((2, 8), np.float32), "initial_c0": np.zeros((2, 8), np.float32)}
+    assert np.isfinite(np.asarray(coded({**x, **zeros})[0])).all()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(observation_shape=(31,), image_shape=(3, 3, 3), image_codes=(11, 6)), "one per channel"),
+    (dict(observation_shape=(7, 7, 3), image_codes=(11, 0, 3)), "ints >= 1"),
+    (dict(observation_shape=(4,), image_codes=(11,)), "has no image"),
+])
+def test_image_codes_validation(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        QNetworkConfig(num_actions=2, **kwargs)
+    assert words in str(info.value)
+
+
+def test_image_codes_round_trip_through_json():
+    import json
+
+    from agents.r2d2.config import R2D2Config
+
+    config = R2D2Config(network=QNetworkConfig(image_codes=[11, 6, 3]))
+    assert R2D2Config.from_dict(json.loads(config.to_json())).network.image_codes == (11, 6, 3)
