@@ -152,6 +152,11 @@ def _memory() -> TrainConfig:
     #   target 1000: 20k/-/- (dips to ~0.5 until 80-100k); 0.95 + target 1000: 35k/35k/
     #   20k; 0.9 + decay + target 1000: 25k/50k/35k. With 0.98 a step spent bumping into a
     #   wall costs 2 % of the value, which the early Q noise drowns (greedy stalls: eval 0.0).
+    # - Other tasks, these settings against the previous ones (gamma 0.98, target 500, no
+    #   decay), seeds 0-2: T-maze corridor 5 (episodes up to 24 steps) sustained at 15k / 10k
+    #   / 15k against - / - / 20k (seeds 0 and 1 fell to 0.0 after solving and stayed);
+    #   corridor 20: 45k / - / - against 50k / - / - (solved first at 25k / 160k / never
+    #   against 50k / 195k / 50k; neither holds it on seeds 1 and 2 by 200k).
     return TrainConfig(
         env_id="r2d2_state/TMaze-v0",
         env_kwargs={"corridor_length": 10},
