@@ -164,10 +164,7 @@ class R2D2Config(ConfigMixin):
         unknown = set(network) - {f.name for f in dataclasses.fields(QNetworkConfig)}
         if unknown:
             raise ValueError(f"unknown QNetworkConfig fields: {sorted(unknown)}")
-        for name in ("mlp_units", "lstm_units", "observation_shape", "image_shape", "observation_scale", "image_codes"):  # JSON has lists
-            if isinstance(network.get(name), list):
-                network[name] = tuple(network[name])
-        values["network"] = QNetworkConfig(**network)
+        values["network"] = QNetworkConfig(**network)  # it turns JSON lists into tuples
         cls._reject_unknown(values)
         return cls(**values)
 

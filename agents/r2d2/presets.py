@@ -112,8 +112,9 @@ def _cartpole_novel() -> TrainConfig:
     # - Burn-in 4 (was 10): two consecutive positions give the velocities, so a few steps
     #   restore what the LSTM needs from a stored state. Sustained at 30k, -, 35k, -, 10k on
     #   seeds 0-4 (median 35k against 50k with 10; held on 3 of 5 either way; seeds 5-10:
-    #   70k on seed 7, the others not held by 150k, at 470-500 at the cap); the learner step measured the same
-    #   (3.5-3.9 ms either way, one thread) and its start-up 0.35 s shorter. Burn-in 2: 60k, -, - on seeds 0-2. On top of burn-in 4: 16 envs and 3-step
+    #   70k on seed 7, the others not held by 150k, at 470-500 at the cap); the learner
+    #   step measured the same (3.5-3.9 ms either way, one thread) and its start-up 0.35 s
+    #   shorter. Burn-in 2: 60k, -, - on seeds 0-2. On top of burn-in 4: 16 envs and 3-step
     #   targets held on none of seeds 0-2 by 150k; on seed 0 (30k here), a target update
     #   every 400 steps 70k, a final lr of 2 % 55k, batch 64 and the decay over 4000 steps
     #   not by 150k; a final lr of 30 %: held on seed 2 only of seeds 0-3 (40k).
