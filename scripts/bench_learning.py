@@ -47,6 +47,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -249,6 +250,23 @@ def _summary(evals: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- driver
 
 
+def machine() -> dict[str, Any]:
+    """What the wall times were measured on: the CPU model, the cores, and the seconds a
+    fixed pure-Python loop takes here (machines of one kind differ several-fold in both
+    agents' wall times: compare only figures from the same run)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            model = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), model)
+    except OSError:
+        pass
+    started = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    return {"cpu": model, "cores": os.cpu_count(), "python_loop_1e6_s": round(time.perf_counter() - started, 3)}
+
+
 def _median(values: list[float | None]) -> float | None:
     """Median with unsolved runs counted as infinitely late; None when that median is."""
     med = float(np.median([math.inf if v is None else v for v in values]))
@@ -395,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
 
     summary: dict[str, Any] = {"eval_every": {t: _task(t, args.eval_every).eval_every for t in args.tasks},
-                               "seeds": args.seeds}
+                               "seeds": args.seeds, "machine": machine()}
     header = f"{'task':<15} {'agent':<5} {'seed':>4} {'first steps':>12} {'first s':>8} {'sustained steps':>16} {'sustained s':>12}"
     print(header)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731

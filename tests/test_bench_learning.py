@@ -84,6 +84,7 @@ def test_tiny_benchmark_run_writes_results_plot_and_json(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary) >= {"tmaze5", "steps_vs_peer_tmaze5", "wall_vs_peer_tmaze5"}
     assert summary["eval_every"] == {"tmaze5": 1000}  # the task's own evaluation period
+    assert summary["machine"]["cores"] >= 1 and summary["machine"]["python_loop_1e6_s"] > 0  # what it ran on
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["agent"] for r in rows) == sorted(agents)
     for row in rows:

@@ -20,6 +20,9 @@ Usage::
     sample = replay.sample(config.batch_size)
     result = learner.step(sample.data, sample.weights)    # StepResult(priorities, metrics)
     replay.update_priorities(sample.keys, result.priorities)
+    # or K steps in one graph call, on K batches sampled together (see ``steps``):
+    sample = replay.sample(K * config.batch_size)
+    results = learner.steps(sample.data, per_batch_weights(sample.weights, config.batch_size))
     actor.set_weights(learner.get_weights())
 """
 
@@ -59,6 +62,44 @@ class StepResult(NamedTuple):
     plus ``staleness/<strategy>/<first|last>`` on the steps the diagnostic runs."""
 
 
+class _DirectCall(NamedTuple):
+    """A traced learner graph called without ``tf.function``'s argument binding, for a
+    batch of numpy arrays like the trace's.
+
+    It checks the arrays by dtype and shape (a ``None`` dimension of the trace takes any
+    size) and makes each one tensor with ``tf.constant``, which costs about half of
+    ``tf.convert_to_tensor(array, dtype)``: those ~10 conversions had been the largest part
+    of a small step's Python time (``docs/learner.md``). Returns None for anything else
+    (other keys, dtypes, shapes, tensors), which the caller sends through the
+    ``tf.function``."""
+
+    keys: tuple[str, ...]
+    signature: list[tuple[np.dtype, tuple[int | None, ...]]]
+    """Per flat input (the batch's leaves, then the importance weights): dtype and shape."""
+    caller: Any
+
+    @classmethod
+    def of(cls, concrete: Any, batch: dict[str, Any]) -> "_DirectCall | None":
+        if getattr(concrete, "_call_flat", None) is None or getattr(concrete, "captured_inputs", None) is None:
+            return None  # no direct call in this TensorFlow
+        specs = tf.nest.flatten(concrete.structured_input_signature[0])  # batch leaves, then weights
+        return cls(tuple(batch), [(np.dtype(spec.dtype.as_numpy_dtype), tuple(spec.shape)) for spec in specs],
+                   flat_caller(concrete))
+
+    def __call__(self, batch: dict[str, Any], weights: Any) -> tf.Tensor | None:
+        if tuple(batch) != self.keys:
+            return None
+        flat = tf.nest.flatten(batch)
+        flat.append(weights)
+        if len(flat) != len(self.signature):
+            return None
+        for value, (dtype, shape) in zip(flat, self.signature):
+            if not (isinstance(value, np.ndarray) and value.dtype == dtype and len(value.shape) == len(shape)
+                    and all(want is None or got == want for got, want in zip(value.shape, shape))):
+                return None
+        return self.caller(*[tf.constant(v) for v in flat])
+
+
 class R2D2Learner:
     """Owns the online and target networks, the optimizer and the step counter.
 
@@ -94,7 +135,10 @@ class R2D2Learner:
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
         self.trace_count = 0  # Python side effect: counts traces of the step function
         self._step_fn = tf.function(self._packed_step, jit_compile=config.jit_compile, autograph=False)
-        self._graph: tuple[Any, list[tf.TensorSpec], Any] | bool | None = None  # see _call
+        self._steps_fn = tf.function(self._packed_steps, jit_compile=config.jit_compile, autograph=False)
+        # Direct callers of the traced graphs (None: not traced yet; False: not available).
+        self._graph: _DirectCall | bool | None = None
+        self._steps_graph: _DirectCall | bool | None = None
         self._staleness_fn = tf.function(self._staleness)
 
     # ------------------------------------------------------------------ public API
@@ -106,8 +150,7 @@ class R2D2Learner:
         forward pass as the loss) and the step's metrics as Python floats.
         """
         batch = self._select(data)
-        weights = tf.convert_to_tensor(importance_weights, tf.float32)
-        out = self._call(batch, weights).numpy()  # one transfer: [B priorities, metrics]
+        out = self._call(batch, importance_weights).numpy()  # one transfer: [B priorities, metrics]
         b = self.config.batch_size
         priorities = out[:b].astype(np.float32, copy=False)
         metrics = dict(zip(METRIC_NAMES, out[b:].tolist()))
@@ -116,33 +159,65 @@ class R2D2Learner:
             metrics.update(self.staleness(data))
         return StepResult(priorities, metrics)
 
-    def _call(self, batch: dict[str, Any], weights: tf.Tensor) -> tf.Tensor:
-        """The step's graph, called directly once traced: a ``tf.function`` call re-binds
-        and type-checks its arguments every time (~0.25 ms of a 2.4 ms T-maze step). Inputs
-        whose structure, dtypes or shapes differ from the trace's go through the
-        ``tf.function`` (which checks them and says what is wrong)."""
-        if self._graph is False:  # no direct call in this TensorFlow
-            return self._step_fn(batch, weights)
-        if self._graph is not None:
-            structure, specs, caller = self._graph
-            flat = tf.nest.flatten(batch)
-            if tf.nest.map_structure(lambda _: None, batch) == structure and len(flat) == len(specs):
-                try:
-                    tensors = [tf.convert_to_tensor(v, spec.dtype) for v, spec in zip(flat, specs)]
-                except (TypeError, ValueError):
-                    tensors = None
-                if tensors is not None and weights.shape == (self.config.batch_size,) and \
-                        all(t.shape == spec.shape for t, spec in zip(tensors, specs)):
-                    return caller(*tensors, weights)
-            return self._step_fn(batch, weights)
-        out = self._step_fn(batch, weights)
-        concrete = self._step_fn.get_concrete_function(batch, weights)  # the trace just made
-        if getattr(concrete, "_call_flat", None) is None or getattr(concrete, "captured_inputs", None) is None:
-            self._graph = False
+    def steps(self, data: Mapping[str, Any], importance_weights: Any) -> list[StepResult]:
+        """``K`` gradient steps in one graph call: step ``k`` trains on rows ``k B .. (k+1) B``
+        of ``data`` (``[K B, L]``, e.g. one ``replay.sample(K * B)``) with their importance
+        weights (``[K B]``, normalised per batch: :func:`r2d2_state.replay.per_batch_weights`).
+
+        Each step is :meth:`step`'s, in order, inside one ``tf.while_loop``; the results
+        equal K calls of :meth:`step` on the same batches (a test checks it). What differs
+        is the caller's sampling: the K batches are drawn together, so batch k's sampling
+        probabilities do not yet include the priorities of steps before it (the same
+        staleness as a replay that prefetches batches, as Reverb does for Acme's learners).
+        What it saves is the per-call Python work (argument conversion, the call,
+        sampling and the priority update are done once for K steps): ``docs/learner.md``.
+        ``K`` may change from call to call without a new trace.
+
+        Returns one :class:`StepResult` per step; the staleness diagnostic, when due at
+        one of the K steps, is computed after the call on that step's batch.
+        """
+        b = self.config.batch_size
+        rows = np.shape(data["valid"])[0]
+        if rows == 0 or rows % b:
+            raise ValueError(f"steps() takes K * batch_size rows (batch_size={b}); got {rows}")
+        k = rows // b
+        batch = {name: tf.nest.map_structure(lambda x: np.reshape(x, (k, b) + np.shape(x)[1:]), value)
+                 for name, value in self._select(data, rows=rows).items()}
+        weights = np.reshape(np.asarray(importance_weights, np.float32), (k, b))
+        before = int(self.num_steps.numpy()) if self.config.staleness_period else 0
+        out = self._call_steps(batch, weights).numpy()  # [K, B + metrics]
+        results = []
+        for j in range(k):
+            metrics = dict(zip(METRIC_NAMES, out[j, b:].tolist()))
+            period = self.config.staleness_period
+            if period and "states" in data and (before + j + 1) % period == 0:
+                metrics.update(self.staleness(tf.nest.map_structure(lambda x: x[j * b:(j + 1) * b], dict(data))))
+            results.append(StepResult(out[j, :b], metrics))
+        return results
+
+    def _call_steps(self, batch: dict[str, Any], weights: np.ndarray) -> tf.Tensor:
+        """The multi-step graph: traced once with a dynamic K, then called as :meth:`_call`
+        calls the single step."""
+        if self._steps_graph is None:
+            specs = [tf.TensorSpec((None,) + np.shape(v)[1:], tf.as_dtype(np.asarray(v).dtype))
+                     for v in tf.nest.flatten(batch) + [weights]]
+            concrete = self._steps_fn.get_concrete_function(tf.nest.pack_sequence_as(batch, specs[:-1]), specs[-1])
+            self._steps_graph = _DirectCall.of(concrete, batch) or False
+        out = self._steps_graph(batch, weights) if self._steps_graph else None
+        return out if out is not None else self._steps_fn(batch, tf.convert_to_tensor(weights, tf.float32))
+
+    def _call(self, batch: dict[str, Any], weights: Any) -> tf.Tensor:
+        """The step's graph, called directly once traced (:class:`_DirectCall`): a
+        ``tf.function`` call re-binds and type-checks its arguments every time (~0.25 ms of
+        a 2.4 ms T-maze step). Inputs whose structure, dtypes or shapes differ from the
+        trace's go through the ``tf.function`` (which checks them and says what is wrong)."""
+        if self._graph is None:
+            weights = tf.convert_to_tensor(weights, tf.float32)
+            out = self._step_fn(batch, weights)
+            self._graph = _DirectCall.of(self._step_fn.get_concrete_function(batch, weights), batch) or False
             return out
-        specs = [tf.TensorSpec(t.shape, t.dtype) for t in tf.nest.flatten(concrete.structured_input_signature[0][0])]
-        self._graph = (tf.nest.map_structure(lambda _: None, batch), specs, flat_caller(concrete))
-        return out
+        out = self._graph(batch, weights) if self._graph else None
+        return out if out is not None else self._step_fn(batch, tf.convert_to_tensor(weights, tf.float32))
 
     def get_weights(self) -> list[np.ndarray]:
         return self.online.get_weights()
@@ -176,7 +251,7 @@ class R2D2Learner:
 
     # ------------------------------------------------------------------ internals
 
-    def _select(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _select(self, data: Mapping[str, Any], rows: int | None = None) -> dict[str, Any]:
         missing = [k for k in LEARNER_FIELDS if k not in data]
         if missing:
             raise KeyError(f"replayed data lacks fields {missing}; expected {list(LEARNER_FIELDS)}")
@@ -185,7 +260,7 @@ class R2D2Learner:
             raise ValueError(
                 f"replayed sequences have {length} steps; expected burn_in + trace_length + n_step = "
                 f"{self.config.sequence_length}")
-        if np.shape(data["valid"])[0] != self.config.batch_size:
+        if np.shape(data["valid"])[0] != (rows or self.config.batch_size):
             raise ValueError(f"batch of {np.shape(data['valid'])[0]} sequences; expected "
                              f"batch_size={self.config.batch_size}")
         return {k: data[k] for k in LEARNER_FIELDS}
@@ -193,8 +268,25 @@ class R2D2Learner:
     def _packed_step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> tf.Tensor:
         """:meth:`_step` with its results in one float32 vector ``[B + len(METRIC_NAMES)]``."""
         self.trace_count += 1
-        out = self._step(batch, importance_weights)
+        return self._pack(self._step(batch, importance_weights))
+
+    @staticmethod
+    def _pack(out: dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.concat([out["priorities"], tf.stack([tf.cast(out[k], tf.float32) for k in METRIC_NAMES])], axis=0)
+
+    def _packed_steps(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> tf.Tensor:
+        """:meth:`_packed_step` on ``batch[k]``, ``importance_weights[k]`` for k = 0 .. K-1,
+        in order, in a ``tf.while_loop``; returns ``[K, B + len(METRIC_NAMES)]``."""
+        self.trace_count += 1
+        count = tf.shape(importance_weights)[0]
+        rows = tf.TensorArray(tf.float32, size=count, element_shape=(self.config.batch_size + len(METRIC_NAMES),))
+
+        def body(k: tf.Tensor, rows: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+            out = self._step(tf.nest.map_structure(lambda x: x[k], batch), importance_weights[k])
+            return k + 1, rows.write(k, self._pack(out))
+
+        _, rows = tf.while_loop(lambda k, _: k < count, body, (tf.constant(0), rows), parallel_iterations=1)
+        return rows.stack()
 
     def _step(self, batch: dict[str, Any], importance_weights: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg = self.config
@@ -288,4 +380,3 @@ class R2D2Learner:
                 m = mask[:, t]
                 out[f"staleness/{strategy}/{name}"] = tf.reduce_sum(d_q * m) / tf.maximum(tf.reduce_sum(m), 1.0)
         return out
-

@@ -58,6 +58,7 @@ from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.schedule import Schedule
 from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 from r2d2_state.files import atomic_write_text
+from r2d2_state.replay import per_batch_weights
 
 __all__ = ["LoopResult", "RunFailedError", "TrainingLoop", "default_run_dir"]
 
@@ -453,8 +454,7 @@ class TrainingLoop:
                 if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
                     c.inserted_at_learning_start = c.inserted_sequences
                 steps = steps_due()
-                for _ in range(steps):
-                    metrics = self._learner_step()
+                for metrics in self._learner_steps(steps):
                     c.sampled_sequences += r.batch_size
                     for key, value in metrics.items():
                         metric_sums[key] += value
@@ -538,15 +538,34 @@ class TrainingLoop:
         metric_counts.clear()
         return {"time": now, "env_steps": c.env_steps, "learner_steps": learner_steps}
 
-    def _learner_step(self) -> dict[str, float]:
-        sample = self.replay.sample(self.config.r2d2.batch_size)
-        result = self.learner.step(sample.data, sample.weights)
-        self.replay.update_priorities(sample.keys, result.priorities)
-        metrics = {k: v for k, v in result.metrics.items()
-                   if k in ("loss", "mean_abs_td", "mean_q", "grad_norm") or k.startswith("staleness/")}
-        if self.on_learner_step is not None:
-            self.on_learner_step(metrics)
-        return metrics
+    def _learner_steps(self, count: int) -> list[dict[str, float]]:
+        """``count`` learner steps and their priority updates; their metrics, in order.
+
+        With ``learner_steps_per_call`` > 1 the steps run in one graph call on ``count``
+        batches sampled together (:meth:`R2D2Learner.steps`), else one sample and one call
+        each."""
+        batch_size, per_call = self.config.r2d2.batch_size, self.config.learner_steps_per_call
+        results = []
+        while len(results) < count:
+            if per_call > 1:
+                # A sample holds at most len(replay) items (min_replay_size >= batch_size).
+                k = min(count - len(results), per_call, len(self.replay) // batch_size)
+                sample = self.replay.sample(k * batch_size)
+                done = self.learner.steps(sample.data, per_batch_weights(sample.weights, batch_size))
+                self.replay.update_priorities(sample.keys, np.concatenate([r.priorities for r in done]))
+                results += done
+            else:
+                sample = self.replay.sample(batch_size)
+                results.append(self.learner.step(sample.data, sample.weights))
+                self.replay.update_priorities(sample.keys, results[-1].priorities)
+        out = []
+        for result in results:
+            metrics = {k: v for k, v in result.metrics.items()
+                       if k in ("loss", "mean_abs_td", "mean_q", "grad_norm") or k.startswith("staleness/")}
+            if self.on_learner_step is not None:
+                self.on_learner_step(metrics)
+            out.append(metrics)
+        return out
 
     def _evaluate(self) -> dict[str, Any]:
         """Greedy (eval_epsilon) episodes with the learner's current weights."""

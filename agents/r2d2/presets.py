@@ -70,6 +70,15 @@ def _tmaze() -> TrainConfig:
     #   (one thread, idle machine). Fewer learner steps for less wall time cost env steps:
     #   96 samples per insert 2k / 3k / 4k / 2k / 3k; batch 64 at 128 (2 steps per insert)
     #   3k / 4k / 3k / 3k / 4k.
+    # - LSTM 32 and a head of 32 (were 64): on a slower 2-core machine (2026-12-02, where the
+    #   learner step cost 5-6x what it did above and RecurrentPPO's T-maze run 4-5x) the
+    #   step's matrix arithmetic, not only its per-op cost, counts: 7.3 ms instead of 11.1
+    #   ms per learner step (one thread, idle). Sustained 0.9 at 2k / 2k / 2k / 3k / 2k on
+    #   seeds 0-4 (64 units: 2k / 2k / 2k / 2k / 3k), in 8.5 / 8.6 / 8.2 s of training on
+    #   seeds 0-2 against 12.4 / 11.8 / 12.0 s (idle, one after the other). Smaller still
+    #   learned slower (seeds 0-3): MLP 16 + LSTM 32 3k / 2k / 2k / 2k; LSTM 16 + MLP 16 2k /
+    #   3k / 3k / 2k. Four learner steps per graph call (``learner_steps_per_call``): 2k / 3k /
+    #   2k / 2k / 2k, in 8.2 / 11.8 / 8.0 s on seeds 0-2 (8 per call: 3k / 4k / 3k / 2k / 2k).
     return TrainConfig(
         env_id="r2d2_state/TMaze-v0",
         env_kwargs={"corridor_length": 5, "max_steps": 14},
@@ -85,7 +94,7 @@ def _tmaze() -> TrainConfig:
         r2d2=R2D2Config(
             burn_in=0, trace_length=14, sequence_period=7, n_step=1, discount=0.7,
             replay_capacity=5_000, batch_size=32, learning_rate=5e-3, target_update_period=100,
-            network=QNetworkConfig(mlp_units=(32,), lstm_units=(64,), head_units=64),
+            network=QNetworkConfig(mlp_units=(32,), lstm_units=(32,), head_units=32),
             num_envs=8, epsilon_base=0.9, epsilon_alpha=3.0, actor_update_period=10,
         ),
     )
@@ -118,6 +127,12 @@ def _cartpole_novel() -> TrainConfig:
     #   targets held on none of seeds 0-2 by 150k; on seed 0 (30k here), a target update
     #   every 400 steps 70k, a final lr of 2 % 55k, batch 64 and the decay over 4000 steps
     #   not by 150k; a final lr of 30 %: held on seed 2 only of seeds 0-3 (40k).
+    # - LSTM 32 and a head of 32 (were 64), on the slower machine of 2026-12-02 (floats round
+    #   differently there: with 64 units seed 0 first reached 475 at 45k and had not held it
+    #   by 70k, where the machine above had it held from 30k): learner step 9.8 ms instead of
+    #   16.3 ms (one thread, idle), and sustained at 30k / 5k / 10k / 30k / - / - / - on seeds
+    #   0-6 (4 of 7; 64 units above: 4 of 11). The seeds that do not hold it stay at 300-450
+    #   to the 100k cap (seed 4 reached 475 first at 90k, 5 at 15k, 6 at 20k).
     return TrainConfig(
         env_id="r2d2_state/CartPoleNoVelocity-v1",
         total_env_steps=1_000_000,
@@ -133,7 +148,7 @@ def _cartpole_novel() -> TrainConfig:
             burn_in=4, trace_length=20, sequence_period=10, n_step=5, discount=0.995,
             replay_capacity=10_000, batch_size=32, learning_rate=5e-4, learning_rate_decay_steps=8_000,
             target_update_period=200,
-            network=QNetworkConfig(mlp_units=(64,), lstm_units=(64,), head_units=64, observation_scale=(10.0, 50.0)),
+            network=QNetworkConfig(mlp_units=(64,), lstm_units=(32,), head_units=32, observation_scale=(10.0, 50.0)),
             num_envs=8, actor_update_period=10,
         ),
     )

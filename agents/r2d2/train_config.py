@@ -43,8 +43,8 @@ RESUME_OVERRIDABLE = frozenset({
     "keep_checkpoints", "progress", "eval_every", "eval_episodes",
     # Where the actors run does not change what is checkpointed.
     "backend", "num_actors", "samples_per_insert_tolerance", "max_actor_restarts",
-    # How many threads compute the same numbers.
-    "tf_threads",
+    # How many threads compute the same numbers; how many learner steps share a graph call.
+    "tf_threads", "learner_steps_per_call",
 })
 
 
@@ -85,6 +85,8 @@ class TrainConfig(ConfigMixin):
     """Sequences the replay must hold before the first learner step (at least r2d2.batch_size)."""
     max_learner_steps_per_env_step: int = 16
     """Cap on learner steps between two vector-env steps (keeps acting and logging alive)."""
+    learner_steps_per_call: int = 1
+    """Learner steps due at once that run in one graph call, on batches sampled together (1: one step per call; more saves per-call Python time, and each batch's sampling then misses the priorities of the steps before it in the call)."""
     tf_threads: int = 0
     """TensorFlow's intra- and inter-op threads in this process (0: auto, 1 for small learner steps, batch x sequence length <= 2048, without the Nature-DQN conv stack; TensorFlow's default otherwise)."""
 
@@ -140,6 +142,8 @@ class TrainConfig(ConfigMixin):
             (self.min_replay_size <= self.r2d2.replay_capacity, "min_replay_size",
              f"<= r2d2.replay_capacity ({self.r2d2.replay_capacity})"),
             (self.max_learner_steps_per_env_step >= 1, "max_learner_steps_per_env_step", ">= 1"),
+            (isinstance(self.learner_steps_per_call, int) and not isinstance(self.learner_steps_per_call, bool)
+             and self.learner_steps_per_call >= 1, "learner_steps_per_call", "an int >= 1"),
             (isinstance(self.tf_threads, int) and not isinstance(self.tf_threads, bool) and self.tf_threads >= 0,
              "tf_threads", "an int >= 0 (0: auto)"),
             (self.backend in BACKENDS, "backend", f"one of {BACKENDS}"),

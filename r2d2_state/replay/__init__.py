@@ -5,6 +5,7 @@ Public names:
   SequenceReplay: fixed-capacity FIFO with prioritized sampling and atomic persistence.
   Sample: what ``SequenceReplay.sample`` returns (keys, data, weights, probabilities).
   sequence_priorities: R2D2's eta * max + (1 - eta) * mean of |td| over valid steps.
+  per_batch_weights: the importance weights of one sample of K batches, normalised per batch.
   SumTree: the vectorised numpy sum-tree behind the sampling.
   ItemSpec: the stored structure / shapes / dtypes of an item.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from r2d2_state.replay.adder import SequenceAdder
 from r2d2_state.replay.buffer import Sample, SequenceReplay
 from r2d2_state.replay.persistence import FORMAT_VERSION
-from r2d2_state.replay.priorities import sequence_priorities
+from r2d2_state.replay.priorities import per_batch_weights, sequence_priorities
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.sum_tree import SumTree
 
@@ -25,5 +26,6 @@ __all__ = [
     "SequenceAdder",
     "SequenceReplay",
     "SumTree",
+    "per_batch_weights",
     "sequence_priorities",
 ]

@@ -1,4 +1,5 @@
-"""R2D2's sequence priority: a mixture of the max and the mean absolute TD error."""
+"""R2D2's sequence priority (a mixture of the max and the mean absolute TD error) and
+importance weights of a sample drawn as several batches."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def sequence_priorities(abs_td: np.ndarray, mask: np.ndarray, eta: float = 0.9) 
     mean = values.sum(axis=1) / np.maximum(count, 1)
     maximum = values.max(axis=1) if values.shape[1] else np.zeros(values.shape[0])
     return (eta * maximum + (1.0 - eta) * mean).astype(np.float32)
+
+
+def per_batch_weights(weights: np.ndarray, batch_size: int) -> np.ndarray:
+    """Importance weights of one ``replay.sample(K * batch_size)`` as K batches of their own.
+
+    The replay normalises a sample's weights by their maximum (the paper's, Schaul et al.'s
+    ``w_i / max_j w_j``). For K batches drawn together each batch is normalised by its own
+    maximum, as K separate samples would be: ``[K B] -> [K B]``.
+    """
+    w = np.asarray(weights, np.float32).reshape(-1, batch_size)
+    return (w / w.max(axis=1, keepdims=True)).reshape(-1)

@@ -270,9 +270,57 @@ def test_direct_graph_call_equals_the_tf_function_and_falls_back_on_other_inputs
     assert direct._graph not in (None, False)  # the direct path was taken
     for a, b in zip(direct.online.get_weights(), reference.online.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    signature, caller = direct._graph.signature, direct._graph.caller
+    calls = []
+    direct._graph = direct._graph._replace(caller=lambda *args: calls.append(len(args)) or caller(*args))
     data, weights = random_batch(CFG, NET, seed=5)
+    direct.step(data, weights)
+    assert calls == [len(signature)]  # replay-like numpy input: the direct call
+    direct.step(data, weights.astype(np.float64))
+    assert calls == [len(signature)]  # float64 weights: the tf.function's way
     data["observation"] = data["observation"].astype(np.float64)  # another dtype: the tf.function's way
     assert np.isfinite(direct.step(data, weights).metrics["loss"])
+    assert calls == [len(signature)]
     data["observation"] = data["observation"][..., :2]  # a wrong shape: refused, not silently fed
     with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
         direct.step(data, weights)
+
+
+@pytest.mark.parametrize("stateful", [True, False])
+def test_steps_in_one_call_equal_the_same_steps_one_by_one(stateful):
+    """``steps`` runs K learner steps in one graph call: the same priorities, metrics,
+    weights, optimizer state and target copies as K calls of ``step`` on the same batches,
+    for K changing from call to call (one trace)."""
+    from r2d2_state.replay import per_batch_weights
+
+    cfg = CFG.replace(target_update_period=2, learning_rate_decay_steps=4)
+    core = "stateful" if stateful else "stateless"
+    fused, single = R2D2Learner(cfg, NET, core=core), R2D2Learner(cfg, NET, core=core)
+    single.online.set_weights(fused.online.get_weights())
+    single.target.set_weights(fused.target.get_weights())
+    seed = 0
+    for k in (3, 1, 2):
+        batches = [random_batch(cfg, NET, seed=seed + j) for j in range(k)]
+        seed += k
+        data = {name: np.concatenate([d[name] for d, _ in batches]) if name != "start_state" else
+                [[np.concatenate([d[name][0][i] for d, _ in batches]) for i in range(2)]] for name in batches[0][0]}
+        weights = np.concatenate([w for _, w in batches])
+        got = fused.steps(data, weights)
+        assert len(got) == k
+        for (batch, w), result in zip(batches, got):
+            want = single.step(batch, w)
+            np.testing.assert_allclose(result.priorities, want.priorities, rtol=1e-5, atol=1e-6)
+            assert list(result.metrics.values()) == pytest.approx(list(want.metrics.values()), rel=1e-5, abs=1e-6)
+        assert int(fused.num_steps.numpy()) == int(single.num_steps.numpy())
+        for a, b in zip(fused.online.get_weights() + fused.target.get_weights(),
+                        single.online.get_weights() + single.target.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused.optimizer.variables, single.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert fused._steps_graph is not None and fused.trace_count == 1  # K changed, no new trace
+    # per-batch normalisation: each batch's largest weight is 1
+    w = per_batch_weights(np.array([0.5, 0.25, 1.0, 2.0], np.float32), 2)
+    np.testing.assert_allclose(w, [1.0, 0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="K \\* batch_size rows"):
+        fused.steps({k: v[:-1] for k, v in data.items() if k != "start_state"} | {"start_state": data["start_state"]},
+                    weights[:-1])

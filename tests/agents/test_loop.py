@@ -20,8 +20,10 @@ def _tiny(tmp_path, **changes) -> TrainConfig:
     return config.replace(**changes)
 
 
-def test_learning_starts_at_min_replay_size_and_ratio_holds(tmp_path):
-    config = _tiny(tmp_path, total_env_steps=600, min_replay_size=40, replay_ratio=2.0)
+@pytest.mark.parametrize("per_call", [1, 4])
+def test_learning_starts_at_min_replay_size_and_ratio_holds(tmp_path, per_call):
+    """Also with several learner steps per graph call (batches sampled together)."""
+    config = _tiny(tmp_path, total_env_steps=600, min_replay_size=40, replay_ratio=2.0, learner_steps_per_call=per_call)
     sizes_at_learner_steps = []
     inserted_chunks = []
     loop = TrainingLoop(config, on_learner_step=lambda metrics: sizes_at_learner_steps.append(len(loop.replay)),
@@ -31,6 +33,7 @@ def test_learning_starts_at_min_replay_size_and_ratio_holds(tmp_path):
     assert sizes_at_learner_steps, "the learner never ran"
     assert min(sizes_at_learner_steps) >= config.min_replay_size
     assert result.learner_steps == len(sizes_at_learner_steps)
+    assert loop.replay.stats()["sampled_items"] == result.learner_steps * config.r2d2.batch_size
     # sampled ~= ratio * (inserted since learning started), within one batch.
     inserted = c.inserted_sequences - c.inserted_at_learning_start
     sampled = result.learner_steps * config.r2d2.batch_size
@@ -107,12 +110,13 @@ def test_default_preset_learns_short_tmaze(tmp_path):
     assert final.mean > 0.5, (result, final.summary())
 
 
-def test_staleness_diagnostic_is_logged_when_enabled(tmp_path):
+@pytest.mark.parametrize("per_call", [1, 3])
+def test_staleness_diagnostic_is_logged_when_enabled(tmp_path, per_call):
     from agents.r2d2.run_logger import read_metrics
 
     smoke = get_preset("smoke")
     config = _tiny(tmp_path, total_env_steps=600, min_replay_size=40, replay_ratio=2.0, log_every=100,
-                   r2d2=smoke.r2d2.replace(staleness_period=2))
+                   r2d2=smoke.r2d2.replace(staleness_period=2), learner_steps_per_call=per_call)
     loop = TrainingLoop(config)
     assert loop.source.adder.store_states
     result = loop.run()
@@ -204,6 +208,12 @@ def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_pat
 def test_tf_threads_validation():
     with pytest.raises(ValueError, match="tf_threads must be an int >= 0"):
         get_preset("smoke").replace(tf_threads=-1)
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True])
+def test_learner_steps_per_call_validation(value):
+    with pytest.raises(ValueError, match=f"learner_steps_per_call must be an int >= 1, got {value!r}"):
+        get_preset("smoke").replace(learner_steps_per_call=value)
 
 
 @pytest.mark.parametrize("shape,batch_steps,expected", [((4,), 608, [1]), ((3, 3, 3), 1120, [1]), ((7, 7, 3), 608, [1]),
