@@ -295,6 +295,8 @@ def compare(ours: list[dict[str, Any]], peer: list[dict[str, Any]], key: str) ->
     of its stopping points, so the ratio is at most the one returned); "lower_bound" the
     other way round; (None, None) when neither did.
     """
+    if not ours or not peer:  # one agent only (--agents ours): nothing to compare
+        return None, None
     ours_median = _median([r[f"sustained_{key}"] for r in ours])
     peer_median = _median([r[f"sustained_{key}"] for r in peer])
     if ours_median is not None and peer_median is not None:

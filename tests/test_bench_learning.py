@@ -111,3 +111,10 @@ def test_ratios_against_a_peer_that_never_reached_the_threshold_are_upper_bounds
     assert bench_learning.compare(ours, peer_unsolved, "wall_s") == (0.113, "upper_bound")
     assert bench_learning.compare(peer_unsolved, ours, "steps") == (5.0, "lower_bound")
     assert bench_learning.compare(peer_unsolved, peer_unsolved, "steps") == (None, None)
+
+
+def test_compare_with_one_agent_only_is_null_not_nan():
+    """--agents ours: no peer runs, so no ratio (it was NaN from the median of nothing)."""
+    ours = [{"sustained_steps": 2000, "sustained_wall_s": 9.0, "evals": [{"env_steps": 4000, "train_time_s": 18.0}]}]
+    assert bench_learning.compare(ours, [], "steps") == (None, None)
+    assert bench_learning.compare([], ours, "wall_s") == (None, None)
