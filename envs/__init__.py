@@ -23,10 +23,12 @@ from envs.make import (
     resolve_env_id,
     EnvDescription,
     check_discrete_actions,
+    check_env_actions,
     convert_observations,
     describe_env,
     make_env,
     make_vector_env,
+    restrict_actions,
 )
 from envs.tmaze import TMazeEnv
 from envs.tmaze_vector import TMazeVectorEnv
@@ -49,12 +51,14 @@ __all__ = [
     "TMazeEnv",
     "TMazeVectorEnv",
     "check_discrete_actions",
+    "check_env_actions",
     "convert_observations",
     "describe_env",
     "hide_velocities",
     "make_cartpole_no_velocity",
     "make_env",
     "make_vector_env",
+    "restrict_actions",
 ]
 
 

@@ -22,7 +22,9 @@ Text parts of a Dict / Tuple       dropped (MiniGrid's ``mission``); a Text part
 
 Actions: ``Discrete(n, start=s)`` is shifted to start at 0; ``MultiDiscrete(nvec)`` becomes
 one ``Discrete(prod(nvec))`` (the agent, the adder and the replay see the flat index; the env
-receives the tuple, ``np.unravel_index(a, nvec)``).
+receives the tuple, ``np.unravel_index(a, nvec)``). ``env_actions=(a_0, ..., a_k)`` keeps only
+those actions of that space, in that order (the agent's action i is the env's ``a_i``; e.g.
+MiniGrid's navigation actions ``(0, 1, 2)`` of its 7); the conversion records it.
 
 Ids: any registered id, ``module:EnvId`` (Gymnasium's syntax: ``module`` is imported first,
 e.g. ``minigrid:MiniGrid-MemoryS7-v0``), or ids registered by the ``env_packages`` imported
@@ -249,6 +251,37 @@ def check_discrete_actions(env: gym.Env, env_id: str | None = None) -> gym.Env:
     return env
 
 
+def check_env_actions(env_actions: Any, num_actions: int | None = None, env_id: str | None = None) -> tuple[int, ...]:
+    """``env_actions`` as a tuple of ints: distinct, >= 0 and (given ``num_actions``) below it.
+
+    Raises:
+      ValueError: naming the value and what was expected.
+    """
+    values = tuple(env_actions) if isinstance(env_actions, (list, tuple)) else None
+    where = f" for {env_id!r}" if env_id else ""
+    limit = f" 0 .. {num_actions - 1}" if num_actions is not None else " >= 0"
+    if (values is None or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in values)
+            or len(set(int(a) for a in values)) != len(values)
+            or any(int(a) < 0 or (num_actions is not None and int(a) >= num_actions) for a in values)):
+        space = f" (its action space has {num_actions} actions)" if num_actions is not None else ""
+        raise ValueError(f"env_actions{where} must be distinct ints in{limit}{space}, got {env_actions!r}")
+    return tuple(int(a) for a in values)
+
+
+def restrict_actions(env: gym.Env, env_actions: Sequence[int], env_id: str | None = None) -> gym.Env:
+    """Keep only ``env_actions`` of a ``Discrete(n)`` env (from 0): the agent's action i is the
+    env's ``env_actions[i]``. ``()`` returns ``env`` as it is.
+
+    Raises:
+      ValueError: ``env_actions`` not distinct ints in ``0 .. n - 1``.
+    """
+    if not env_actions:
+        return env
+    chosen = check_env_actions(env_actions, int(env.action_space.n), env_id or _env_name(env))
+    table = np.asarray(chosen, dtype=np.int64)
+    return TransformAction(env, lambda action: int(table[int(action)]), action_space=spaces.Discrete(len(chosen)))
+
+
 def convert_observations(env: gym.Env, env_id: str | None = None) -> gym.Env:
     """Wrap ``env`` so observations are a float32 vector, a uint8 HxWxC image, or a flat
     vector whose first part is an image (table above).
@@ -431,18 +464,21 @@ def _make_atari(env_id: str, frame_stack: int = 4, **kwargs: Any) -> gym.Env:
     return env
 
 
-def _conversion(original: gym.Env, env: gym.Env) -> Conversion:
+def _conversion(original: gym.Env, env: gym.Env, env_actions: Sequence[int] = ()) -> Conversion:
     packed = env if isinstance(env, PackedObservation) else None
     obs_before, obs_after = original.observation_space, env.observation_space
     act_before, act_after = original.action_space, env.action_space
     action = _space_str(act_before) + ("" if act_before == act_after else f" -> {_space_str(act_after)}")
+    if env_actions:
+        action += f" (env actions {list(env_actions)})"
     if packed is not None:
         return dataclasses.replace(packed.conversion, action=action)
     observation = _space_str(obs_before) + ("" if obs_before == obs_after else f" -> {_space_str(obs_after)}")
     return Conversion(observation=observation, action=action)
 
 
-def make_env(env_id: str, *, env_packages: Sequence[str] = (), **kwargs: Any) -> gym.Env:
+def make_env(env_id: str, *, env_packages: Sequence[str] = (), env_actions: Sequence[int] = (),
+             **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id, **kwargs)`` with actions made ``Discrete`` from 0 and
     observations converted (module docstring). ``ALE/...`` ids get the standard Atari
     preprocessing (``frame_stack`` kwarg, default 4).
@@ -450,25 +486,40 @@ def make_env(env_id: str, *, env_packages: Sequence[str] = (), **kwargs: Any) ->
     Args:
       env_id: a registered id, or ``module:EnvId`` (``module`` is imported first).
       env_packages: packages to import first (they register ids on import).
+      env_actions: keep only these actions (indices into the Discrete or flattened
+        MultiDiscrete space), in this order; ``()``: all.
       **kwargs: passed to ``gymnasium.make``.
 
     Raises:
       EnvIdError: unknown id or missing package (a ``ValueError``).
-      ValueError: the action space is not Discrete / MultiDiscrete, or the observation space
-        is unsupported.
+      ValueError: the action space is not Discrete / MultiDiscrete, the observation space
+        is unsupported, or ``env_actions`` are not distinct actions of that space.
       ImportError: an ``ALE/...`` id without ale-py installed (``pip install -e .[atari]``).
     """
+    env_actions = check_env_actions(env_actions, env_id=env_id)
     name = resolve_env_id(env_id, env_packages)
     if name.startswith("ALE/"):
-        return _make_atari(name, **kwargs)
+        env = _make_atari(name, **kwargs)
+        if env_actions:
+            conversion = getattr(env, _CONVERSION_ATTR)
+            before = env.action_space
+            try:
+                env = restrict_actions(env, env_actions, name)
+            except ValueError:
+                env.close()
+                raise
+            action = f"{_space_str(before)} -> {_space_str(env.action_space)} (env actions {list(env_actions)})"
+            setattr(env, _CONVERSION_ATTR, dataclasses.replace(conversion, action=action))
+        return env
     original = gym.make(name, **kwargs)
     try:
         env = check_discrete_actions(original, name)
+        env = restrict_actions(env, env_actions, name)
         env = convert_observations(env, name)
     except ValueError:
         original.close()
         raise
-    setattr(env, _CONVERSION_ATTR, _conversion(original, env))
+    setattr(env, _CONVERSION_ATTR, _conversion(original, env, env_actions))
     return env
 
 
@@ -527,6 +578,7 @@ def make_vector_env(
     autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
     vectorization: Vectorization = "auto",
     env_packages: Sequence[str] = (),
+    env_actions: Sequence[int] = (),
     **kwargs: Any,
 ) -> VectorEnv:
     """``num_envs`` copies of ``make_env(env_id, **kwargs)`` stepped in one process.
@@ -543,6 +595,8 @@ def make_vector_env(
         numpy T-maze or Gymnasium's CartPole), same stream as sync; ``"auto"`` = native when
         it gives the same spaces and autoreset mode as sync, else sync.
       env_packages: packages to import first (they register ids on import).
+      env_actions: as :func:`make_env` (then sync vectorization: a native vector env steps
+        the env's own actions).
       **kwargs: passed to every sub-environment.
 
     Raises:
@@ -556,12 +610,17 @@ def make_vector_env(
     if vectorization not in ("auto", "sync", "native"):
         raise ValueError(f"vectorization must be 'auto', 'sync' or 'native', got {vectorization!r}")
     env_packages = tuple(env_packages)
+    env_actions = check_env_actions(env_actions, env_id=env_id)
     name = resolve_env_id(env_id, env_packages)
-    make_one = functools.partial(make_env, name, **kwargs)
+    make_one = functools.partial(make_env, name, env_actions=env_actions, **kwargs)
     vec = None
     has_native = not name.startswith("ALE/") and gym.spec(name).vector_entry_point is not None
     if vectorization == "native" and not has_native:
         raise ValueError(f"{env_id!r} has no native vector env (no vector_entry_point in its spec)")
+    if vectorization == "native" and env_actions:
+        raise ValueError(f"{env_id!r}: env_actions {list(env_actions)} need sync vectorization (a native "
+                         "vector env steps the env's own actions)")
+    has_native = has_native and not env_actions
     # auto: the agents assume NEXT_STEP; other modes are for tests and tools, via sync.
     if has_native and (vectorization == "native" or (vectorization == "auto" and autoreset_mode == AutoresetMode.NEXT_STEP)):
         reference = make_one()  # also checks the spaces before anything is built
@@ -631,14 +690,15 @@ def describe_env(env: gym.Env | VectorEnv) -> EnvDescription:
 
 
 # What a run directory records (``RUN_DIR/env.json``) and checks when it rebuilds the env.
-_RECORD_CHECKED = ("env_id", "env_packages", "env_kwargs", "spec_id", "observation_shape",
+_RECORD_CHECKED = ("env_id", "env_packages", "env_kwargs", "env_actions", "spec_id", "observation_shape",
                    "observation_dtype", "image_shape", "num_actions", "conversion")
 
 
 def env_record(env: gym.Env | VectorEnv, env_id: str, env_packages: Sequence[str] = (),
-               env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+               env_kwargs: dict[str, Any] | None = None, env_actions: Sequence[int] = ()) -> dict[str, Any]:
     """JSON-ready record of an env made by :func:`make_vector_env`: the id as given, the
-    packages imported (with versions), the kwargs and the observation / action conversion."""
+    packages imported (with versions), the kwargs, the action subset and the observation /
+    action conversion."""
     description = describe_env(env)
     packages = [*env_packages, *([env_id.rpartition(":")[0]] if ":" in env_id else [])]
     versions = {}
@@ -652,6 +712,7 @@ def env_record(env: gym.Env | VectorEnv, env_id: str, env_packages: Sequence[str
         "env_id": env_id,
         "env_packages": list(env_packages),
         "env_kwargs": dict(env_kwargs or {}),
+        "env_actions": [int(a) for a in env_actions],
         "spec_id": description.env_id,
         "observation_shape": list(description.obs_shape),
         "observation_dtype": np.dtype(description.obs_dtype).name,

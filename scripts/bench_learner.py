@@ -9,7 +9,10 @@ machine is noisy). Also measured in the same run:
 - the stateful step with XLA on vs off (``R2D2Config.jit_compile``; whichever is not the
   default is the extra variant);
 - floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
-  matmul per LSTM step, forward and backward counted), run as one large matmul.
+  matmul per LSTM step, forward and backward counted), run as one large matmul;
+- chained floor: the same matmuls one after another, each on the previous one's output,
+  as a recurrence must run them (straight-line ops in one graph: no loop, no other op);
+- op cost: TensorFlow's fixed cost per op in a graph (a chain of 1000 adds on [B, 4 units]).
 
 Usage:
     python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
@@ -97,6 +100,51 @@ def _floor_seconds(config, network_config, feature_dim: int, repeats: int = 3) -
     return _time_steps(lambda: matmul().numpy(), 5, repeats)
 
 
+def _chained_floor_seconds(config, network_config, feature_dim: int, repeats: int = 3) -> float:
+    """The floor's matmuls run as a recurrence runs them: each on the previous one's output.
+
+    Same count and FLOPs as :func:`_floor_seconds` (every matmul B x (in + units) x 4 units),
+    alternating [B, in + units] @ [in + units, 4 units] and [B, 4 units] @ [4 units, in + units]
+    so that no other op is needed between them. What it adds to the floor is what any
+    step-by-step unroll pays before its first elementwise op: small matmuls one at a time.
+    """
+    import tensorflow as tf
+
+    b, units = config.batch_size, network_config.lstm_units[0]
+    count = 2 * config.sequence_length + 2 * config.trace_length
+    width = feature_dim + units
+    rng = np.random.default_rng(0)
+    x0 = tf.constant(rng.normal(size=(b, width)).astype(np.float32))
+    w1 = tf.constant((rng.normal(size=(width, 4 * units)) / np.sqrt(width)).astype(np.float32))
+    w2 = tf.constant((rng.normal(size=(4 * units, width)) / np.sqrt(4 * units)).astype(np.float32))
+
+    @tf.function
+    def chain(x, w1, w2):  # arguments, not captured constants: nothing to fold
+        for i in range(count):
+            x = tf.matmul(x, w1 if i % 2 == 0 else w2)
+        return tf.reduce_sum(x)
+
+    chain(x0, w1, w2)
+    return _time_steps(lambda: chain(x0, w1, w2).numpy(), 3, repeats)
+
+
+def _op_seconds(config, network_config, repeats: int = 3, ops: int = 1000) -> float:
+    """TensorFlow's cost per op in a graph: a chain of ``ops`` adds on one [B, 4 units] tensor."""
+    import tensorflow as tf
+
+    x0 = tf.constant(np.zeros((config.batch_size, 4 * network_config.lstm_units[0]), np.float32))
+    one = tf.constant(1.0)
+
+    @tf.function
+    def chain(x, step):  # arguments, not captured constants: Grappler would fold the chain
+        for _ in range(ops):
+            x = x + step
+        return tf.reduce_sum(x)
+
+    chain(x0, one)
+    return _time_steps(lambda: chain(x0, one).numpy(), 3, repeats) / ops
+
+
 def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     import keras
 
@@ -137,6 +185,8 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
             raise RuntimeError(f"{core} learner step retraced: {learner.trace_count} traces")
     feature_dim = network_config.mlp_units[0] + network_config.num_actions + 1
     results["floor"] = _floor_seconds(config, network_config, feature_dim, 1 if quick else 3)
+    results["chained_floor"] = _chained_floor_seconds(config, network_config, feature_dim, 1 if quick else 3)
+    results["op"] = _op_seconds(config, network_config, 1 if quick else 3)
     return results
 
 
@@ -159,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(units, steps, args.quick)
         ratio = r["stateful_over_stateless"]
         print(f"      XLA / no XLA (stateful, median of paired rounds): {r['xla_over_no_xla']:.3f}")
+        print(f"      chained floor (the floor's matmuls one after another): {r['chained_floor'] * 1e3:.1f} ms "
+              f"({r['chained_floor'] / r['floor']:.2f}x the floor; the stateful step is "
+              f"{r['stateful'] / r['chained_floor']:.2f}x it); cost per graph op: {r['op'] * 1e6:.1f} us")
         print(f"{units:>5} {r['stateful'] * 1e3:>12.1f} {r['stateless'] * 1e3:>13.1f} {r['naive'] * 1e3:>9.1f} "
               f"{r['floor'] * 1e3:>9.1f} {1 / r['stateful']:>8.2f} {ratio:>19.3f} "
               f"{r['stateful'] / r['naive']:>9.2f} {r['stateful'] / r['floor']:>9.2f}", flush=True)
@@ -169,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"stateful_over_floor_time_lstm{units}"] = round(r["stateful"] / r["floor"], 3)
         summary[f"stateful_over_stateless_time_lstm{units}"] = round(ratio, 3)
         summary[f"xla_over_no_xla_time_lstm{units}"] = round(r["xla_over_no_xla"], 3)
+        summary[f"floor_ms_lstm{units}"] = round(r["floor"] * 1e3, 3)
+        summary[f"chained_floor_ms_lstm{units}"] = round(r["chained_floor"] * 1e3, 3)
+        summary[f"chained_floor_over_floor_lstm{units}"] = round(r["chained_floor"] / r["floor"], 3)
+        summary[f"stateful_over_chained_floor_time_lstm{units}"] = round(r["stateful"] / r["chained_floor"], 3)
+        summary[f"op_us_lstm{units}"] = round(r["op"] * 1e6, 2)
     ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
     summary["stateful_over_stateless_time"] = round(max(ratios), 3)
     summary["load_average_1min"] = round(os.getloadavg()[0], 2)

@@ -95,7 +95,8 @@ def _base_config(argv: list[str]) -> TrainConfig:
         raise ConfigurationError(f"--preset {preset!r}: expected one of {sorted(PRESETS)}")
     base = get_preset(preset)
     if env_id is not None and env_id != base.env_id:
-        base = base.replace(env_id=env_id, env_kwargs={})  # the preset's env kwargs belong to the preset's env
+        # The preset's env kwargs and action subset belong to the preset's env.
+        base = base.replace(env_id=env_id, env_kwargs={}, env_actions=())
     return base
 
 

@@ -178,6 +178,14 @@ def test_env_package_flag_adds_to_the_presets_packages(capsys):
     assert json.loads(capsys.readouterr().out)["env_packages"] == ["minigrid", "foo", "bar"]
 
 
+def test_env_actions_flag_and_another_env_drops_the_presets_subset(capsys):
+    assert _script("train").main(["--preset", "minigrid_memory", "--env_actions", "2", "0", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["env_actions"] == [2, 0]
+    assert _script("train").main(["--preset", "minigrid_memory", "--env", "CartPole-v1", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["env_actions"] == [] and config["env_kwargs"] == {}  # they belong to the preset's env
+
+
 def test_print_config_applies_overrides():
     result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.lstm_units", "32",
                   "--print-config", timeout=120)
@@ -461,3 +469,23 @@ def test_a_short_run_prints_no_cuda_probe_noise(tmp_path):
     for noise in ("cuInit", "Could not find cuda drivers", "absl::InitializeLog", *NOISE):
         assert noise not in result.stderr, f"{noise!r} in stderr:\n{result.stderr[-3000:]}"
     assert "stopped by env_steps" in result.stdout
+
+
+def test_plot_runs_draws_each_runs_evaluations_and_refuses_a_run_without_any(tmp_path, capsys):
+    from agents.r2d2.run_logger import CSV_COLUMNS
+
+    runs = []
+    for seed, evals in ((0, "0.5"), (1, "")):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"seed": seed}))
+        row = {c: "" for c in CSV_COLUMNS} | {"env_steps": "1000", "eval_return": evals}
+        (run / "metrics.csv").write_text(",".join(CSV_COLUMNS) + "\n" + ",".join(row[c] for c in CSV_COLUMNS) + "\n")
+        runs.append(str(run))
+    plot = _script("plot_runs")
+    assert plot.eval_curve(runs[0]) == ([1000.0], [0.5])
+    out = tmp_path / "curves.png"
+    assert plot.main([runs[0], "--out", str(out), "--threshold", "0.9", "--reference", "0.5"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.main([runs[0], runs[1], "--out", str(tmp_path / "none.png")]) == 2
+    assert "no evaluations" in capsys.readouterr().err and not (tmp_path / "none.png").exists()

@@ -135,19 +135,18 @@ def evaluate_weights(config: Any, weights: list[np.ndarray], episodes: int, epsi
         # Sync vectorization when recording: native vector envs may not render.
         vec = envs.make_vector_env(config.env_id, num_envs, seed=seed,
                                    vectorization="sync" if video_path else "auto",
-                                   env_packages=config.env_packages, **config.env_kwargs, **render_kwargs)
+                                   **config.env_make_kwargs, **render_kwargs)
     except Exception as error:  # noqa: BLE001 - fall back to no video, say why
         if not video_path:
             raise
         message = f"no video: {config.env_id!r} cannot render rgb_array ({type(error).__name__}: {error})"
         video_path = None
-        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, env_packages=config.env_packages,
-                                   **config.env_kwargs)
+        vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, **config.env_make_kwargs)
     try:
         description = envs.describe_env(vec)
         if env_json is not None:
             envs.check_env_record(env_json, envs.env_record(vec, config.env_id, config.env_packages,
-                                                            config.env_kwargs))
+                                                            config.env_kwargs, config.env_actions))
         actor = R2D2Actor(network_config_for(config, description), num_envs, epsilon, seed=seed)
         actor.set_weights(weights)
         frames: list | None = [] if video_path else None

@@ -236,10 +236,10 @@ class TrainingLoop:
         import envs
 
         cfg = self.config
-        vec = envs.make_vector_env(cfg.env_id, cfg.r2d2.num_envs, seed=cfg.seed,
-                                   env_packages=cfg.env_packages, **cfg.env_kwargs)
+        vec = envs.make_vector_env(cfg.env_id, cfg.r2d2.num_envs, seed=cfg.seed, **cfg.env_make_kwargs)
         try:
-            return vec, envs.describe_env(vec), envs.env_record(vec, cfg.env_id, cfg.env_packages, cfg.env_kwargs)
+            return vec, envs.describe_env(vec), envs.env_record(vec, cfg.env_id, cfg.env_packages, cfg.env_kwargs,
+                                                                         cfg.env_actions)
         except BaseException:
             vec.close()
             raise
@@ -575,8 +575,7 @@ class TrainingLoop:
 
         cfg = self.config
         if self._eval_actor is None:
-            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, env_packages=cfg.env_packages,
-                                                   **cfg.env_kwargs)
+            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, **cfg.env_make_kwargs)
             self._eval_actor = R2D2Actor(self.network_config, cfg.eval_num_envs, cfg.r2d2.eval_epsilon,
                                          seed=cfg.seed + 1)
         self._eval_actor.set_weights(self.learner.get_weights())

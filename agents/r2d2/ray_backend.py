@@ -119,8 +119,7 @@ class ActorWorker:
         seed = cfg.seed if seed is None else int(seed)
         self._env_seed = seed + 1000 * self.actor_index
         keras.utils.set_random_seed(self._env_seed)
-        self.envs = envs.make_vector_env(cfg.env_id, r.num_envs, seed=self._env_seed,
-                                           env_packages=cfg.env_packages, **cfg.env_kwargs)
+        self.envs = envs.make_vector_env(cfg.env_id, r.num_envs, seed=self._env_seed, **cfg.env_make_kwargs)
         self.network_config = network_config_for(cfg, envs.describe_env(self.envs))
         epsilons = worker_epsilons(self.actor_index, num_actors, r.num_envs, r.epsilon_base, r.epsilon_alpha)
         self.actor = R2D2Actor(self.network_config, r.num_envs, epsilons, seed=self._env_seed)
@@ -425,10 +424,10 @@ class RayTrainingLoop(TrainingLoop):
         import envs
 
         cfg = self.config
-        probe = envs.make_vector_env(cfg.env_id, 1, seed=cfg.seed, env_packages=cfg.env_packages, **cfg.env_kwargs)
+        probe = envs.make_vector_env(cfg.env_id, 1, seed=cfg.seed, **cfg.env_make_kwargs)
         try:
             return None, envs.describe_env(probe), envs.env_record(probe, cfg.env_id, cfg.env_packages,
-                                                                   cfg.env_kwargs)
+                                                                   cfg.env_kwargs, cfg.env_actions)
         finally:
             probe.close()
 

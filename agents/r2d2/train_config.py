@@ -65,6 +65,8 @@ class TrainConfig(ConfigMixin):
     """Packages imported before the env is made (they register ids, e.g. minigrid); --env-package NAME adds one."""
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Keyword arguments for gymnasium.make (JSON on the command line)."""
+    env_actions: tuple[int, ...] = ()
+    """Use only these of the env's actions (indices into its Discrete, or flattened MultiDiscrete, space), in this order: the agent's action i is the env's env_actions[i]; () all. E.g. MiniGrid's navigation actions 0 1 2 (left, right, forward) of its 7."""
     seed: int = 0
     """Seeds the environments, the actor's exploration, the replay sampling and TensorFlow."""
 
@@ -130,6 +132,12 @@ class TrainConfig(ConfigMixin):
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         packages = (self.env_packages,) if isinstance(self.env_packages, str) else self.env_packages
         object.__setattr__(self, "env_packages", tuple(str(p) for p in packages))
+        actions = self.env_actions
+        if not (isinstance(actions, (list, tuple)) and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0
+                                                           for a in actions) and len(set(actions)) == len(actions)):
+            raise ValueError(f"TrainConfig.env_actions must be distinct ints >= 0 (actions of the env), "
+                             f"got {actions!r}")
+        object.__setattr__(self, "env_actions", tuple(actions))
         checks = [
             (isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty string"),
             (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**31,
@@ -166,6 +174,12 @@ class TrainConfig(ConfigMixin):
 
     # Frozen with a dict field: hashing is meaningless, equality is what matters.
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def env_make_kwargs(self) -> dict[str, Any]:
+        """What ``envs.make_vector_env(env_id, n, **this)`` needs besides the id: the packages,
+        the action subset and ``env_kwargs``."""
+        return {"env_packages": self.env_packages, "env_actions": self.env_actions, **self.env_kwargs}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

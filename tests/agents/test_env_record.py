@@ -103,3 +103,28 @@ def test_run_records_env_and_evaluation_rebuilds_it(package, tmp_path):
         json.dump(record, file)
     with pytest.raises(ValueError, match=r"differs from the run's env.json: conversion: recorded"):
         evaluate_run(result.run_dir, episodes=2)
+
+
+def test_env_actions_are_recorded_and_evaluation_rebuilds_them(tmp_path):
+    config = get_preset("smoke").replace(env_actions=(2, 1, 0), total_env_steps=100, log_every=20,
+                                         progress="none", run_dir=str(tmp_path / "run"))
+    result = TrainingLoop(config).run()
+    with open(os.path.join(result.run_dir, "env.json")) as file:
+        record = json.load(file)
+    assert record["env_actions"] == [2, 1, 0]
+    assert record["conversion"]["action"] == "Discrete(3) (env actions [2, 1, 0])"
+    with open(os.path.join(result.run_dir, "config.json")) as file:
+        assert json.load(file)["env_actions"] == [2, 1, 0]
+    assert evaluate_run(result.run_dir, episodes=2)["episodes"] == 2
+
+    record["env_actions"] = [0, 1, 2]
+    with open(os.path.join(result.run_dir, "env.json"), "w") as file:
+        json.dump(record, file)
+    with pytest.raises(ValueError, match=r"env_actions: recorded \[0, 1, 2\], now \[2, 1, 0\]"):
+        evaluate_run(result.run_dir, episodes=2)
+
+
+@pytest.mark.parametrize("bad", [(1, 1), (-2,), (0.5,)])
+def test_bad_env_actions_in_the_config_are_refused(bad):
+    with pytest.raises(ValueError, match=r"TrainConfig.env_actions must be distinct ints >= 0"):
+        get_preset("smoke").replace(env_actions=bad)

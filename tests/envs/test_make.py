@@ -279,3 +279,45 @@ def test_vector_env_other_modes():
     # auto falls back to sync for a mode the native T-maze does not implement
     vec = envs.make_vector_env(envs.TMAZE_ID, 2, autoreset_mode=AutoresetMode.SAME_STEP)
     assert isinstance(vec, SyncVectorEnv)
+
+
+def test_env_actions_keep_a_subset_in_order_and_the_env_gets_its_own_actions():
+    env_id = _register("ActionSubset", spaces.Discrete(2), spaces.Discrete(7))
+    env = envs.make_env(env_id, env_actions=(0, 1, 2))
+    assert env.action_space == spaces.Discrete(3)
+    assert envs.describe_env(env).num_actions == 3
+    assert envs.describe_env(env).conversion.action == "Discrete(7) -> Discrete(3) (env actions [0, 1, 2])"
+    env.reset(seed=0)
+    reordered = envs.make_env(env_id, env_actions=[5, 2])
+    reordered.reset(seed=0)
+    received = []
+    for action in (0, 1):
+        reordered.step(action)
+        received.append(int(reordered.unwrapped.last_action))
+    assert received == [5, 2]
+
+
+def test_env_actions_index_the_flattened_multidiscrete_space():
+    env = envs.make_env(_register("ActionSubsetMulti", spaces.Discrete(2), spaces.MultiDiscrete([2, 3])),
+                        env_actions=(4,))
+    env.reset(seed=0)
+    env.step(0)
+    assert tuple(int(a) for a in env.unwrapped.last_action) == (1, 1)
+
+
+@pytest.mark.parametrize("bad", [(0, 7), (1, 1), (-1,), (0.5,), (True,), "012"])
+def test_bad_env_actions_name_the_value_and_what_was_expected(bad):
+    env_id = _register("ActionSubsetBad", spaces.Discrete(2), spaces.Discrete(7))
+    with pytest.raises(ValueError, match=r"env_actions for '.*ActionSubsetBad-v0' must be distinct ints in"):
+        envs.make_env(env_id, env_actions=bad)
+    with pytest.raises(ValueError, match=r"env_actions"):
+        envs.make_vector_env(env_id, 2, env_actions=bad)
+
+
+def test_env_actions_use_sync_vectorization_and_refuse_native():
+    vec = envs.make_vector_env(envs.TMAZE_ID, 3, seed=0, env_actions=(2, 0))
+    assert isinstance(vec, SyncVectorEnv) and vec.single_action_space == spaces.Discrete(2)
+    assert envs.describe_env(vec).conversion.action.endswith("(env actions [2, 0])")
+    vec.step(np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match=r"env_actions \[2, 0\] need sync vectorization"):
+        envs.make_vector_env(envs.TMAZE_ID, 3, vectorization="native", env_actions=(2, 0))

@@ -40,3 +40,31 @@ def test_default_view_shows_cue_and_both_objects_at_once(seed):
 @pytest.mark.parametrize("direction", range(4))
 def test_3x3_view_never_shows_the_cue_at_the_junction(seed, direction):
     assert len(_objects_seen(3, direction=direction, seed=seed)) <= 1  # at most one end object
+
+
+def test_preset_env_has_the_three_movement_actions():
+    """The preset keeps left, right, forward: MiniGrid's other 4 actions do nothing in this task."""
+    import minigrid  # noqa: F401
+    from minigrid.core.actions import Actions
+
+    import envs
+    from agents.r2d2.presets import get_preset
+
+    config = get_preset("minigrid_memory")
+    vec = envs.make_vector_env(config.env_id, 1, seed=0, **config.env_make_kwargs)
+    assert envs.describe_env(vec).num_actions == 3
+    assert config.env_actions == (Actions.left, Actions.right, Actions.forward)
+    inner = vec.envs[0].unwrapped
+    assert inner.agent_view_size == 3
+    moves = []
+    for action in (0, 1, 2):  # left, then right (back to east), then forward
+        before = (tuple(inner.agent_pos), inner.agent_dir)
+        vec.step(np.array([action]))
+        moves.append((before, (tuple(inner.agent_pos), inner.agent_dir)))
+    (p0, d0), (p1, d1) = moves[0]
+    assert p1 == p0 and d1 == (d0 - 1) % 4  # left turns counter-clockwise
+    (p0, d0), (p1, d1) = moves[1]
+    assert p1 == p0 and d1 == (d0 + 1) % 4
+    (p0, d0), (p1, d1) = moves[2]
+    assert d1 == d0 and p1 == (p0[0] + 1, p0[1])  # east, one cell (the start row is open to the hallway)
+    vec.close()
