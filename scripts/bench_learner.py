@@ -7,7 +7,7 @@ machine is noisy). Also measured in the same run:
 - naive: a plain Keras 3 step of that size (stateless LSTM, zero start state, gradient
   through all 125 steps, target net unrolled too, 1-step TD): the peer to beat;
 - the stateful step with XLA on vs off (``R2D2Config.jit_compile``; whichever is not the
-  default is the extra variant);
+  default is the extra variant: by default XLA is on at LSTM 512 and off at 64);
 - floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
   matmul per LSTM step, forward and backward counted), run as one large matmul;
 - chained floor: the same matmuls one after another, each on the previous one's output,
@@ -160,7 +160,7 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     data, weights = random_batch(config, network_config)
     learners = {core: R2D2Learner(config, network_config, core=core) for core in ("stateful", "stateless")}
     # The stateful step with the other XLA setting than the default, for the XLA ratio.
-    learners["stateful_other_jit"] = R2D2Learner(config.replace(jit_compile=not config.jit_compile), network_config)
+    learners["stateful_other_jit"] = R2D2Learner(config.replace(jit_compile=not config.xla), network_config)
     calls = {core: (lambda l=l: l.step(data, weights)) for core, l in learners.items()}
     calls["naive"] = _naive_step_fn(config, network_config)
     for call in calls.values():
@@ -174,7 +174,7 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
         for name, seconds in times.items():
             results[name] = min(results[name], seconds)
         paired.append(times["stateful"] / times["stateless"])
-        xla, plain = ((times["stateful"], times["stateful_other_jit"]) if config.jit_compile
+        xla, plain = ((times["stateful"], times["stateful_other_jit"]) if config.xla
                       else (times["stateful_other_jit"], times["stateful"]))
         paired_xla.append(xla / plain)
     # The ratio is the median of back-to-back pairs: robust to the machine's drift.

@@ -149,6 +149,7 @@ def test_help_does_not_import_tensorflow():
     (["--r2d2.start_state", "bogus"], ["--r2d2.start_state", "'bogus'", "stored"]),
     (["--r2d2.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
     (["--env_kwargs", "[1]"], ["--env_kwargs", "'[1]'", "JSON object"]),
+    (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "true, false or auto"]),
     (["--no_such_flag", "1"], ["--no_such_flag"]),
     (["--preset", "nope"], ["--preset", "'nope'", "tmaze"]),
 ])
@@ -170,6 +171,9 @@ def test_flag_spellings_and_value_forms(capsys):
     assert config["r2d2"]["network"]["head_units"] == 12 and config["stop_at_threshold"] is False
     assert config["solve_threshold"] is None and config["eval_every"] == 100 and config["num_actors"] == 3
     assert config["env_kwargs"] == {"corridor_length": 3} and config["min_replay_size"] == 16  # the rest: smoke's
+    for word, value in (("auto", None), ("none", None), ("on", True), ("false", False)):
+        assert _script("train").main(["--preset", "smoke", "--r2d2.jit_compile", word, "--print-config"]) == 0
+        assert json.loads(capsys.readouterr().out)["r2d2"]["jit_compile"] is value
 
 
 def test_env_package_flag_adds_to_the_presets_packages(capsys):

@@ -8,7 +8,8 @@ the way this project's command lines always have, :data:`REGISTRY` adds:
 - booleans take a value: ``--stop_at_threshold false`` (true/false, 1/0, yes/no, on/off);
 - tuples take a comma list or several words: ``--r2d2.network.lstm_units 64,64``;
 - dicts are JSON: ``--env_kwargs '{"corridor_length": 3}'``;
-- optional numbers accept ``none``: ``--solve_threshold none``;
+- optional numbers accept ``none``: ``--solve_threshold none``; optional switches ``auto``:
+  ``--r2d2.jit_compile auto``;
 - the network's observation and action fields are not flags (the environment sets
   them), and its architecture flags keep their older spelling as aliases
   (``--r2d2.lstm_units`` for ``--r2d2.network.lstm_units``).
@@ -128,6 +129,26 @@ def _optional_number_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec |
     return PrimitiveConstructorSpec(nargs=1, metavar=f"{number.__name__.upper()}|none", instance_from_str=parse_number,
                                     is_instance=lambda x: x is None or isinstance(x, number),
                                     str_from_instance=lambda x: ["none" if x is None else str(x)])
+
+
+@REGISTRY.primitive_rule
+def _optional_bool_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec | None:
+    if typing.get_origin(info.type) not in (typing.Union, types.UnionType):
+        return None
+    if set(typing.get_args(info.type)) != {bool, type(None)}:
+        return None
+
+    def parse(words: list[str]) -> bool | None:
+        if words[0].strip().lower() in _NONE + ("auto",):
+            return None
+        try:
+            return parse_bool(words[0])
+        except ValueError:
+            raise ValueError(f"expected true, false or auto, got {words[0]!r}") from None
+
+    return PrimitiveConstructorSpec(nargs=1, metavar="{true,false,auto}", instance_from_str=parse,
+                                    is_instance=lambda x: x is None or isinstance(x, bool),
+                                    str_from_instance=lambda x: ["auto" if x is None else str(x).lower()])
 
 
 _building_network: list[bool] = []

@@ -17,6 +17,11 @@ StartState = Literal["stored", "zero"]
 """How a replayed sequence's start state is chosen (``r2d2_state.burn_in.START_STATES``)."""
 START_STATES = get_args(StartState)
 
+XLA_MIN_LSTM_UNITS = 512
+"""``jit_compile=None`` (auto) compiles the learner step with XLA from this LSTM width on.
+Measured with ``scripts/bench_learner.py`` on 2 CPU cores (idle, one run, 2026-12-02): XLA on /
+off 0.816 of the step time at LSTM 512, 1.368 at LSTM 64 (docs/benchmarks.md)."""
+
 # Network fields that R2D2Config held itself before it nested a QNetworkConfig: an older
 # run's config.json has them flat (``r2d2.lstm_units``); from_dict moves them into ``network``.
 FLAT_NETWORK_FIELDS = ("mlp_units", "lstm_units", "head_units", "use_prev_action", "use_prev_reward")
@@ -99,8 +104,8 @@ class R2D2Config(ConfigMixin):
     """Start state of replayed sequences: 'stored' (the actor's) or 'zero'."""
     staleness_period: int = 0
     """Learner steps between staleness diagnostics (0: off). Needs per-step states in the replay."""
-    jit_compile: bool = False
-    """Compile the learner step with XLA."""
+    jit_compile: bool | None = None
+    """Compile the learner step with XLA: true, false, or auto (None, the default): on when the widest LSTM layer has >= XLA_MIN_LSTM_UNITS (512) units (scripts/bench_learner.py, 2 CPU cores: XLA 0.82x the step time at LSTM 512, 1.37x at 64)."""
 
     # --- network
     network: QNetworkConfig = dataclasses.field(default_factory=QNetworkConfig)
@@ -122,6 +127,7 @@ class R2D2Config(ConfigMixin):
         if isinstance(self.network, dict):
             object.__setattr__(self, "network", QNetworkConfig(**self.network))
         checks = [
+            (self.jit_compile in (None, True, False), "jit_compile", "True, False or None (auto)"),
             (self.burn_in >= 0, "burn_in", ">= 0"),
             (self.trace_length >= 1, "trace_length", ">= 1"),
             (1 <= self.sequence_period <= self.trace_length, "sequence_period", "in [1, trace_length]"),
@@ -167,6 +173,13 @@ class R2D2Config(ConfigMixin):
         values["network"] = QNetworkConfig(**network)  # it turns JSON lists into tuples
         cls._reject_unknown(values)
         return cls(**values)
+
+    @property
+    def xla(self) -> bool:
+        """Whether the learner step is compiled with XLA (``jit_compile``, auto resolved)."""
+        if self.jit_compile is not None:
+            return bool(self.jit_compile)
+        return max(self.network.lstm_units) >= XLA_MIN_LSTM_UNITS
 
     @property
     def sequence_length(self) -> int:

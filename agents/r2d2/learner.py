@@ -134,8 +134,8 @@ class R2D2Learner:
         self.optimizer.build(self.online.trainable_variables)
         self.num_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learner_steps")
         self.trace_count = 0  # Python side effect: counts traces of the step function
-        self._step_fn = tf.function(self._packed_step, jit_compile=config.jit_compile, autograph=False)
-        self._steps_fn = tf.function(self._packed_steps, jit_compile=config.jit_compile, autograph=False)
+        self._step_fn = tf.function(self._packed_step, jit_compile=config.xla, autograph=False)
+        self._steps_fn = tf.function(self._packed_steps, jit_compile=config.xla, autograph=False)
         # Direct callers of the traced graphs (None: not traced yet; False: not available).
         self._graph: _DirectCall | bool | None = None
         self._steps_graph: _DirectCall | bool | None = None

@@ -64,9 +64,10 @@ def _reference(learner, data, weights, cfg=CFG):
     return float(np.mean(losses)), np.array(priorities)
 
 
-@pytest.mark.parametrize("core,burn_in", [("stateful", 3), ("stateless", 3), ("stateful", 0)])
-def test_step_matches_numpy_reference(core, burn_in):
-    cfg = CFG.replace(burn_in=burn_in)
+@pytest.mark.parametrize("core,burn_in,xla", [("stateful", 3, False), ("stateless", 3, False), ("stateful", 0, False),
+                                             ("stateful", 3, True), ("stateless", 3, True)])
+def test_step_matches_numpy_reference(core, burn_in, xla):
+    cfg = CFG.replace(burn_in=burn_in, jit_compile=xla)
     learner = R2D2Learner(cfg, NET, core=core)
     # Online and target start equal; perturb the target so that swapping their roles
     # (argmax from the target, value from the online net) would fail the comparison.
@@ -229,6 +230,21 @@ def test_actor_epsilons_follow_the_paper():
     assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4 ** 8)
     assert all(a > b for a, b in zip(eps, eps[1:]))
     assert actor_epsilons(1) == [0.4]
+
+
+def test_xla_is_auto_by_lstm_width_unless_set():
+    from agents.r2d2.config import XLA_MIN_LSTM_UNITS
+
+    import dataclasses
+
+    wide = dataclasses.replace(CFG.network, lstm_units=(64, XLA_MIN_LSTM_UNITS))
+    narrow = dataclasses.replace(CFG.network, lstm_units=(XLA_MIN_LSTM_UNITS - 1,))
+    assert CFG.jit_compile is None and not CFG.xla
+    assert CFG.replace(network=wide).xla and not CFG.replace(network=narrow).xla
+    assert not CFG.replace(network=wide, jit_compile=False).xla and CFG.replace(jit_compile=True).xla
+    assert R2D2Config.from_dict(CFG.replace(jit_compile=True).to_dict()).jit_compile is True
+    with pytest.raises(ValueError, match=r"jit_compile must be True, False or None \(auto\), got 'yes'"):
+        CFG.replace(jit_compile="yes")
 
 
 def test_config_validation_names_the_field():
