@@ -238,7 +238,7 @@ def _minigrid_memory() -> TrainConfig:
     #   0.82-0.88 / 0.73-0.87 over 270k-300k, >= 0.9 first at 330k / 420k and held to 450k
     #   (0.968-0.969 / 0.90-0.93; the best policy scores ~0.97, carrying the cue only when it
     #   is in view at step 0 ~0.61).
-    # - The `memory` preset's recipe otherwise: 64 samples per insert at batch 32 from 64
+    # - Close to the `memory` preset's recipe otherwise: 64 samples per insert at batch 32 from 64
     #   sequences, no burn-in (each episode's first sequence starts at its step 0: whole short
     #   episodes in one trace), trace 24 / period 12, 3-step targets, discount 0.95, priority
     #   exponent 0.6, a target update every 1000 learner steps, lr 1e-3 decayed linearly over
