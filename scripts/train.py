@@ -134,6 +134,26 @@ def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
     return args, config
 
 
+def dropped_preset_env_settings(argv: list[str]) -> str | None:
+    """The note for ``--env OTHER`` on a preset with env kwargs or an action subset: those
+    belong to the preset's env and are not used (None if nothing was dropped)."""
+    if _flag_value(argv, "--resume") is not None:
+        return None
+    env_id = _flag_value(argv, "--env", "--env_id")
+    preset = _flag_value(argv, "--preset") or (GENERIC_PRESET if env_id is not None else DEFAULT_PRESET)
+    if env_id is None or preset not in PRESETS:
+        return None
+    base = get_preset(preset)
+    if env_id == base.env_id:
+        return None
+    dropped = [f"{name} {value!r}" for name, value in (("env_kwargs", base.env_kwargs), ("env_actions", base.env_actions))
+               if value and _flag_value(argv, f"--{name}") is None]
+    if not dropped:
+        return None
+    return (f"note: --env {env_id}: the {preset!r} preset's {' and '.join(dropped)} are for {base.env_id} and "
+            "not used (set them with the same flags)")
+
+
 def _error(message: object) -> int:
     """Configuration and environment errors: one line on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -145,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
     except ValueError as error:  # ConfigurationError, or a config value out of range
         return _error(error)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    note = dropped_preset_env_settings(argv)
     if args.print_config:
         print(config.to_json())
+        if note:
+            print(note, file=sys.stderr)
         return 0
     import envs
 
@@ -174,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileExistsError, ConfigurationError) as error:
         return _error(error)
     print(f"run dir: {loop.run_dir}", flush=True)
+    if note:  # after the start succeeded: a failed start stays one error line
+        print(note, file=sys.stderr, flush=True)
     try:
         result = loop.run()
     except RunFailedError as error:

@@ -186,8 +186,27 @@ def test_env_actions_flag_and_another_env_drops_the_presets_subset(capsys):
     assert _script("train").main(["--preset", "minigrid_memory", "--env_actions", "2", "0", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["env_actions"] == [2, 0]
     assert _script("train").main(["--preset", "minigrid_memory", "--env", "CartPole-v1", "--print-config"]) == 0
-    config = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    config = json.loads(captured.out)
     assert config["env_actions"] == [] and config["env_kwargs"] == {}  # they belong to the preset's env
+    assert ("note: --env CartPole-v1: the 'minigrid_memory' preset's env_kwargs {'agent_view_size': 3} and "
+            "env_actions (0, 1, 2) are for MiniGrid-MemoryS7-v0 and not used") in captured.err
+    assert _script("train").main(["--preset", "minigrid_memory", "--env", "MiniGrid-MemoryS9-v0",
+                                  "--env_actions", "0", "1", "2", "--print-config"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["env_actions"] == [0, 1, 2]
+    assert "env_kwargs {'agent_view_size': 3} are for" in captured.err and "env_actions (0" not in captured.err
+
+
+def test_dropped_preset_env_settings_are_noted_after_a_successful_start(tmp_path, capsys):
+    code = _script("train").main(["--preset", "smoke", "--env", "r2d2_state/TMaze-v0", "--run_dir", str(tmp_path / "a"),
+                                  "--progress", "none", "--total_env_steps", "40"])
+    assert code == 0 and "note:" not in capsys.readouterr().err  # the preset's own env: nothing dropped
+    code = _script("train").main(["--preset", "smoke", "--env", "CartPole-v1", "--run_dir", str(tmp_path / "b"),
+                                  "--progress", "none", "--total_env_steps", "40", "--min_replay_size", "8",
+                                  "--r2d2.batch_size", "8"])
+    err = capsys.readouterr().err
+    assert code == 0 and "note: --env CartPole-v1: the 'smoke' preset's env_kwargs {'corridor_length': 2}" in err
 
 
 def test_print_config_applies_overrides():
