@@ -78,6 +78,16 @@ def _flag_value(argv: list[str], *names: str) -> str | None:
     return value
 
 
+def _preset_and_env(argv: list[str]) -> tuple[str, str | None]:
+    """The preset a run starts from and the ``--env`` / ``--env_id`` given, if any."""
+    env_id = _flag_value(argv, "--env", "--env_id")
+    # Another env without a preset gets the hyperparameters meant for any small memory task.
+    preset = _flag_value(argv, "--preset")
+    if preset is None:
+        preset = GENERIC_PRESET if env_id is not None else DEFAULT_PRESET
+    return preset, env_id
+
+
 def _base_config(argv: list[str]) -> TrainConfig:
     """The defaults the flags override: the resumed run's config, or the preset's."""
     run_dir = _flag_value(argv, "--resume")
@@ -86,11 +96,7 @@ def _base_config(argv: list[str]) -> TrainConfig:
         if not os.path.isfile(config_path):
             raise ConfigurationError(f"--resume {run_dir!r}: not a run directory ({config_path!r} does not exist)")
         return TrainConfig.from_json_file(config_path)
-    preset = _flag_value(argv, "--preset")
-    env_id = _flag_value(argv, "--env", "--env_id")
-    if preset is None:
-        # Another env without a preset gets the hyperparameters meant for any small memory task.
-        preset = GENERIC_PRESET if env_id is not None else DEFAULT_PRESET
+    preset, env_id = _preset_and_env(argv)
     if preset not in PRESETS:
         raise ConfigurationError(f"--preset {preset!r}: expected one of {sorted(PRESETS)}")
     base = get_preset(preset)
@@ -139,8 +145,7 @@ def dropped_preset_env_settings(argv: list[str]) -> str | None:
     belong to the preset's env and are not used (None if nothing was dropped)."""
     if _flag_value(argv, "--resume") is not None:
         return None
-    env_id = _flag_value(argv, "--env", "--env_id")
-    preset = _flag_value(argv, "--preset") or (GENERIC_PRESET if env_id is not None else DEFAULT_PRESET)
+    preset, env_id = _preset_and_env(argv)
     if env_id is None or preset not in PRESETS:
         return None
     base = get_preset(preset)
