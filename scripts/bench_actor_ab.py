@@ -7,8 +7,9 @@ The base revision's ``agents/r2d2/actor.py``, ``r2d2_state/networks.py`` and
 (``select_actions`` + ``env.step`` + ``adder.add`` + ``observe``, as in
 ``bench_actor.py``) run round by round on their own T-maze vector env, and the ratio
 is the median of the rounds' paired ratios, which survives a loaded machine better
-than absolute times. Also times this tree's actor with ``jit_compile=True``. Prints
-one JSON line last.
+than absolute times. Variants of this tree: ``now`` (the default, ``backend="auto"``:
+the numpy step for this vector torso), ``now_tf`` (the TensorFlow graph step) and
+``now_xla`` (the graph step with ``jit_compile=True``). Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def main() -> None:
         for n in args.num_envs:
             loops = {"base": Loop(base["actor"].R2D2Actor, base["adder"].SequenceAdder, base_config, args.env_id, n),
                      "now": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n),
+                     "now_tf": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n, backend="tf"),
                      "now_xla": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n, jit_compile=True)}
             for loop in loops.values():
                 loop.run(20)  # trace

@@ -12,7 +12,15 @@ machine is noisy). Also measured in the same run:
   matmul per LSTM step, forward and backward counted), run as one large matmul;
 - chained floor: the same matmuls one after another, each on the previous one's output,
   as a recurrence must run them (straight-line ops in one graph: no loop, no other op);
+- gate arithmetic: the LSTM cells' elementwise ops alone (gate activations, state update
+  and their derivative), chained step to step without a matmul: what a recurrence pays on
+  top of the chained floor;
 - op cost: TensorFlow's fixed cost per op in a graph (a chain of 1000 adds on [B, 4 units]).
+
+The learner steps (stateful, stateless, naive, other XLA setting) run in one process per
+LSTM size with TensorFlow's thread pools as training sizes them (``--pools auto``: at LSTM
+64 one thread per op and two ops at once, at 512 TensorFlow's default; ``TrainConfig.tf_threads``),
+the floors in another with the default pools, which give the best matmul rate.
 
 Usage:
     python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -128,6 +137,48 @@ def _chained_floor_seconds(config, network_config, feature_dim: int, repeats: in
     return _time_steps(lambda: chain(x0, w1, w2).numpy(), 3, repeats)
 
 
+def _gates_seconds(config, network_config, repeats: int = 3) -> float:
+    """The recurrence's elementwise arithmetic alone, without a matmul: the fused cell's
+    gate activations and state update (``r2d2_state.lstm``) for 2 L forward steps and
+    their derivative for T backward steps, on [B, 4 units], chained step to step.
+
+    A recurrence pays this on top of the chained floor: it grows as B x units per step,
+    the matmul as B x units^2, so at small widths it is a large share of the step. The
+    stand-in for each step's matmul is a concat / slice (one op), so this is an upper
+    bound by one cheap op per step.
+    """
+    import tensorflow as tf
+
+    b, units = config.batch_size, network_config.lstm_units[0]
+    forward, backward = 2 * config.sequence_length, config.trace_length
+    rng = np.random.default_rng(0)
+    z0 = tf.constant(rng.normal(size=(b, 4 * units)).astype(np.float32))
+    c0 = tf.constant(rng.normal(size=(b, units)).astype(np.float32))
+
+    @tf.function
+    def chain(z, c, acts, cs):  # arguments, not captured constants: nothing to fold
+        for _ in range(forward):
+            a = tf.sigmoid(z)
+            i, f, o, s = tf.split(a, 4, axis=-1)
+            c = f * c + i * (2.0 * s - 1.0)
+            h = o * tf.tanh(c)
+            z = tf.concat([h, h, h, h], axis=-1)
+        dh, dc = h, c
+        i, f, o, s = tf.split(acts, 4, axis=-1)
+        for _ in range(backward):
+            dh = dh + cs
+            tc = tf.tanh(cs)
+            dc = dc + dh * o * (1.0 - tc * tc)
+            dz = tf.concat([dc * (2.0 * s - 1.0), dc * cs, dh * tc, dc * i * 2.0], axis=-1) * acts * (1.0 - acts)
+            dh = dz[:, :units]
+            dc = dc * f
+        return tf.reduce_sum(dh) + tf.reduce_sum(dc)
+
+    args = (z0, c0, tf.sigmoid(z0), c0)
+    chain(*args)
+    return _time_steps(lambda: chain(*args).numpy(), 3, repeats)
+
+
 def _op_seconds(config, network_config, repeats: int = 3, ops: int = 1000) -> float:
     """TensorFlow's cost per op in a graph: a chain of ``ops`` adds on one [B, 4 units] tensor."""
     import tensorflow as tf
@@ -145,18 +196,27 @@ def _op_seconds(config, network_config, repeats: int = 3, ops: int = 1000) -> fl
     return _time_steps(lambda: chain(x0, one).numpy(), 3, repeats) / ops
 
 
-def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
-    import keras
-
+def _configs(units: int):
     from agents.r2d2.config import R2D2Config
-    from agents.r2d2.learner import R2D2Learner
-    from agents.r2d2.synthetic import random_batch
     from r2d2_state.networks import QNetworkConfig
 
-    keras.utils.set_random_seed(0)
     architecture = QNetworkConfig(mlp_units=(64,), lstm_units=(units,), head_units=units)
-    config = R2D2Config(network=architecture)
-    network_config = architecture.for_env(observation_shape=(4,), num_actions=4)
+    return R2D2Config(network=architecture), architecture.for_env(observation_shape=(4,), num_actions=4)
+
+
+def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "auto") -> dict[str, float]:
+    """The learner steps, in this (fresh) process; ``pools`` "auto": TensorFlow's thread
+    pools as training sizes them (``TrainConfig.tf_threads`` 0), "default": TensorFlow's."""
+    from agents.r2d2.loop import configure_tf_threads
+
+    config, network_config = _configs(units)
+    intra, inter = configure_tf_threads(0, network_config, xla=config.xla) if pools == "auto" else (0, 0)
+    import keras
+
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.synthetic import random_batch
+
+    keras.utils.set_random_seed(0)
     data, weights = random_batch(config, network_config)
     learners = {core: R2D2Learner(config, network_config, core=core) for core in ("stateful", "stateless")}
     # The stateful step with the other XLA setting than the default, for the XLA ratio.
@@ -183,9 +243,21 @@ def measure(units: int, steps: int, quick: bool = False) -> dict[str, float]:
     for core, learner in learners.items():
         if learner.trace_count != 1:
             raise RuntimeError(f"{core} learner step retraced: {learner.trace_count} traces")
+    results["intra_op_threads"], results["inter_op_threads"] = intra, inter
+    return results
+
+
+def measure_floors(units: int, quick: bool = False) -> dict[str, float]:
+    """The floors, in this (fresh) process with TensorFlow's default pools: the best matmul
+    rate of the machine."""
+    config, network_config = _configs(units)
+    results = {}
     feature_dim = network_config.mlp_units[0] + network_config.num_actions + 1
-    results["floor"] = _floor_seconds(config, network_config, feature_dim, 1 if quick else 3)
-    results["chained_floor"] = _chained_floor_seconds(config, network_config, feature_dim, 1 if quick else 3)
+    # A floor is the best rate the machine gives: best of many short repeats.
+    repeats = 2 if quick else (10 if units <= 128 else 3)
+    results["floor"] = _floor_seconds(config, network_config, feature_dim, repeats)
+    results["chained_floor"] = _chained_floor_seconds(config, network_config, feature_dim, repeats)
+    results["gates"] = _gates_seconds(config, network_config, 1 if quick else 3)
     results["op"] = _op_seconds(config, network_config, 1 if quick else 3)
     return results
 
@@ -195,23 +267,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", type=int, nargs="+", default=[64, 512], help="LSTM sizes to measure")
     parser.add_argument("--steps", type=int, default=0, help="steps per timing (0: 20 for 64, 3 for 512)")
     parser.add_argument("--quick", action="store_true", help="one timing repeat instead of three")
+    parser.add_argument("--pools", choices=("auto", "default"), default="auto",
+                        help="TensorFlow thread pools of the learner steps: 'auto', as training sizes them "
+                             "(TrainConfig.tf_threads 0), or TensorFlow's 'default'. The floors always run with "
+                             "the default pools (the machine's best matmul rate), in a process of their own")
+    parser.add_argument("--_part", nargs=2, metavar=("PART", "UNITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from agents.r2d2.quiet import import_tensorflow_quietly
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    if args._part:
+        from agents.r2d2.quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+        import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+        part, units = args._part[0], int(args._part[1])
+        steps = args.steps or (10 if units <= 128 else 2)
+        out = (measure_steps(units, steps, args.quick, args.pools) if part == "steps"
+               else measure_floors(units, args.quick))
+        print(json.dumps(out))
+        return 0
+
+    # TensorFlow fixes its thread pools at its first op: each part runs in its own process.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+    def run_part(part: str, units: int) -> dict[str, float]:
+        command = [sys.executable, os.path.abspath(__file__), "--_part", part, str(units), "--steps", str(args.steps),
+                   "--pools", args.pools] + (["--quick"] if args.quick else [])
+        out = subprocess.run(command, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"{part} at LSTM {units} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     summary: dict[str, float] = {}
     print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "
           f"{'steps/s':>8} {'stateful/stateless':>19} {'vs naive':>9} {'vs floor':>9}")
     for units in args.units:
-        steps = args.steps or (10 if units <= 128 else 2)
-        r = measure(units, steps, args.quick)
+        # The floors' processes differ by up to 1.4x in matmul rate (thread placement):
+        # the best of two processes.
+        floors = [run_part("floors", units) for _ in range(2)]
+        r = {**run_part("steps", units), **{key: min(f[key] for f in floors) for key in floors[0]}}
         ratio = r["stateful_over_stateless"]
+        pools = f"{r['intra_op_threads']}x{r['inter_op_threads']}" if r["intra_op_threads"] else "default"
+        print(f"      TensorFlow pools of the steps (threads within an op x ops at once): {pools}")
         print(f"      XLA / no XLA (stateful, median of paired rounds): {r['xla_over_no_xla']:.3f}")
         print(f"      chained floor (the floor's matmuls one after another): {r['chained_floor'] * 1e3:.1f} ms "
               f"({r['chained_floor'] / r['floor']:.2f}x the floor; the stateful step is "
               f"{r['stateful'] / r['chained_floor']:.2f}x it); cost per graph op: {r['op'] * 1e6:.1f} us")
+        arithmetic = r["chained_floor"] + r["gates"]
+        print(f"      gate arithmetic (the cells' elementwise ops, no matmul): {r['gates'] * 1e3:.1f} ms "
+              f"({r['gates'] / r['floor']:.2f}x the floor); chained floor + gates {arithmetic * 1e3:.1f} ms "
+              f"({arithmetic / r['floor']:.2f}x the floor; the stateful step is {r['stateful'] / arithmetic:.2f}x it)")
         print(f"{units:>5} {r['stateful'] * 1e3:>12.1f} {r['stateless'] * 1e3:>13.1f} {r['naive'] * 1e3:>9.1f} "
               f"{r['floor'] * 1e3:>9.1f} {1 / r['stateful']:>8.2f} {ratio:>19.3f} "
               f"{r['stateful'] / r['naive']:>9.2f} {r['stateful'] / r['floor']:>9.2f}", flush=True)
@@ -227,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"chained_floor_over_floor_lstm{units}"] = round(r["chained_floor"] / r["floor"], 3)
         summary[f"stateful_over_chained_floor_time_lstm{units}"] = round(r["stateful"] / r["chained_floor"], 3)
         summary[f"op_us_lstm{units}"] = round(r["op"] * 1e6, 2)
+        summary[f"intra_op_threads_lstm{units}"] = r["intra_op_threads"]
+        summary[f"inter_op_threads_lstm{units}"] = r["inter_op_threads"]
+        summary[f"gates_ms_lstm{units}"] = round(r["gates"] * 1e3, 3)
+        summary[f"gates_over_floor_lstm{units}"] = round(r["gates"] / r["floor"], 3)
+        summary[f"stateful_over_chained_floor_and_gates_time_lstm{units}"] = round(
+            r["stateful"] / (r["chained_floor"] + r["gates"]), 3)
     ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
     summary["stateful_over_stateless_time"] = round(max(ratios), 3)
     summary["load_average_1min"] = round(os.getloadavg()[0], 2)

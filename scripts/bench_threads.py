@@ -2,13 +2,15 @@
 
     python scripts/bench_threads.py                       # tmaze, cartpole_novel, lstm64
     python scripts/bench_threads.py --configs tmaze --threads 1 2 --rounds 5
+    python scripts/bench_threads.py --threads 0 1 1x2     # 1x2: 1 thread per op, 2 ops at once
 
 TensorFlow fixes its pools when it runs its first op, so every measurement is its own
 process: build the learner of a config, one step (trace and first call: "start-up"), then
 time ``--steps`` steps on a fixed random batch. Rounds interleave the thread counts; the
 table gives the median per config and count, and the ratio to TensorFlow's default pools
 (0) per round, median over rounds. Configs: ``tmaze`` and ``cartpole_novel`` are the
-presets' learners; ``lstm64`` / ``lstm512`` the batch 64, 40 + 80 + 5 step of
+presets' learners, ``minigrid_memory`` too (its 3x3 view); ``lstm64`` / ``lstm256`` /
+``lstm512`` the batch 64, 40 + 80 + 5 step of
 ``bench_learner.py``. Prints one JSON line last.
 """
 
@@ -24,26 +26,37 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CONFIGS = ("tmaze", "cartpole_novel", "lstm64", "lstm512")
-STEPS = {"tmaze": 300, "cartpole_novel": 200, "lstm64": 30, "lstm512": 3}
+CONFIGS = ("tmaze", "cartpole_novel", "minigrid_memory", "lstm64", "lstm256", "lstm512")
+STEPS = {"tmaze": 300, "cartpole_novel": 200, "minigrid_memory": 100, "lstm64": 30, "lstm256": 6, "lstm512": 3}
 
 
-def _measure(config: str, threads: int, steps: int) -> dict[str, float]:
+def _pools(threads: str) -> tuple[int, int]:
+    """``"N"``: N threads in both pools (0: TensorFlow's default); ``"AxB"``: A threads
+    within an op (intra-op pool), B ops at once (inter-op pool)."""
+    intra, _, inter = threads.partition("x")
+    pools = (int(intra), int(inter or intra))
+    if min(pools) < 0 or (0 in pools and pools != (0, 0)):
+        raise ValueError(f"threads must be N or AxB with N >= 0 and A, B >= 1, got {threads!r}")
+    return pools
+
+
+def _measure(config: str, threads: str, steps: int) -> dict[str, float]:
     """In this (fresh) process: start-up and seconds per learner step."""
     import tensorflow as tf
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    intra, inter = _pools(threads)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     from agents.r2d2.config import R2D2Config
     from agents.r2d2.learner import R2D2Learner
     from agents.r2d2.presets import get_preset
     from agents.r2d2.synthetic import random_batch
     from r2d2_state.network_config import QNetworkConfig
 
-    if config in ("tmaze", "cartpole_novel"):
+    if config in ("tmaze", "cartpole_novel", "minigrid_memory"):
         r2d2 = get_preset(config).r2d2
-        shape, actions = ((4,), 3) if config == "tmaze" else ((2,), 2)
+        shape, actions = {"tmaze": ((4,), 3), "cartpole_novel": ((2,), 2), "minigrid_memory": ((3, 3, 3), 3)}[config]
         net = r2d2.network.for_env(shape, actions)
     else:  # bench_learner.py's step: the paper's sizes (batch 64, 40 + 80 + 5)
         units = int(config.removeprefix("lstm"))
@@ -65,19 +78,23 @@ def _measure(config: str, threads: int, steps: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["tmaze", "cartpole_novel", "lstm64"])
-    parser.add_argument("--threads", nargs="+", type=int, default=[0, 1, 2],
-                        help="pool sizes to compare (0: TensorFlow's default)")
+    parser.add_argument("--threads", nargs="+", default=["0", "1", "2"],
+                        help="pool sizes to compare: N (both pools; 0: TensorFlow's default) or AxB "
+                             "(A threads within an op, B ops at once)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--_measure", nargs=3, metavar=("CONFIG", "THREADS", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._measure:
         config, threads, steps = args._measure
-        print(json.dumps(_measure(config, int(threads), int(steps))))
+        print(json.dumps(_measure(config, threads, int(steps))))
         return 0
-    if any(t < 0 for t in args.threads):
-        parser.error(f"--threads must be >= 0, got {args.threads}")
+    for threads in args.threads:
+        try:
+            _pools(threads)
+        except ValueError as error:
+            parser.error(str(error))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_index in range(args.rounds):
         for config in args.configs:
             for threads in args.threads:
@@ -95,12 +112,12 @@ def main() -> int:
             step = statistics.median(r["step_ms"] for r in runs)
             startup = statistics.median(r["startup_s"] for r in runs)
             ratio = None
-            if 0 in args.threads:
-                ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(runs, results[(config, 0)]))
+            if "0" in args.threads:
+                ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(runs, results[(config, "0")]))
                 summary[f"step_over_default_{config}_threads{threads}"] = round(ratio, 3)
             summary[f"step_ms_{config}_threads{threads}"] = round(step, 3)
             summary[f"startup_s_{config}_threads{threads}"] = round(startup, 3)
-            print(f"{config:15s} {threads:7d} {startup:10.2f} {step:9.2f} {'' if ratio is None else f'{ratio:10.3f}'}")
+            print(f"{config:15s} {threads:>7s} {startup:10.2f} {step:9.2f} {'' if ratio is None else f'{ratio:10.3f}'}")
     summary["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(summary, sort_keys=True))
     return 0

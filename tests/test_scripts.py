@@ -474,9 +474,10 @@ def test_resume_refuses_flags_outside_budget_and_output(finished_run, tmp_path, 
     assert _files(run_dir) == before
     # Budget and output flags may change: the run's config with them applied.
     assert _script("train").main(["--resume", run_dir, "--eval-every", "50", "--total_env_steps", "999",
-                                  "--print-config"]) == 0
+                                  "--r2d2.actor_backend", "tf", "--print-config"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["eval_every"] == 50 and config["total_env_steps"] == 999 and config["seed"] == 0
+    assert config["r2d2"]["actor_backend"] == "tf"  # the same numbers, another way to compute them
 
 
 @pytest.mark.slow

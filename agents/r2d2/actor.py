@@ -19,6 +19,13 @@ Episode boundaries follow Gymnasium 1.x NEXT_STEP autoreset, exactly as
                                        returns o_0, reward 0
 
 Only row i is reset; the other envs' rows are untouched.
+
+Two backends compute the step, with the same numbers (to float32 rounding) and the same
+API: ``"tf"``, one call of a traced graph over the stateful network (the state lives in
+its state variables), and ``"numpy"`` (:class:`agents.r2d2.numpy_step.NumpyQStep`), the
+same arithmetic in numpy with the state in numpy arrays, for networks with a vector torso.
+``"auto"`` (the default) takes numpy where it applies: at the actor's batch sizes a graph
+call's fixed cost is several times the step's arithmetic (docs/learner.md, "Actor").
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from agents.r2d2.config import ACTOR_BACKENDS
 from agents.r2d2.graph_call import flat_caller
+from agents.r2d2.numpy_step import NumpyQStep, numpy_step_unsupported
 from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.state import get_states, reset_rows, reset_states, stateful_layers
@@ -63,11 +72,17 @@ class R2D2Actor:
       epsilons: one exploration rate in [0, 1] for every env, or N of them.
       seed: seeds the exploration generator (numpy ``default_rng``); the network's
         initial weights come from Keras' global seed as usual.
-      jit_compile: compile the step with XLA (README, Actor, "Speed": mixed, off by default).
+      jit_compile: compile the step with XLA (tf backend only; slower to start, mixed
+        in speed: docs/learner.md, "Actor").
+      backend: ``"auto"`` (default), ``"numpy"`` or ``"tf"`` (module docstring).
 
     Attributes:
       network: the stateful ``keras.Model`` (batch N). Its state variables are the
-        envs' recurrent states; read them with ``r2d2_state.state.get_states``.
+        envs' recurrent states; read them with ``r2d2_state.state.get_states``. With the
+        numpy backend, reading this attribute first writes the numpy state into those
+        variables, and the next ``select_actions`` reads the variables and the weights
+        back: the model stays the actor's state either way.
+      backend: the resolved backend, ``"numpy"`` or ``"tf"``.
       epsilons: float64 [N], the per-env exploration rates.
       last_q: float32 [N, A], the Q-values of the last ``select_actions`` (None before).
       num_traces: how many times the step function was traced (1 after the first step).
@@ -80,6 +95,7 @@ class R2D2Actor:
         epsilons: Sequence[float] | float,
         seed: int | None = None,
         jit_compile: bool = False,
+        backend: str = "auto",
     ) -> None:
         if not isinstance(network_config, QNetworkConfig):
             raise TypeError(f"network_config must be a QNetworkConfig, got {type(network_config).__name__}")
@@ -91,10 +107,18 @@ class R2D2Actor:
         self.observation_shape = tuple(network_config.observation_shape)
         # Matches the network's observation input: uint8 images are rescaled inside it.
         self.observation_dtype = np.dtype(network_config.input_dtype)
-        self.network: keras.Model = build_q_network(
+        if backend not in ACTOR_BACKENDS:
+            raise ValueError(f"backend must be one of {ACTOR_BACKENDS}, got {backend!r}")
+        unsupported = numpy_step_unsupported(network_config)
+        if backend == "numpy" and (unsupported or jit_compile):
+            raise ValueError(f"backend='numpy' does not apply here: "
+                             f"{unsupported or 'jit_compile=True is for the tf backend'}")
+        self.backend = "numpy" if backend == "numpy" or (
+            backend == "auto" and unsupported is None and not jit_compile) else "tf"
+        self._model: keras.Model = build_q_network(
             network_config, stateful=True, batch_size=self.num_envs, name=f"actor_q_network_n{self.num_envs}"
         )
-        self._layer_sizes = [len(layer.states) for layer in stateful_layers(self.network)]
+        self._layer_sizes = [len(layer.states) for layer in stateful_layers(self._model)]
         self.epsilons = self._checked_epsilons(epsilons)
         self._rng = np.random.default_rng(seed)
         self.last_q: np.ndarray | None = None
@@ -112,11 +136,23 @@ class R2D2Actor:
         # The traced graph, called directly: a tf.function call re-binds and type-checks
         # its arguments every time (~0.3-0.5 ms here, as long as the LSTM step itself).
         self._concrete_step: Callable[..., Any] | None = None
-        self._state_units = [int(v.shape[-1]) for layer in stateful_layers(self.network) for v in layer.states]
+        self._state_units = [int(v.shape[-1]) for layer in stateful_layers(self._model) for v in layer.states]
         bounds = np.cumsum([self.num_actions] + self._state_units).tolist()
         self._state_columns = list(zip(bounds[:-1], bounds[1:]))
         self._aux = np.zeros((3, n), np.float32)  # prev_action, prev_reward, reset rows
+        self._numpy_step = NumpyQStep(self._model, network_config) if self.backend == "numpy" else None
+        self._states: list[list[np.ndarray]] = []  # numpy backend: the envs' state rows
+        self._model_lent = False  # numpy backend: `network` was read; re-read the model before stepping
         self.reset()
+
+    @property
+    def network(self) -> keras.Model:
+        if self._numpy_step is not None and not self._model_lent:
+            # The caller may read or write the state or the weights: hand over the current state;
+            # until the next step reads both back, the model is the truth.
+            reset_states(self._model, self._states)
+            self._model_lent = True
+        return self._model
 
     # ------------------------------------------------------------------ public API
 
@@ -124,7 +160,9 @@ class R2D2Actor:
         """Start every env afresh (call after ``env.reset()``): zero state, prev_action -1,
         prev_reward 0, no pending row resets."""
         n = self.num_envs
-        reset_states(self.network)
+        reset_states(self._model)
+        units = iter(self._state_units)
+        self._states = [[np.zeros((n, next(units)), np.float32) for _ in range(count)] for count in self._layer_sizes]
         self._prev_action = np.full(n, -1, np.int32)
         self._prev_reward = np.zeros(n, np.float32)
         self._pending_reset = np.zeros(n, bool)  # zero these rows before the next step
@@ -148,6 +186,8 @@ class R2D2Actor:
           TypeError: image observations that are not uint8.
         """
         obs = self._checked_observation(observation)
+        if self._numpy_step is not None:
+            return self._select_numpy(obs)
         if self._concrete_step is None:
             self._concrete_step = flat_caller(self._step_fn.get_concrete_function())  # the one trace
         aux = self._aux
@@ -156,15 +196,30 @@ class R2D2Actor:
         out = self._concrete_step(tf.constant(obs), tf.constant(aux)).numpy()  # [N, A + sum of units]
         self._pending_reset[:] = False
         q = out[:, : self.num_actions].copy()
+        arrays = iter([out[:, a:b].copy() for a, b in self._state_columns])
+        state = [[next(arrays) for _ in range(count)] for count in self._layer_sizes]
+        return self._epsilon_greedy(q), state
+
+    def _select_numpy(self, obs: np.ndarray) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+        if self._model_lent:  # `network` was handed out: its state and weights are the truth
+            self._states = [[np.asarray(s, np.float32) for s in layer] for layer in get_states(self._model)]
+            self._numpy_step.load()
+            self._model_lent = False
+        if self._pending_reset.any():
+            rows = self._pending_reset[:, None]
+            self._states = [[np.where(rows, np.float32(0.0), s) for s in layer] for layer in self._states]
+            self._pending_reset[:] = False
+        before = self._states  # never written in place: the step returns new arrays
+        q, self._states = self._numpy_step(obs, self._prev_action, self._prev_reward, before)
+        return self._epsilon_greedy(q), before
+
+    def _epsilon_greedy(self, q: np.ndarray) -> np.ndarray:
         self.last_q = q
         greedy = np.argmax(q, axis=1)
         explore = self._rng.random(self.num_envs) < self.epsilons
         # Uniform over all actions (the greedy one included), as in the paper's Ape-X actors.
         random = self._rng.integers(self.num_actions, size=self.num_envs)
-        actions = np.where(explore, random, greedy).astype(np.int32)
-        arrays = iter([out[:, a:b].copy() for a, b in self._state_columns])
-        state = [[next(arrays) for _ in range(count)] for count in self._layer_sizes]
-        return actions, state
+        return np.where(explore, random, greedy).astype(np.int32)
 
     def observe(self, action: Any, reward: Any, terminated: Any, truncated: Any) -> None:
         """Record the outcome of ``env.step(action)`` for the next ``select_actions``.
@@ -204,7 +259,9 @@ class R2D2Actor:
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Load the learner's weights (``get_weights`` order of ``build_q_network``).
         The recurrent states are not weights: they are kept."""
-        self.network.set_weights(weights)
+        self._model.set_weights(weights)
+        if self._numpy_step is not None:
+            self._numpy_step.load()
 
     def set_epsilons(self, epsilons: Sequence[float] | float) -> None:
         """Replace the exploration rates (one for all envs, or N)."""
@@ -256,11 +313,11 @@ class R2D2Actor:
         """
         self.num_traces += 1  # Python side effect: runs once per trace only
         prev_action, prev_reward = tf.cast(aux[0], tf.int32), aux[1]
-        reset_rows(self.network, aux[2] > 0.5)
+        reset_rows(self._model, aux[2] > 0.5)
         # Read after the resets and before the call: tf.function's automatic control
         # dependencies order these reads between the two writes to each state variable.
-        before = [tensor for layer in get_states(self.network) for tensor in layer]
-        q = self.network(
+        before = [tensor for layer in get_states(self._model) for tensor in layer]
+        q = self._model(
             {
                 "observation": observation[:, None],
                 "prev_action": prev_action[:, None],

@@ -16,6 +16,8 @@ from r2d2_state.network_config import QNetworkConfig
 StartState = Literal["stored", "zero"]
 """How a replayed sequence's start state is chosen (``r2d2_state.burn_in.START_STATES``)."""
 START_STATES = get_args(StartState)
+ActorBackend = Literal["auto", "numpy", "tf"]
+ACTOR_BACKENDS = get_args(ActorBackend)
 
 XLA_MIN_LSTM_UNITS = 512
 """``jit_compile=None`` (auto) compiles the learner step with XLA from this LSTM width on.
@@ -122,6 +124,8 @@ class R2D2Config(ConfigMixin):
     """Epsilon of evaluation episodes."""
     actor_update_period: int = 400
     """Env steps (per env) between weight refreshes of the actor."""
+    actor_backend: ActorBackend = "auto"
+    """How actors compute a step: 'numpy' (vector torsos only; the same numbers to float32 rounding, 1.6-1.9x the acting loop's env steps/s of 'tf' at 8-32 envs, docs/learner.md), 'tf' (a TensorFlow graph call), or 'auto' (numpy where it applies)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):
@@ -150,6 +154,7 @@ class R2D2Config(ConfigMixin):
             (0.0 <= self.epsilon_base <= 1.0, "epsilon_base", "in [0, 1]"),
             (0.0 <= self.eval_epsilon <= 1.0, "eval_epsilon", "in [0, 1]"),
             (self.actor_update_period >= 1, "actor_update_period", ">= 1"),
+            (self.actor_backend in ACTOR_BACKENDS, "actor_backend", f"one of {ACTOR_BACKENDS}"),
             (isinstance(self.network, QNetworkConfig), "network", "a QNetworkConfig"),
             (not self.network.env_fields_set, "network",
              "an architecture whose observation and action fields are None (the environment sets them)"),

@@ -147,7 +147,8 @@ def evaluate_weights(config: Any, weights: list[np.ndarray], episodes: int, epsi
         if env_json is not None:
             envs.check_env_record(env_json, envs.env_record(vec, config.env_id, config.env_packages,
                                                             config.env_kwargs, config.env_actions))
-        actor = R2D2Actor(network_config_for(config, description), num_envs, epsilon, seed=seed)
+        actor = R2D2Actor(network_config_for(config, description), num_envs, epsilon, seed=seed,
+                          backend=config.r2d2.actor_backend)
         actor.set_weights(weights)
         frames: list | None = [] if video_path else None
         returns, lengths = run_episodes(actor, vec, episodes, seed=seed, frames=frames)

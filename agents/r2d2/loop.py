@@ -189,8 +189,8 @@ class TrainingLoop:
                 f"({type(error).__name__}: {error})") from error
         try:
             self.network_config = network_config_for(config, self.description)
-            self.tf_threads = configure_tf_threads(config.tf_threads, self.network_config, self.notes,
-                                                   batch_steps=r.batch_size * r.sequence_length)
+            self.tf_pools = configure_tf_threads(config.tf_threads, self.network_config, self.notes, xla=r.xla)
+            self.tf_threads = self.tf_pools[0]
             self.learner = R2D2Learner(r, self.network_config)
             self.source = self._make_source(env_info)
             self._env = None
@@ -252,7 +252,8 @@ class TrainingLoop:
 
         cfg, r = self.config, self.config.r2d2
         actor = R2D2Actor(self.network_config, r.num_envs,
-                          actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=cfg.seed)
+                          actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=cfg.seed,
+                          backend=r.actor_backend)
         # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
         adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
                               store_states=r.staleness_period > 0)
@@ -577,7 +578,7 @@ class TrainingLoop:
         if self._eval_actor is None:
             self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, **cfg.env_make_kwargs)
             self._eval_actor = R2D2Actor(self.network_config, cfg.eval_num_envs, cfg.r2d2.eval_epsilon,
-                                         seed=cfg.seed + 1)
+                                         seed=cfg.seed + 1, backend=cfg.r2d2.actor_backend)
         self._eval_actor.set_weights(self.learner.get_weights())
         c = self.counters
         seed = int(np.random.SeedSequence([cfg.seed, 7, c.env_steps]).generate_state(1)[0] % 2**31)
@@ -600,21 +601,25 @@ class TrainingLoop:
         return {"eval_return": mean, "eval_return_std": std}
 
 
-SMALL_STEP = 2048
-"""Largest batch size x sequence length for which ``tf_threads`` auto picks one thread."""
+OP_PARALLEL_MAX_UNITS = 128
+"""Widest LSTM layer for which ``tf_threads`` auto runs one thread per op, two ops at once."""
 
 
 def configure_tf_threads(requested: int, network_config: Any, notes: list[str] | None = None, *,
-                         batch_steps: int = 0) -> int:
-    """Set TensorFlow's intra- and inter-op thread pools for this process; returns the count
-    in effect (0: TensorFlow's default).
+                         xla: bool = False) -> tuple[int, int]:
+    """Set TensorFlow's intra- and inter-op thread pools for this process; returns the
+    pools in effect, ``(intra, inter)`` (0: TensorFlow's default).
 
-    ``requested`` 0 (auto) means 1 for small learner steps (``batch_steps`` = batch size x
-    sequence length at most ``SMALL_STEP``) without the Nature-DQN conv stack, TensorFlow's
-    default otherwise. Measured with ``python scripts/bench_threads.py`` on 2 idle cores
-    (``docs/learner.md``): one thread takes 0.94x the default's time per learner step for
-    the T-maze and CartPole presets (32 x 19 and 32 x 35) and 1.22x for batch 64 x 125;
-    on cores shared with other jobs one thread degrades far less than a pool does.
+    ``requested`` N > 0: N threads in both pools. 0 (auto): one thread within an op and two
+    ops at once (``(1, 2)``) for networks whose widest LSTM has at most
+    ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA;
+    TensorFlow's default otherwise. Such a learner step is two independent recurrences
+    (online and target network) of small ops: each on its own core beats splitting every op
+    over both. ``python scripts/bench_threads.py --threads 0 1 1x2`` on 2 idle cores
+    (``docs/learner.md``, "Threads"), learner step time against the default pools: T-maze
+    preset 0.78x, CartPole 0.75x, MiniGrid 0.85x, batch 64 x 125 at LSTM 64 0.89x; at LSTM
+    256 1.28x and at 512 2.0x (there a matmul needs both cores). Beside another busy
+    process (T-maze 0.74x, LSTM 64 0.85x) it degrades like one thread does, not like a pool.
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
     with other sizes, the pools stay as they are and, for an explicit request, ``notes``
@@ -624,19 +629,23 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
 
     from r2d2_state.networks import NATURE_MIN_SIZE
 
+    threading = tf.config.threading
     frame = network_config.image_shape or (network_config.observation_shape if network_config.is_image else None)
     large_images = frame is not None and min(frame[:2]) >= NATURE_MIN_SIZE
-    small = not large_images and 0 < batch_steps <= SMALL_STEP
-    threads = requested if requested > 0 else (1 if small else 0)
-    if threads == 0:
-        return tf.config.threading.get_intra_op_parallelism_threads()
+    narrow = max(network_config.lstm_units) <= OP_PARALLEL_MAX_UNITS
+    if requested > 0:
+        pools = (requested, requested)
+    else:
+        pools = (1, 2) if narrow and not large_images and not xla else (0, 0)
+    if pools == (0, 0):
+        return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        threading.set_intra_op_parallelism_threads(pools[0])
+        threading.set_inter_op_parallelism_threads(pools[1])
     except RuntimeError:
-        current = tf.config.threading.get_intra_op_parallelism_threads()
+        current = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
         if requested > 0 and notes is not None:
             notes.append(f"tf_threads={requested} not applied: TensorFlow ran before the run started and keeps "
-                         f"its thread pools ({current or 'its default'} threads)")
+                         f"its thread pools ({current[0] or 'its default'} threads)")
         return current
-    return threads
+    return pools

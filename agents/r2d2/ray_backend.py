@@ -122,7 +122,8 @@ class ActorWorker:
         self.envs = envs.make_vector_env(cfg.env_id, r.num_envs, seed=self._env_seed, **cfg.env_make_kwargs)
         self.network_config = network_config_for(cfg, envs.describe_env(self.envs))
         epsilons = worker_epsilons(self.actor_index, num_actors, r.num_envs, r.epsilon_base, r.epsilon_alpha)
-        self.actor = R2D2Actor(self.network_config, r.num_envs, epsilons, seed=self._env_seed)
+        self.actor = R2D2Actor(self.network_config, r.num_envs, epsilons, seed=self._env_seed,
+                               backend=r.actor_backend)
         # The stateless twin unrolls whole emitted sequences from their start states.
         self.twin = build_q_network(self.network_config, stateful=False, name="priority_twin")
         self.adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
@@ -278,7 +279,10 @@ class RayExperience:
         # Workers import this repository's packages: give them its root on the path.
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
             p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p),
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}}
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            # One core per worker for numpy too (the actors' numpy step): OpenBLAS threads of
+            # several workers would fight each other and the learner.
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}}
         try:
             if self._ray_address is None:
                 # A local cluster with at least one CPU slot per actor, so none waits for a slot.

@@ -43,8 +43,9 @@ RESUME_OVERRIDABLE = frozenset({
     "keep_checkpoints", "progress", "eval_every", "eval_episodes",
     # Where the actors run does not change what is checkpointed.
     "backend", "num_actors", "samples_per_insert_tolerance", "max_actor_restarts",
-    # How many threads compute the same numbers; how many learner steps share a graph call.
-    "tf_threads", "learner_steps_per_call",
+    # How many threads compute the same numbers; how many learner steps share a graph call;
+    # numpy or TensorFlow for the actors' step (the same numbers to float32 rounding).
+    "tf_threads", "learner_steps_per_call", "r2d2.actor_backend",
 })
 
 
@@ -90,7 +91,7 @@ class TrainConfig(ConfigMixin):
     learner_steps_per_call: int = 1
     """Learner steps due at once that run in one graph call, on batches sampled together (1: one step per call; more saves per-call Python time, and each batch's sampling then misses the priorities of the steps before it in the call)."""
     tf_threads: int = 0
-    """TensorFlow's intra- and inter-op threads in this process (0: auto, 1 for small learner steps, batch x sequence length <= 2048, without the Nature-DQN conv stack; TensorFlow's default otherwise)."""
+    """TensorFlow's intra- and inter-op threads in this process (0: auto: 1 thread per op and 2 ops at once for LSTMs of <= 128 units without the Nature-DQN conv stack or XLA, 0.75-0.89x the learner step time on 2 cores; TensorFlow's default otherwise)."""
 
     # --- backend (where the actors run; the learner and replay always run in this process)
     backend: Backend = "single"

@@ -12,7 +12,7 @@ from agents.r2d2.actor import R2D2Actor
 from agents.r2d2.config import actor_epsilons
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.replay.adder import SequenceAdder
-from r2d2_state.state import get_states
+from r2d2_state.state import get_states, reset_states
 
 SMALL = dict(lstm_units=(16,), mlp_units=(16,), head_units=16)
 VECTOR_CONFIG = QNetworkConfig(observation_shape=(4,), num_actions=3, **SMALL)
@@ -46,9 +46,22 @@ def run_tmaze(actor: R2D2Actor, steps: int, seed: int = 0, adder: SequenceAdder 
     return records, items
 
 
+@pytest.fixture(scope="module", params=["numpy", "tf"])
+def backend(request) -> str:
+    """Every behaviour below holds for both ways of computing the step."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def actor4() -> R2D2Actor:
-    return R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4, 0.4, 7.0), seed=0)
+def actor4(backend) -> R2D2Actor:
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4, 0.4, 7.0), seed=0, backend=backend)
+    assert actor.backend == backend
+    return actor
+
+
+def traces(backend: str) -> int:
+    """Traces of the tf step after acting: one; the numpy step traces nothing."""
+    return 1 if backend == "tf" else 0
 
 
 def test_network_is_stateful_with_batch_num_envs(actor4):
@@ -126,8 +139,8 @@ def test_rows_reset_only_for_envs_that_started_a_new_episode(actor4):
     assert not actor4.pending_resets.any()
 
 
-def test_epsilon_zero_is_greedy_and_one_is_uniform():
-    actor = R2D2Actor(VECTOR_CONFIG, num_envs=8, epsilons=0.0, seed=3)
+def test_epsilon_zero_is_greedy_and_one_is_uniform(backend):
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=8, epsilons=0.0, seed=3, backend=backend)
     rng = np.random.default_rng(3)
     for _ in range(10):
         action, _ = actor.select_actions(fake_obs(rng, 8))
@@ -140,7 +153,7 @@ def test_epsilon_zero_is_greedy_and_one_is_uniform():
         action, _ = actor.select_actions(obs)
         counts += np.bincount(action, minlength=3)
     np.testing.assert_allclose(counts / counts.sum(), [1 / 3] * 3, atol=0.05)
-    assert actor.num_traces == 1
+    assert actor.num_traces == traces(backend)
     # A restored generator state replays the same explorations (checkpoint / resume).
     saved = actor.rng_state
     first = [actor.select_actions(obs)[0] for _ in range(3)]
@@ -148,8 +161,8 @@ def test_epsilon_zero_is_greedy_and_one_is_uniform():
     np.testing.assert_array_equal(first[0], actor.select_actions(obs)[0])
 
 
-def test_per_env_epsilons_mix_greedy_and_random():
-    actor = R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=[0.0, 1.0], seed=4)
+def test_per_env_epsilons_mix_greedy_and_random(backend):
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=[0.0, 1.0], seed=4, backend=backend)
     rng = np.random.default_rng(4)
     obs = fake_obs(rng, 2)
     off_greedy = 0
@@ -162,7 +175,7 @@ def test_per_env_epsilons_mix_greedy_and_random():
 
 
 def test_traces_once_over_episode_ends_weight_and_epsilon_changes():
-    actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=5)
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=5, backend="tf")
     records, _ = run_tmaze(actor, 20)
     assert any(r["terminated"].any() or r["truncated"].any() for r in records)
     actor.set_weights([w * 0.5 for w in actor.network.get_weights()])
@@ -190,10 +203,10 @@ def test_set_weights_changes_q_but_keeps_state(actor4):
         np.testing.assert_array_equal(got, want)
 
 
-def test_prev_inputs_and_start_states_agree_with_sequence_adder():
+def test_prev_inputs_and_start_states_agree_with_sequence_adder(backend):
     """What the actor fed (prev_action, prev_reward, state) is what the adder stored."""
     n = 3
-    actor = R2D2Actor(VECTOR_CONFIG, num_envs=n, epsilons=[1.0, 0.5, 0.2], seed=7)
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=n, epsilons=[1.0, 0.5, 0.2], seed=7, backend=backend)
     adder = SequenceAdder(None, num_envs=n, burn_in=2, trace_length=3, period=2, n_step=1,
                           store_states=True)
     records, batches = run_tmaze(actor, 60, adder=adder)
@@ -268,6 +281,7 @@ def test_image_observations_with_adder():
     n = 2
     vec = gym.vector.SyncVectorEnv([TinyImageEnv] * n)
     actor = R2D2Actor(config, num_envs=n, epsilons=0.5, seed=8)
+    assert actor.backend == "tf"  # auto: convolutions keep the graph step
     adder = SequenceAdder(None, num_envs=n, burn_in=1, trace_length=2, period=1, n_step=1)
     obs, _ = vec.reset(seed=8)
     actor.reset()
@@ -306,3 +320,61 @@ def test_bad_inputs_raise_naming_the_values(actor4):
         actor4.observe(np.array([0, 1, 2, 3]), np.zeros(4), no, no)
     with pytest.raises(ValueError, match="period"):
         actor4.maybe_update(0, list, period=0)
+
+
+def test_numpy_and_tf_backends_act_alike_over_episode_ends_and_weight_changes():
+    """Same seeds, same weights: the same Q-values, states and actions, step by step."""
+    actors = {b: R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=9, backend=b)
+              for b in ("numpy", "tf")}
+    weights = actors["tf"].network.get_weights()
+    runs = {}
+    for b, actor in actors.items():
+        actor.set_weights(weights)
+        first, _ = run_tmaze(actor, 25)
+        actor.set_weights([w * 0.7 for w in weights])
+        second, _ = run_tmaze(actor, 15, seed=1)
+        runs[b] = first + second
+    assert any(r["terminated"].any() or r["truncated"].any() for r in runs["tf"])
+    for got, want in zip(runs["numpy"], runs["tf"]):
+        np.testing.assert_array_equal(got["action"], want["action"])
+        np.testing.assert_array_equal(got["prev_action"], want["prev_action"])
+        for g, w in zip(got["state"][0], want["state"][0]):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert actors["numpy"].num_traces == 0 and actors["tf"].num_traces == 1
+
+
+def test_numpy_backend_reads_back_what_is_written_through_network():
+    """``actor.network`` stays the actor's state: writes to it are honoured by the next step."""
+    rng = np.random.default_rng(10)
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=0.0, seed=10, backend="numpy")
+    reference = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=0.0, seed=10, backend="tf")
+    reference.set_weights(actor.network.get_weights())
+    for _ in range(3):
+        obs = fake_obs(rng, 4)
+        actor.select_actions(obs)
+        reference.select_actions(obs)
+    written = [[rng.normal(size=(4, 16)).astype(np.float32) for _ in range(2)]]
+    reset_states(actor.network, written)
+    reset_states(reference.network, written)
+    new_weights = [w + 0.05 for w in reference.network.get_weights()]
+    actor.network.set_weights(new_weights)
+    reference.network.set_weights(new_weights)
+    obs = fake_obs(rng, 4)
+    _, state = actor.select_actions(obs)
+    _, want = reference.select_actions(obs)
+    np.testing.assert_array_equal(state[0][0], written[0][0])
+    np.testing.assert_allclose(actor.last_q, reference.last_q, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(get_states(actor.network)[0], get_states(reference.network)[0]):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_backend_choice_and_errors():
+    assert R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=0.0).backend == "numpy"
+    assert R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=0.0, jit_compile=True).backend == "tf"
+    image = QNetworkConfig(observation_shape=(7, 7, 3), num_actions=3, **SMALL)
+    with pytest.raises(ValueError, match="backend='numpy' does not apply here: the torso has convolutions"):
+        R2D2Actor(image, num_envs=2, epsilons=0.0, backend="numpy")
+    with pytest.raises(ValueError, match="jit_compile=True is for the tf backend"):
+        R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=0.0, backend="numpy", jit_compile=True)
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'numpy', 'tf'\), got 'jax'"):
+        R2D2Actor(VECTOR_CONFIG, num_envs=2, epsilons=0.0, backend="jax")

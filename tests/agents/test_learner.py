@@ -252,6 +252,9 @@ def test_config_validation_names_the_field():
         CFG.replace(sequence_period=7)
     with pytest.raises(ValueError, match="start_state must be one of"):
         CFG.replace(start_state="random")
+    with pytest.raises(ValueError, match=r"actor_backend must be one of \('auto', 'numpy', 'tf'\), got 'torch'"):
+        CFG.replace(actor_backend="torch")
+    assert CFG.actor_backend == "auto" and R2D2Config.from_dict(CFG.replace(actor_backend="tf").to_dict()).actor_backend == "tf"
     with pytest.raises(ValueError, match="unknown R2D2Config fields"):
         CFG.replace(batchsize=3)
     assert R2D2Config.from_dict(CFG.to_dict()) == CFG

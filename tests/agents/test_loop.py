@@ -174,10 +174,10 @@ print(loop.tf_threads, tf.config.threading.get_intra_op_parallelism_threads(),
 """
 
 
-@pytest.mark.parametrize("requested,expected", [(0, 1), (2, 2)])
+@pytest.mark.parametrize("requested,expected", [(0, ["1", "1", "2"]), (2, ["2", "2", "2"])])
 def test_tf_threads_set_before_tensorflow_starts(tmp_path, requested, expected):
     """In a fresh process the loop sizes TensorFlow's pools before its first op: auto (0)
-    is 1 thread for a vector-observation network."""
+    is 1 thread per op and 2 ops at once for the smoke preset's LSTM."""
     import subprocess
     import sys
 
@@ -186,7 +186,7 @@ def test_tf_threads_set_before_tensorflow_starts(tmp_path, requested, expected):
                          cwd=root, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-3:] == [str(expected)] * 3
+    assert out.stdout.split()[-3:] == expected
 
 
 def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_path):
@@ -196,13 +196,14 @@ def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_pat
     from r2d2_state.network_config import QNetworkConfig
 
     tf.constant(1.0) + 1.0  # TensorFlow is running: its pools are fixed
-    current = tf.config.threading.get_intra_op_parallelism_threads()
-    wanted = current + 3
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    wanted = current[0] + 3
     notes: list[str] = []
     net = QNetworkConfig(observation_shape=(4,), num_actions=2)
     assert configure_tf_threads(wanted, net, notes) == current
     assert len(notes) == 1 and f"tf_threads={wanted} not applied" in notes[0]
-    assert configure_tf_threads(0, net, notes) in (current, 1) and len(notes) == 1  # auto: no note
+    assert configure_tf_threads(0, net, notes) in (current, (1, 2)) and len(notes) == 1  # auto: no note
 
 
 def test_tf_threads_validation():
@@ -216,16 +217,20 @@ def test_learner_steps_per_call_validation(value):
         get_preset("smoke").replace(learner_steps_per_call=value)
 
 
-@pytest.mark.parametrize("shape,batch_steps,expected", [((4,), 608, [1]), ((3, 3, 3), 1120, [1]), ((7, 7, 3), 608, [1]),
-                                                     ((84, 84, 3), 608, []), ((4,), 64 * 125, [])])
-def test_tf_threads_auto_is_one_thread_for_small_steps(monkeypatch, shape, batch_steps, expected):
+@pytest.mark.parametrize("shape,units,xla,expected", [
+    ((4,), (64,), False, [("intra", 1), ("inter", 2)]), ((3, 3, 3), (64,), False, [("intra", 1), ("inter", 2)]),
+    ((7, 7, 3), (128, 32), False, [("intra", 1), ("inter", 2)]),
+    ((84, 84, 3), (64,), False, []), ((4,), (256,), False, []), ((4,), (64, 512), False, []), ((4,), (64,), True, [])])
+def test_tf_threads_auto_runs_narrow_lstms_one_thread_per_op_two_ops_at_once(monkeypatch, shape, units, xla, expected):
     import tensorflow as tf
 
     from agents.r2d2.loop import configure_tf_threads
     from r2d2_state.network_config import QNetworkConfig
 
-    calls: list[int] = []
-    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", calls.append)
-    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: None)
-    configure_tf_threads(0, QNetworkConfig(observation_shape=shape, num_actions=2), batch_steps=batch_steps)
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda n: calls.append(("intra", n)))
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: calls.append(("inter", n)))
+    pools = configure_tf_threads(0, QNetworkConfig(observation_shape=shape, num_actions=2, lstm_units=units), xla=xla)
     assert calls == expected
+    if expected:
+        assert pools == (1, 2)
