@@ -76,6 +76,8 @@ class R2D2Config(ConfigMixin):
     # --- replay
     replay_capacity: int = 100_000
     """Sequences held by the replay (FIFO eviction)."""
+    replay_capacity_steps: int | None = None
+    """Env steps held by the replay, each stored once (the paper's unit: 4M); a sequence is retired when one of its steps is overwritten. None: enough steps for the last replay_capacity sequences."""
     priority_exponent: float = 0.9
     """alpha: sampling probability proportional to priority ** alpha."""
     importance_exponent: float = 0.6
@@ -138,6 +140,8 @@ class R2D2Config(ConfigMixin):
             (self.n_step >= 1, "n_step", ">= 1"),
             (0.0 <= self.discount <= 1.0, "discount", "in [0, 1]"),
             (self.replay_capacity >= 1, "replay_capacity", ">= 1"),
+            (self.replay_capacity_steps is None or self.replay_capacity_steps >= 1, "replay_capacity_steps",
+             ">= 1 or None"),
             (self.priority_exponent >= 0.0, "priority_exponent", ">= 0"),
             (self.importance_exponent >= 0.0, "importance_exponent", ">= 0"),
             (0.0 <= self.priority_eta <= 1.0, "priority_eta", "in [0, 1]"),

@@ -14,7 +14,7 @@ Usage (what :class:`agents.r2d2.loop.TrainingLoop` does)::
     source.launch(seed, vector_steps)                    # after the start-up checks
     while running:
         for chunk in source.collect(may_insert=..., learner_due=...):
-            replay.add_batch(chunk.items, chunk.priorities)
+            replay.add_chunk(chunk.steps, chunk.priorities)
         ... learner steps ...
         source.learner_stepped(learner_steps_done)
     source.stop()
@@ -28,6 +28,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from r2d2_state.autoreset import EpisodeStatistics
+from r2d2_state.replay import StepChunk
 
 __all__ = ["Chunk", "ExperienceSource", "LocalExperience", "SourceFailedError"]
 
@@ -43,8 +44,8 @@ class SourceFailedError(RuntimeError):
 class Chunk:
     """Sequences and episodes from ``vector_steps`` steps of one actor's vector env."""
 
-    items: dict[str, Any] | None
-    """Emitted sequences stacked (leaves [K, L, ...]), or None if none completed."""
+    steps: StepChunk | None
+    """The steps taken (each once) and the sequences completed, as step references; None if no step."""
     priorities: np.ndarray | None
     """float32 [K] initial priorities, or None for the replay's max priority."""
     env_steps: int
@@ -60,7 +61,7 @@ class Chunk:
 
     @property
     def num_sequences(self) -> int:
-        return 0 if self.items is None else int(np.shape(self.items["valid"])[0])
+        return 0 if self.steps is None else self.steps.num_sequences
 
 
 class ExperienceSource(Protocol):
@@ -113,7 +114,7 @@ class LocalExperience:
 
         actions, state = actor.select_actions(obs)           # state BEFORE the step
         next_obs, r, term, trunc, _ = envs.step(actions)
-        adder.add(obs, actions, r, term, trunc, state)       # full sequences -> the chunk
+        adder.add(obs, actions, r, term, trunc, state)       # steps + completed sequences -> the chunk
         actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
 
     The actor takes the learner's weights every ``actor_update_period`` vector steps if
@@ -124,7 +125,7 @@ class LocalExperience:
       description: ``envs.describe_env(envs)``.
       env_info: ``envs.env_record(envs, ...)``.
       actor: the acting network, batch ``envs.num_envs``.
-      adder: ``SequenceAdder(None, ...)`` (items come back in the chunk, not inserted).
+      adder: ``SequenceAdder(None, ...)`` (its chunks come back to the loop, which inserts them).
       get_weights: the learner's current weights.
       actor_update_period: vector steps between weight refreshes.
     """
@@ -162,12 +163,12 @@ class LocalExperience:
             self.actor.reset()
         actions, state = self.actor.select_actions(self._obs)
         next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
-        items = self.adder.add(self._obs, actions, reward, terminated, truncated, state)
+        self.adder.add(self._obs, actions, reward, terminated, truncated, state)
         self.actor.observe(actions, reward, terminated, truncated)
         self._obs = next_obs
         self._vector_steps += 1
         returns, lengths = self._episodes.step(reward, terminated, truncated)
-        return [Chunk(items, None, self.num_envs, 1, returns, lengths)]
+        return [Chunk(self.adder.take_chunk(), None, self.num_envs, 1, returns, lengths)]
 
     def learner_stepped(self, steps: int) -> None:
         self._learner_steps_since_sync += steps

@@ -3,7 +3,7 @@
 One iteration (the same for both backends)::
 
     chunks = source.collect(may_insert, learner_due)     # local: one vector step of the actor
-    replay.add_batch(chunk.items, chunk.priorities)      #   (actor, vector env, adder); Ray:
+    replay.add_chunk(chunk.steps, chunk.priorities)      #   (actor, vector env, adder); Ray:
                                                          #   the chunks the workers delivered
     for _ in range(learner_steps_due(inserted since start, sampled, replay_ratio, ...)):
         learner step on replay.sample(batch_size); replay.update_priorities(...)
@@ -92,6 +92,19 @@ class LoopResult:
     """env_steps / learner_steps / wall_time_s / process_time_s when solve_threshold was reached."""
     checkpoint: str | None
     """Path of the checkpoint written at the end."""
+
+
+def replay_steps(config: TrainConfig) -> int | None:
+    """The replay's step capacity: ``r2d2.replay_capacity_steps``, or with several actor
+    processes enough steps for the last ``replay_capacity`` sequences of all of them (one
+    process: the replay sizes it from the first chunk)."""
+    r = config.r2d2
+    if r.replay_capacity_steps is not None or config.backend != "ray":
+        return r.replay_capacity_steps
+    envs = config.num_actors * r.num_envs
+    width = r.sequence_length + 8  # a sequence's lookback: the previous step, older frames of a stack
+    return ((r.replay_capacity + envs) * (r.trace_length + r.n_step)
+            + envs * (width + 2 * r.actor_update_period))
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
@@ -201,7 +214,7 @@ class TrainingLoop:
         self.threshold = (config.solve_threshold if config.solve_threshold is not None
                           else self.description.reward_threshold)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
-                                     seed=config.seed)
+                                     seed=config.seed, capacity_steps=replay_steps(config))
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
                                 title=f"R2D2 {config.env_id}")
 
@@ -472,9 +485,9 @@ class TrainingLoop:
     def _insert(self, chunk: Chunk) -> None:
         """Insert one chunk's sequences into the replay and count its steps and episodes."""
         c = self.counters
-        if chunk.items is not None:
-            self.replay.add_batch(chunk.items, chunk.priorities)
-            c.inserted_sequences += chunk.num_sequences
+        if chunk.steps is not None:
+            keys = self.replay.add_chunk(chunk.steps, chunk.priorities)
+            c.inserted_sequences += int(np.count_nonzero(keys >= 0))
         c.env_steps += chunk.env_steps
         c.vector_steps += chunk.vector_steps
         self.recent_returns.extend(chunk.episode_returns)

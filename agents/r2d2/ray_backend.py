@@ -8,9 +8,9 @@ Layout::
     experience source: R2D2Learner, replay,     SequenceAdder(replay=None), a stateless twin of
     logger, checkpoints, evaluation             the Q-network for initial priorities
           |  collect.remote(K, weights_ref) ------------->  K vector steps
-          |  <------ {items, priorities, env_steps, episodes}
+          |  <------ {steps (each once) + sequence references, priorities, env_steps, episodes}
           v
-    replay.add_batch(items, priorities); learner steps under the samples-per-insert limiter
+    replay.add_chunk(steps, priorities); learner steps under the samples-per-insert limiter
 
 Rate limiting (like Reverb's ``SampleToInsertRatio``; :mod:`agents.r2d2.limiter`, the
 single-process loop's limiter with an error buffer). With ``I`` sequences inserted since
@@ -58,6 +58,7 @@ from agents.r2d2 import limiter
 from agents.r2d2.experience import Chunk, SourceFailedError
 from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
+from r2d2_state.replay import StepChunk
 
 __all__ = ["ActorWorker", "RayExperience", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
 
@@ -110,7 +111,7 @@ class ActorWorker:
         from agents.r2d2.evaluation import network_config_for
         from r2d2_state.autoreset import EpisodeStatistics
         from r2d2_state.networks import build_q_network
-        from r2d2_state.replay import SequenceAdder
+        from r2d2_state.replay import SequenceAdder, SequenceReplay
 
         cfg = TrainConfig.from_dict(config)
         r = cfg.r2d2
@@ -128,6 +129,11 @@ class ActorWorker:
         self.twin = build_q_network(self.network_config, stateful=False, name="priority_twin")
         self.adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
                                    store_states=r.staleness_period > 0)
+        # The chunk's sequences, read back for their priorities: a replay of a few chunks.
+        self._chunk_steps = r.actor_update_period
+        per_chunk = r.num_envs * r.actor_update_period
+        most = per_chunk * (2 + r.sequence_length // r.sequence_period) + 64  # sequences one chunk can complete
+        self._scratch = SequenceReplay(most, capacity_steps=self.adder.history + 2 * per_chunk)
         # k (emitted sequences per chunk) varies: let tf.function generalise the batch axis.
         # A closure, not a bound method: Ray rewrites actor methods' signatures (tracing kwargs).
         self._priority_fn = tf.function(_priority_function(self.twin, r), reduce_retracing=True)
@@ -145,40 +151,39 @@ class ActorWorker:
     def collect(self, num_vector_steps: int, weights: list[np.ndarray] | None = None) -> dict[str, Any]:
         """Step the envs ``num_vector_steps`` times (after ``set_weights(weights)`` if given).
 
-        Returns ``items`` (emitted sequences stacked, leaves [k, ...], or None),
-        ``priorities`` float32 [k] computed with the actor's weights, ``env_steps``
-        (``num_envs * num_vector_steps``) and the finished episodes' returns and lengths.
+        Returns ``steps`` (the :class:`~r2d2_state.replay.StepChunk` of these steps, each once,
+        and of the sequences they completed), ``priorities`` float32 [k] of those sequences
+        computed with the actor's weights, ``env_steps`` (``num_envs * num_vector_steps``),
+        the finished episodes' returns and lengths, and ``bytes`` (the chunk's array bytes).
         """
-        import tree
-
         if weights is not None:
             self.set_weights(weights)
         if self._obs is None:
             self._obs, _ = self.envs.reset(seed=self._env_seed)
             self.actor.reset()
-        emitted = []
         returns: list[float] = []
         lengths: list[int] = []
-        for _ in range(int(num_vector_steps)):
+        chunks, priorities = [], []
+        for step in range(int(num_vector_steps)):
             actions, state = self.actor.select_actions(self._obs)
             next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
-            items = self.adder.add(self._obs, actions, reward, terminated, truncated, state)
+            self.adder.add(self._obs, actions, reward, terminated, truncated, state)
             self.actor.observe(actions, reward, terminated, truncated)
             self._obs = next_obs
-            if items is not None:
-                emitted.append(items)
             finished_returns, finished_lengths = self._episodes.step(reward, terminated, truncated)
             returns.extend(finished_returns)
             lengths.extend(finished_lengths)
-        items = None
-        priorities = np.zeros(0, np.float32)
-        if emitted:
-            items = emitted[0] if len(emitted) == 1 else tree.map_structure(
-                lambda *xs: np.concatenate(xs, axis=0), *emitted)
-            priorities = self.priorities(items)
-        return {"items": items, "priorities": priorities,
+            if (step + 1) % self._chunk_steps == 0 or step + 1 == num_vector_steps:
+                # Read back for priorities in pieces the scratch replay holds.
+                chunks.append(self.adder.take_chunk())
+                keys = self._scratch.add_chunk(chunks[-1])
+                priorities.append(self.priorities(self._scratch.get(keys)) if keys.size else np.zeros(0, np.float32))
+        chunk = StepChunk.concatenate(chunks) if chunks else None
+        priorities = np.concatenate(priorities) if priorities else np.zeros(0, np.float32)
+        return {"steps": chunk, "priorities": priorities,
                 "env_steps": int(num_vector_steps) * self.actor.num_envs,
-                "episode_returns": returns, "episode_lengths": lengths}
+                "episode_returns": returns, "episode_lengths": lengths,
+                "bytes": 0 if chunk is None else chunk.nbytes() + priorities.nbytes}
 
     def priorities(self, items: dict[str, Any]) -> np.ndarray:
         """Initial priorities of stacked items: the learner's TD priority with the actor's
@@ -261,6 +266,7 @@ class RayExperience:
         self.chunks_per_worker = [0] * config.num_actors  # collect results delivered, per worker
         self.restarts_per_worker = [0] * config.num_actors  # failures seen, per worker
         self.restarts = 0  # failures of all workers over the run (restored from checkpoints)
+        self.shipped_bytes = 0  # array bytes of the chunks workers delivered (steps, references, priorities)
         self._pending: dict[Any, int] = {}  # ObjectRef -> worker index
         self._idle: list[int] = []
         self._down_since: dict[int, float] = {}  # worker index -> when its current outage began
@@ -372,7 +378,8 @@ class RayExperience:
             self._down_since.pop(index, None)
             self.chunks_per_worker[index] += 1
             self._idle.append(index)
-            chunks.append(Chunk(out["items"], out["priorities"], int(out["env_steps"]),
+            self.shipped_bytes += int(out.get("bytes", 0))
+            chunks.append(Chunk(out["steps"], out["priorities"], int(out["env_steps"]),
                                 int(out["env_steps"]) // self.config.r2d2.num_envs,
                                 list(out["episode_returns"]), list(out["episode_lengths"]), index))
         return chunks

@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+import tree
 import pytest
 
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
@@ -54,7 +55,10 @@ def test_round_trip_restores_everything(trained, tmp_path):
         assert int(resumed.learner.num_steps.numpy()) == int(loop.learner.num_steps.numpy()) > 0
         assert resumed.replay.stats() == loop.replay.stats()
         np.testing.assert_array_equal(resumed.replay.priorities(), loop.replay.priorities())
-        np.testing.assert_array_equal(resumed.replay._rows, loop.replay._rows)
+        keys = loop.replay.keys()
+        np.testing.assert_array_equal(resumed.replay.keys(), keys)
+        for a, b in zip(tree.flatten(resumed.replay.get(keys)), tree.flatten(loop.replay.get(keys))):
+            np.testing.assert_array_equal(a, b)
         for key in ("env_steps", "episodes", "inserted_sequences", "sampled_sequences", "vector_steps",
                     "inserted_at_learning_start"):
             assert getattr(resumed.counters, key) == getattr(loop.counters, key), key

@@ -90,13 +90,25 @@ def test_worker_collect_returns_prioritised_sequences():
     worker = ActorWorker(config.to_dict(), actor_index=1, num_actors=2)
     learner = R2D2Learner(config.r2d2, worker.network_config)
     out = worker.collect(20, learner.get_weights())
-    k = out["items"]["valid"].shape[0]
+    items = _items(out)
+    k = items["valid"].shape[0]
     assert k > 0 and out["priorities"].shape == (k,)
     assert np.all(np.isfinite(out["priorities"])) and np.all(out["priorities"] >= 0)
-    assert out["items"]["valid"].shape[1] == config.r2d2.sequence_length
+    assert items["valid"].shape[1] == config.r2d2.sequence_length
+    # Each step shipped once: 20 vector steps of num_envs envs, not the overlapping sequences' steps.
+    assert out["steps"].num_steps == 20 * config.r2d2.num_envs
+    assert out["bytes"] == out["steps"].nbytes() + out["priorities"].nbytes
     assert out["env_steps"] == 20 * config.r2d2.num_envs and out["episode_returns"]
     again = worker.collect(5)  # continues the same episodes (no reset), other k
     assert again["env_steps"] == 5 * config.r2d2.num_envs
+
+
+def _items(out: dict) -> dict:
+    """The sequences of a worker's chunk, read back from a replay they are inserted into."""
+    from r2d2_state.replay import SequenceReplay
+
+    replay = SequenceReplay(10_000, capacity_steps=100_000, seed=0)
+    return replay.get(replay.add_chunk(out["steps"], out["priorities"]))
 
 
 @pytest.mark.parametrize("start_state", ["stored", "zero"])
@@ -111,12 +123,13 @@ def test_worker_priorities_equal_the_learners_at_equal_weights(start_state):
     worker = ActorWorker(config.to_dict(), actor_index=0, num_actors=1)
     weights = R2D2Learner(config.r2d2, worker.network_config).get_weights()
     out = worker.collect(40, weights)
-    k = out["items"]["valid"].shape[0]
+    items = _items(out)
+    k = items["valid"].shape[0]
     assert k >= 2, f"expected at least 2 sequences from 40 vector steps, got {k}"
     learner = R2D2Learner(config.r2d2.replace(batch_size=k), worker.network_config)
     learner.online.set_weights(weights)
     learner.target.set_weights(weights)
-    result = learner.step(out["items"], np.ones(k, np.float32))
+    result = learner.step(items, np.ones(k, np.float32))
     assert np.all(result.priorities > 0), result.priorities
     np.testing.assert_allclose(out["priorities"], result.priorities, rtol=1e-5, atol=1e-6)
 

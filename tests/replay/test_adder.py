@@ -47,10 +47,28 @@ def seq(obs, action, reward, discount, mask, valid, prev_action, prev_reward, st
     )
 
 
+class Recorder:
+    """An adder writing into a replay; ``add`` returns the sequences that call inserted,
+    read back from the replay (leaves [K, ...]), or None."""
+
+    def __init__(self, **config) -> None:
+        self.replay = SequenceReplay(capacity=10_000, capacity_steps=10_000, seed=0)
+        self.adder = SequenceAdder(self.replay, **config)
+
+    def add(self, *args) -> dict | None:
+        before = self.replay.stats()["inserted"]
+        self.adder.add(*args)
+        after = self.replay.stats()["inserted"]
+        return None if after == before else self.replay.get(np.arange(before, after))
+
+    def reset(self, env_ids=None) -> None:
+        self.adder.reset(env_ids)
+
+
 def run(config: dict, steps_per_env: list[list[Step]]) -> list[dict]:
     """Feeds the scripted steps (same count per env) and returns emitted items in order."""
     num_envs = len(steps_per_env)
-    adder = SequenceAdder(None, num_envs=num_envs, **config)
+    adder = Recorder(num_envs=num_envs, **config)
     emitted = []
     for t in range(len(steps_per_env[0])):
         rows = [steps[t] for steps in steps_per_env]
@@ -204,7 +222,7 @@ def test_expected_sequences(name):
 def test_nested_observations_uint8_images_and_states_option():
     """dict/tuple observations keep structure and dtype; ``states`` holds every step."""
     num_envs, length = 2, 3
-    adder = SequenceAdder(None, num_envs=num_envs, burn_in=1, trace_length=2, period=2, store_states=True)
+    adder = Recorder(num_envs=num_envs, burn_in=1, trace_length=2, period=2, store_states=True)
     emitted = []
     for t in range(4):
         obs = {
@@ -240,24 +258,28 @@ def test_nested_observations_uint8_images_and_states_option():
     np.testing.assert_array_equal(items["observation"]["pixels"][1, :, 0, 0], [101, 102, 103])
 
 
-def test_inserts_into_replay_with_priority_fn():
-    replay = SequenceReplay(10, seed=0)
-    calls = []
-
-    def priority_fn(items):
-        calls.append(items["action"].shape[0])
-        return items["mask"].sum(axis=1)
-
-    adder = SequenceAdder(replay, num_envs=1, burn_in=0, trace_length=2, period=2, priority_fn=priority_fn)
+def test_chunks_carry_steps_once_and_take_given_priorities():
+    """Without a replay the adder keeps a chunk: each step once, sequences as step ids; a
+    replay inserts it with the priorities given (an actor process computes them)."""
+    adder = SequenceAdder(None, num_envs=1, burn_in=0, trace_length=2, period=1)
     for step in [Step(10, 1, 1.0), Step(11, 1, 1.0), Step(12, 1, 1.0, terminated=True), final(13)]:
         adder.add(np.array([step.obs], np.float32), np.array([step.action]), np.array([step.reward]),
                   np.array([step.terminated]), np.array([False]), [np.zeros((1, 1), np.float32)])
-    assert calls == [1, 1] and len(replay) == 2 and adder.num_emitted == 2
-    np.testing.assert_array_equal(replay.priorities(), [2.0, 1.0])
+    chunk = adder.take_chunk()
+    assert adder.take_chunk() is None  # taken
+    # 4 steps stored once; 3 overlapping sequences (lookback 1 + L 2) refer to them.
+    np.testing.assert_array_equal(chunk.steps["observation"], [10, 11, 12, 13])
+    np.testing.assert_array_equal(chunk.sequences, [[-1, 0, 1], [0, 1, 2], [1, 2, 3]])
+    assert adder.num_emitted == 3
+    replay = SequenceReplay(10, seed=0)
+    keys = replay.add_chunk(chunk, np.array([2.0, 1.0, 0.5]))
+    np.testing.assert_array_equal(keys, [0, 1, 2])
+    np.testing.assert_array_equal(replay.priorities(), [2.0, 1.0, 0.5])
+    np.testing.assert_array_equal(replay.get(keys)["observation"], [[10, 11], [11, 12], [12, 13]])
 
 
 def test_reset_drops_partial_episodes():
-    adder = SequenceAdder(None, num_envs=1, burn_in=0, trace_length=2, period=2)
+    adder = Recorder(num_envs=1, burn_in=0, trace_length=2, period=2)
     args = (np.array([1], np.int32), np.array([0.0]), np.array([False]), np.array([False]), [np.zeros((1, 1))])
     adder.add(np.array([10.0]), *args)
     adder.reset()

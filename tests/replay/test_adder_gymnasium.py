@@ -7,14 +7,15 @@ import collections
 import gymnasium as gym
 import numpy as np
 
-from r2d2_state.replay import SequenceAdder
+from .test_adder import Recorder
 
 
 def test_cartpole_sequences_are_faithful():
     num_envs, burn_in, trace, period, n_step = 3, 4, 8, 4, 2
     envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1", max_episode_steps=30)] * num_envs)
     assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
-    adder = SequenceAdder(None, num_envs, burn_in, trace, period, n_step, store_states=True)
+    adder = Recorder(num_envs=num_envs, burn_in=burn_in, trace_length=trace, period=period, n_step=n_step,
+                     store_states=True)
     rng = np.random.default_rng(0)
     obs, _ = envs.reset(seed=0)
     # The "state" encodes (env, episode, step) so every stored step can be traced back.

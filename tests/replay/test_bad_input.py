@@ -18,14 +18,30 @@ def make_item(value: float) -> dict:
     }
 
 
+def _arrays(part) -> list[np.ndarray]:
+    """Copies of every array a replay part holds (its storage)."""
+    out = []
+    for _, value in sorted(vars(part).items()) if part is not None else ():
+        if isinstance(value, np.ndarray):
+            out.append(value.copy())
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            out.extend(v.copy() for v in value)
+        elif isinstance(value, list) and value and isinstance(value[0], tuple):  # the eviction heap
+            out.append(np.array(sorted(value)))
+    return out
+
+
 def snapshot(replay: SequenceReplay) -> dict:
+    sampler = replay._sampler
     return {
         "stats": replay.stats(),
         "priorities": replay.priorities(),
-        "storage": [replay._rows.copy()],
-        "tree": [replay._tree._leaves.copy(), replay._tree._block_sums.copy()],
-        "rng": copy.deepcopy(replay._rng.bit_generator.state),
+        "storage": _arrays(replay._items) + _arrays(replay._steps) + _arrays(replay._index),
+        "tree": [] if sampler is None else [sampler.tree._leaves.copy(), sampler.tree._block_sums.copy(),
+                                            sampler.alive.copy()],
+        "rng": None if sampler is None else copy.deepcopy(sampler.rng.bit_generator.state),
         "spec": None if replay.spec is None else replay.spec.to_json(),
+        "writers": {k: (w.next_id, w.store_ids.copy()) for k, w in replay._writers.items()},
     }
 
 
@@ -34,6 +50,11 @@ def assert_unchanged(before: dict, replay: SequenceReplay) -> None:
     assert after["stats"] == before["stats"]
     assert after["rng"] == before["rng"]
     assert after["spec"] == before["spec"]
+    assert after["writers"].keys() == before["writers"].keys()
+    for key, (next_id, ids) in before["writers"].items():
+        assert after["writers"][key][0] == next_id
+        np.testing.assert_array_equal(after["writers"][key][1], ids)
+    assert len(after["storage"]) == len(before["storage"])
     np.testing.assert_array_equal(after["priorities"], before["priorities"])
     for a, b in zip(after["storage"] + after["tree"], before["storage"] + before["tree"]):
         np.testing.assert_array_equal(a, b)
@@ -173,21 +194,29 @@ def test_bad_constructor(kwargs, match):
 
 
 def adder_snapshot(adder: SequenceAdder) -> dict:
-    return copy.deepcopy({k: v for k, v in vars(adder).items() if k not in ("replay", "priority_fn")})
+    return copy.deepcopy({k: v for k, v in vars(adder).items() if k != "replay"})
+
+
+def _assert_same(a, b, key) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), key
+        for name in a:
+            _assert_same(a[name], b[name], key)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), key
+        for x, y in zip(a, b):
+            _assert_same(x, y, key)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+    else:
+        assert str(a) == str(b), key
 
 
 def assert_adder_unchanged(before: dict, adder: SequenceAdder) -> None:
     after = adder_snapshot(adder)
     assert before.keys() == after.keys()
     for key in before:
-        if isinstance(before[key], dict):
-            for name in before[key]:
-                np.testing.assert_array_equal(before[key][name], after[key][name])
-        elif isinstance(before[key], list):
-            for a, b in zip(before[key], after[key]):
-                np.testing.assert_array_equal(a, b)
-        else:
-            assert str(before[key]) == str(after[key]), key
+        _assert_same(before[key], after[key], key)
 
 
 def good_step(num_envs=2, obs_dtype=np.float32):
@@ -327,8 +356,10 @@ def test_adder_refuses_a_non_finite_first_step_before_fixing_its_spec():
 def test_adder_non_finite_observations_switch():
     with pytest.raises(ValueError, match="non_finite_observations"):
         SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1, non_finite_observations="zero")
-    adder = SequenceAdder(None, num_envs=2, burn_in=0, trace_length=1, period=1, non_finite_observations="allow")
-    items = adder.add(**dict(good_step(), observation={"x": np.full((2, 3), np.inf, np.float32)}))
-    assert np.isinf(items["observation"]["x"]).all()  # trace 1, period 1: emitted at once
+    replay = SequenceReplay(8, seed=0)
+    adder = SequenceAdder(replay, num_envs=2, burn_in=0, trace_length=1, period=1, non_finite_observations="allow")
+    adder.add(**dict(good_step(), observation={"x": np.full((2, 3), np.inf, np.float32)}))
+    items = replay.get(np.arange(2))  # trace 1, period 1: emitted at once
+    assert np.isinf(items["observation"]["x"]).all()
     with pytest.raises(ValueError, match="state/0"):  # states are always checked
         adder.add(**dict(good_step(), state=[np.full((2, 4), np.nan, np.float32)]))

@@ -189,7 +189,7 @@ def test_one_learner_samples_while_actor_threads_insert():
         thread.join()
     assert not errors
     assert replay.stats()["inserted"] == 1 + 2 * (200 + 100 * 2)
-    np.testing.assert_allclose(replay._tree.total, (replay.priorities() ** 0.9).sum())
+    np.testing.assert_allclose(replay._sampler.tree.total, (replay.priorities() ** 0.9).sum())
 
 
 def _memory(array: np.ndarray) -> np.ndarray:

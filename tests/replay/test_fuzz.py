@@ -144,7 +144,7 @@ def test_replay_fuzz(call, alpha):
     if result is not None or name != "sample":
         priorities = replay.priorities()
         assert np.all(np.isfinite(priorities)) and np.all(priorities >= 0)
-        if replay._tree.total > 0:
+        if replay._sampler.tree.total > 0:
             sample = replay.sample(2)
             assert np.all(np.isfinite(sample.weights)) and np.all(sample.probabilities > 0)
 

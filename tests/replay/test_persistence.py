@@ -32,8 +32,8 @@ def test_round_trip_is_exact(tmp_path):
     loaded.load(path)
     assert loaded.stats() == original.stats()
     np.testing.assert_array_equal(loaded.priorities(), original.priorities())
-    np.testing.assert_array_equal(loaded._rows, original._rows)
-    np.testing.assert_array_equal(loaded._tree.leaves, original._tree.leaves)
+    np.testing.assert_array_equal(loaded._items.rows, original._items.rows)
+    np.testing.assert_array_equal(loaded._sampler.tree.leaves, original._sampler.tree.leaves)
     # Same RNG and insert position: the futures are identical.
     for replay in (original, loaded):
         replay.add(make_item(42))
@@ -94,7 +94,7 @@ def test_format_version_is_checked(tmp_path):
     with np.load(path) as archive:
         arrays = {name: archive[name] for name in archive.files}
     meta = json.loads(str(arrays["meta"]))
-    assert meta["version"] == persistence.FORMAT_VERSION == 1
+    assert meta["version"] == persistence.FORMAT_VERSION == 2
     meta["version"] = 99
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)
@@ -122,8 +122,8 @@ def test_corrupt_leaf_is_rejected_before_mutation(tmp_path):
 
 
 def _state_of(replay: SequenceReplay) -> dict:
-    return {"stats": replay.stats(), "priorities": replay.priorities(), "rows": replay._rows.copy(),
-            "tree": replay._tree.leaves.copy(), "rng": json.dumps(replay._rng.bit_generator.state, default=str),
+    return {"stats": replay.stats(), "priorities": replay.priorities(), "rows": replay._items.rows.copy() if replay._items else np.zeros(0),
+            "tree": replay._sampler.tree.leaves.copy(), "rng": json.dumps(replay._sampler.rng.bit_generator.state, default=str),
             "spec": None if replay.spec is None else replay.spec.to_json()}
 
 

@@ -1,0 +1,164 @@
+"""Sequences as references to stored steps, and how a sampled sequence is read back.
+
+A sequence is its row of store step ids (``layout.lookback`` steps before its first
+position, then its L positions; -1 where there is no step: the padding before an episode's
+first step and after its final observation) plus the recurrent state fed with its first
+observation. Overlapping sequences share their steps.
+
+Reading a sequence (:meth:`SequenceIndex.read`) rebuilds the R2D2 item the learner trains
+on, leaves [B, L, ...] (see :mod:`r2d2_state.replay.adder` for what each field means):
+``observation`` (frame stacks rebuilt from single frames, bit-identical to what the env
+returned, episode starts included), ``action``, ``reward``, ``discount``, ``mask``,
+``valid``, ``prev_action`` / ``prev_reward`` (the previous step's), ``start_state`` and,
+when steps carry states, ``states``. Padding reads zeros (``prev_action`` -1).
+
+Eviction. A sequence is retired as soon as the oldest step it refers to is overwritten:
+sequences are kept in a heap by that step id, so each step write retires exactly the
+sequences that lost a step, in whatever order they were inserted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import numpy as np
+import tree
+
+from r2d2_state.replay.spec import ItemSpec
+from r2d2_state.replay.steps import TERMINATED, TRANSITION, SequenceLayout, StepStore
+
+__all__ = ["SequenceIndex", "frame_shape"]
+
+_NO_STEP = np.iinfo(np.int64).max
+
+
+def frame_shape(shape: tuple[int, ...], axis: int, size: int, name: str) -> tuple[tuple[int, ...], int]:
+    """The stored frame's shape and the stack axis normalised, for an observation leaf of
+    ``shape`` stacking ``size`` frames along ``axis`` (ValueError if it cannot)."""
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"frame stack of leaf {name!r}: axis {axis} does not exist in shape {shape!r}")
+    axis %= len(shape)
+    if shape[axis] != size:
+        raise ValueError(f"frame stack of leaf {name!r}: expected {size} frames along axis {axis}, "
+                         f"got shape {shape!r}")
+    return shape[:axis] + shape[axis + 1:], axis
+
+
+class SequenceIndex:
+    """Step-id rows and start states of up to ``capacity`` sequences, by sampler slot."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.layout: SequenceLayout | None = None
+        self.state_spec: ItemSpec | None = None
+        self.ids = np.zeros((0, 0), np.int64)
+        self.oldest = np.zeros(0, np.int64)
+        self.states: list[np.ndarray] = []
+        self._heap: list[tuple[int, int]] = []  # (oldest step id, key)
+
+    def allocate(self, layout: SequenceLayout, state_spec: ItemSpec) -> None:
+        self.layout, self.state_spec = layout, state_spec
+        self.ids = np.full((self.capacity, layout.width), -1, np.int64)
+        self.oldest = np.full(self.capacity, _NO_STEP, np.int64)
+        self.states = [np.zeros((self.capacity,) + leaf.shape, leaf.dtype) for leaf in state_spec.leaves]
+
+    @staticmethod
+    def oldest_of(ids: np.ndarray) -> np.ndarray:
+        """int64 [K]: the oldest store id each row refers to."""
+        return np.where(ids >= 0, ids, _NO_STEP).min(axis=1)
+
+    def write(self, slots: np.ndarray, keys: np.ndarray, ids: np.ndarray, states: list[np.ndarray]) -> None:
+        """Store sequences ``keys`` (their store-id rows ``ids`` [K, W], state leaves [K, ...])
+        in ``slots``."""
+        self.ids[slots] = ids
+        oldest = self.oldest_of(ids)
+        self.oldest[slots] = oldest
+        for array, leaf in zip(self.states, states):
+            array[slots] = leaf
+        for step, key in zip(oldest.tolist(), keys.tolist()):
+            heapq.heappush(self._heap, (step, key))
+
+    def expired(self, cut: int) -> list[int]:
+        """Keys of sequences that refer to a step older than store id ``cut`` (popped)."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] < cut:
+            out.append(heapq.heappop(heap)[1])
+        return out
+
+    def rebuild_heap(self, keys: np.ndarray, slots: np.ndarray) -> None:
+        """After a load: the heap of the live sequences ``keys`` in ``slots``."""
+        self._heap = list(zip(self.oldest[slots].tolist(), keys.tolist()))
+        heapq.heapify(self._heap)
+
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes + self.oldest.nbytes + sum(a.nbytes for a in self.states)
+                   + 40 * len(self._heap))  # a heap entry: a tuple of two ints and its list slot
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, slots: np.ndarray, store: StepStore, step_names: dict[str, int], obs_spec: ItemSpec,
+             stacks: dict[int, tuple[int, int, str]]) -> dict[str, Any]:
+        """The items of sequences in ``slots`` (int [B]), leaves [B, L, ...].
+
+        ``step_names``: store leaf index of ``action``, ``reward``, ``flags`` and of the
+        first observation / state leaf (``observation``, ``state``); ``obs_spec``: the
+        observation structure as the env returns it; ``stacks``: observation leaf index ->
+        (frames, axis, padding) for frame-stacked leaves.
+        """
+        layout = self.layout
+        assert layout is not None and self.state_spec is not None
+        lb, length = layout.lookback, layout.length
+        ids = self.ids[slots]  # [B, W]
+        own = ids[:, lb:]
+        rows = store.rows(own)
+        arrays = store.arrays
+        flags = arrays[step_names["flags"]][rows]
+        transition = (flags & TRANSITION) != 0
+        item: dict[str, Any] = {
+            "action": arrays[step_names["action"]][rows],
+            "reward": arrays[step_names["reward"]][rows],
+            "discount": (transition & ((flags & TERMINATED) == 0)).astype(np.float32),
+            "mask": transition.astype(np.float32),
+            "valid": (own >= 0).astype(np.float32),
+        }
+        previous = np.where(own >= 0, ids[:, lb - 1: lb - 1 + length], -1)  # padding has no previous step
+        prev_rows = store.rows(previous)
+        item["prev_action"] = np.where(previous >= 0, arrays[step_names["action"]][prev_rows], -1).astype(np.int32)
+        item["prev_reward"] = arrays[step_names["reward"]][prev_rows]
+
+        first_obs = step_names["observation"]
+        observation = []
+        for index, leaf in enumerate(obs_spec.leaves):
+            array = arrays[first_obs + index]
+            if index in stacks:
+                observation.append(self._stacks(ids, own, store, array, *stacks[index]))
+            else:
+                observation.append(array[rows])
+        item["observation"] = obs_spec.unflatten(observation)
+        item["start_state"] = self.state_spec.unflatten([array[slots] for array in self.states])
+        if "state" in step_names:
+            first_state = step_names["state"]
+            item["states"] = self.state_spec.unflatten(
+                [arrays[first_state + i][rows] for i in range(len(self.state_spec.leaves))])
+        return item
+
+    def _stacks(self, ids: np.ndarray, own: np.ndarray, store: StepStore, frames: np.ndarray, size: int, axis: int,
+                padding: str) -> np.ndarray:
+        """Frame stacks [B, L, *obs shape] from the single frames of ``ids`` [B, W]."""
+        layout = self.layout
+        lb, length = layout.lookback, layout.length
+        if padding == "reset":
+            # Before the episode's first step, its first frame repeats (FrameStackObservation's reset padding).
+            present = ids >= 0
+            first = present.argmax(axis=1)
+            fill = ids[np.arange(ids.shape[0]), first]
+            ids = np.where(np.arange(ids.shape[1])[None, :] < first[:, None], fill[:, None], ids)
+        columns = lb + np.arange(length)[:, None] - (size - 1) + np.arange(size)[None, :]  # [L, size]
+        frame_ids = ids[:, columns]  # [B, L, size]
+        frame_ids = np.where(own[:, :, None] >= 0, frame_ids, -1)  # padded positions read zeros
+        stacked = frames[store.rows(frame_ids)]  # [B, L, size, *frame]
+        if axis:
+            stacked = np.ascontiguousarray(np.moveaxis(stacked, 2, 2 + axis))
+        return stacked

@@ -1,0 +1,216 @@
+"""Environment steps stored once: the circular step store, and the chunks adders write into it.
+
+An R2D2 sequence of L steps overlaps its neighbours (period P < L), so a replay that stores
+every sequence whole keeps each step about L / P times. Here a step is written once into
+a :class:`StepStore` and sequences refer to it by step id (:mod:`r2d2_state.replay.sequences`).
+
+A stored step holds what cannot be derived from its neighbours:
+
+- ``observation``: the observation structure; for a leaf that is a stack of the last k
+  frames (:class:`FrameStack`), only the newest frame;
+- ``action`` int32, ``reward`` float32: the action taken on this observation and the
+  reward after it (0 where the step is not a transition: an episode's final observation);
+- ``flags`` uint8: ``TRANSITION`` (the step is a transition), ``TERMINATED`` (the episode
+  terminated after it: no bootstrap);
+- ``state`` (optional): the recurrent state fed with this observation, for diagnostics.
+
+``prev_action`` / ``prev_reward`` are the previous step's action and reward, and padding is
+not data: both are rebuilt when a sequence is read.
+
+Store ids are ``0, 1, 2, ...`` in write order; id ``i`` lives in row ``i % capacity`` until
+``capacity`` newer steps overwrite it. Each array has one extra row of zeros, read for the
+padding (id -1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from r2d2_state.replay.spec import ItemSpec
+
+__all__ = ["FrameStack", "SequenceLayout", "StepChunk", "StepStore", "TRANSITION", "TERMINATED"]
+
+TRANSITION = np.uint8(1)
+TERMINATED = np.uint8(2)
+PADDINGS = ("reset", "zero")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameStack:
+    """An observation leaf that stacks the last ``size`` frames along ``axis``, newest last.
+
+    ``padding`` is what fills the stack at an episode's first step: ``"reset"`` repeats
+    the first frame (Gymnasium's ``FrameStackObservation`` default), ``"zero"`` zeros.
+    """
+
+    leaf: str
+    """The observation leaf's name as ``ItemSpec`` names it: ``"observation"`` for a single
+    array, ``"observation/pixels"`` for a dict key."""
+    size: int
+    axis: int = 0
+    padding: str = "reset"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 2:
+            raise ValueError(f"FrameStack.size must be an int >= 2, got {self.size!r}")
+        if isinstance(self.axis, bool) or not isinstance(self.axis, (int, np.integer)):
+            raise ValueError(f"FrameStack.axis must be an int, got {self.axis!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"FrameStack.padding must be one of {PADDINGS}, got {self.padding!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceLayout:
+    """The geometry every sequence of a replay shares (set by its adder)."""
+
+    burn_in: int
+    trace_length: int
+    n_step: int
+    period: int
+    frame_stacks: tuple[FrameStack, ...] = ()
+
+    @property
+    def length(self) -> int:
+        """L = burn_in + trace_length + n_step."""
+        return self.burn_in + self.trace_length + self.n_step
+
+    @property
+    def lookback(self) -> int:
+        """Steps before a sequence's first position it refers to: the previous step (its
+        action and reward are ``prev_action`` / ``prev_reward``) and the older frames of stacks."""
+        return max([1] + [stack.size - 1 for stack in self.frame_stacks])
+
+    @property
+    def width(self) -> int:
+        """Step ids per sequence: lookback + L."""
+        return self.lookback + self.length
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"burn_in": self.burn_in, "trace_length": self.trace_length, "n_step": self.n_step,
+                "period": self.period, "frame_stacks": [s.to_dict() for s in self.frame_stacks]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SequenceLayout:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a sequence layout object, got {data!r}")
+        values = {k: data[k] for k in ("burn_in", "trace_length", "n_step", "period")}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be an int >= 0, got {value!r}")
+        stacks = tuple(FrameStack(**s) for s in data.get("frame_stacks", []))
+        return cls(**values, frame_stacks=stacks)
+
+
+@dataclasses.dataclass
+class StepChunk:
+    """Steps and the sequences that refer to them, as one adder hands them to a replay.
+
+    Every array is numpy (a chunk pickles cheaply: Ray actors ship it as it is). Step ids
+    in ``sequences`` are the *writer's* own (``first_id + row``); the replay maps them to
+    its store ids, so a sequence may refer to steps of this writer's earlier chunks.
+    """
+
+    writer: str
+    """Identifies the adder (a new adder, e.g. after a worker restart, is a new writer)."""
+    first_id: int
+    """Writer id of ``steps``' first row; rows have consecutive ids."""
+    steps: dict[str, Any]
+    """``observation``, ``action``, ``reward``, ``flags`` (and ``state``), leaves [M, ...]."""
+    sequences: np.ndarray
+    """int64 [K, width]: writer step ids of each sequence (lookback, then its L positions), -1 for none."""
+    start_state: Any
+    """The recurrent state fed with each sequence's first observation, leaves [K, ...]."""
+    layout: SequenceLayout
+    history: int
+    """How many writer ids before ``first_id`` a sequence of this writer may refer to."""
+
+    @property
+    def num_steps(self) -> int:
+        return int(np.shape(self.steps["flags"])[0])
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.sequences.shape[0])
+
+    @classmethod
+    def concatenate(cls, chunks: Sequence[StepChunk]) -> StepChunk:
+        """Consecutive chunks of one writer as one chunk."""
+        import tree
+
+        first = chunks[0]
+        for before, after in zip(chunks, chunks[1:]):
+            if after.writer != first.writer or after.first_id != before.first_id + before.num_steps:
+                raise ValueError("only consecutive chunks of one writer can be concatenated")
+        if len(chunks) == 1:
+            return first
+        join = lambda *xs: np.concatenate(xs)  # noqa: E731
+        return cls(first.writer, first.first_id, tree.map_structure(join, *[c.steps for c in chunks]),
+                   np.concatenate([c.sequences for c in chunks]),
+                   tree.map_structure(join, *[c.start_state for c in chunks]), first.layout, first.history)
+
+    def nbytes(self) -> int:
+        """Bytes of every array in the chunk (what a process ships)."""
+        import tree
+
+        leaves = tree.flatten([self.steps, self.start_state]) + [self.sequences]
+        return int(sum(np.asarray(leaf).nbytes for leaf in leaves))
+
+
+class StepStore:
+    """A circular store of ``capacity`` steps with a fixed spec (module docstring)."""
+
+    def __init__(self, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity_steps must be a positive int, got {capacity!r}")
+        self.capacity = int(capacity)
+        self.spec: ItemSpec | None = None
+        self.arrays: list[np.ndarray] = []  # per leaf, [capacity + 1, ...]; the last row stays zero
+        self.head = 0  # the next store id
+
+    def allocate(self, spec: ItemSpec) -> None:
+        # np.zeros maps pages lazily: capacity nobody wrote yet costs no memory.
+        self.spec = spec
+        self.arrays = [np.zeros((self.capacity + 1,) + leaf.shape, leaf.dtype) for leaf in spec.leaves]
+
+    @property
+    def oldest(self) -> int:
+        """The oldest store id still held."""
+        return max(0, self.head - self.capacity)
+
+    def __len__(self) -> int:
+        return self.head - self.oldest
+
+    def write(self, leaves: Sequence[np.ndarray]) -> int:
+        """Write M steps (leaves [M, ...] in spec order); returns the first one's store id.
+        With M > capacity only the last ``capacity`` steps are kept."""
+        count = int(leaves[0].shape[0]) if leaves else 0
+        first = self.head
+        kept = max(0, count - self.capacity)
+        rows = (np.arange(first + kept, first + count) % self.capacity)
+        start = int(rows[0]) if rows.size else 0
+        contiguous = rows.size and start + rows.size <= self.capacity
+        for array, leaf in zip(self.arrays, leaves):
+            if contiguous:
+                array[start:start + rows.size] = leaf[kept:]
+            elif rows.size:
+                array[rows] = leaf[kept:]
+        self.head += count
+        return first
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of store ids (any shape); -1 reads the zero row."""
+        return np.where(ids >= 0, ids % self.capacity, self.capacity)
+
+    def nbytes(self) -> int:
+        return int(sum(array.nbytes for array in self.arrays))
+
+    def read_range(self, first: int, stop: int) -> list[np.ndarray]:
+        """Copies of the leaves of store ids [first, stop) (all held), in id order."""
+        rows = np.arange(first, stop) % self.capacity
+        return [array[rows] for array in self.arrays]
