@@ -103,7 +103,7 @@ def replay_steps(config: TrainConfig) -> int | None:
         return r.replay_capacity_steps
     envs = config.num_actors * r.num_envs
     width = r.sequence_length + 8  # a sequence's lookback: the previous step, older frames of a stack
-    return ((r.replay_capacity + envs) * (r.trace_length + r.n_step)
+    return ((r.replay_capacity + envs) * (r.trace_length + r.n_step + 1)
             + envs * (width + 2 * r.actor_update_period))
 
 

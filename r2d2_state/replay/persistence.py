@@ -120,7 +120,7 @@ def save(replay: Any, path: str | os.PathLike) -> None:
         meta.update({"step_spec": replay._step_spec.to_json(), "state_spec": index.state_spec.to_json(),
                      "layout": replay._layout.to_dict(), "head": steps.head, "retired": replay._retired,
                      "dropped": replay._dropped})
-        arrays["ids"] = index.ids[arrays["slots"]]
+        arrays["ids"] = index.ids(arrays["slots"], steps.head)
         for i, leaf in enumerate(index.states):
             arrays[f"state_{i}"] = leaf[arrays["slots"]]
         for i, leaf in enumerate(steps.read_range(steps.oldest, steps.head)):
@@ -339,9 +339,10 @@ def apply(replay: Any, loaded: Loaded) -> None:
     rows = np.arange(oldest, loaded.head) % store.capacity
     for array, leaf in zip(store.arrays, loaded.steps):
         array[rows] = leaf
-    index.ids[:] = -1
-    index.ids[loaded.slots] = loaded.ids
-    index.oldest[loaded.slots] = SequenceIndex.oldest_of(loaded.ids) if loaded.slots.size else 0
+    index.rows[:] = index.pad
+    if loaded.slots.size:
+        index.rows[loaded.slots] = np.where(loaded.ids >= 0, loaded.ids % index.pad, index.pad)
+        index.oldest[loaded.slots] = SequenceIndex.oldest_of(loaded.ids)
     for array, leaf in zip(index.states, loaded.states):
         array[loaded.slots] = leaf
     last = loaded.next_key - 1

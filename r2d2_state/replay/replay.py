@@ -18,7 +18,7 @@ Capacities. ``capacity`` counts items or sequences, ``capacity_steps`` env steps
 paper's unit: 4M observations). For sequences give ``capacity_steps``; the sequence table
 then holds up to ``2 * capacity_steps / period + 1024`` sequences. Given only ``capacity``
 (sequences), the step store is sized so that the last ``capacity`` sequences of one
-writer always fit (``(capacity + num_envs) * (trace_length + n_step)`` steps plus the
+writer always fit (``(capacity + num_envs) * (trace_length + n_step + 1)`` steps plus the
 lookback of every env): first-in first-out by sequences, exactly as a replay that copies
 them. With several writers (actor processes), give both.
 
@@ -277,7 +277,9 @@ class SequenceReplay:
         """Steps that keep the last ``capacity`` sequences of one writer (module docstring)."""
         layout = chunk.layout
         num_envs = max(1, chunk.history // max(1, layout.width))
-        return ((self.capacity + num_envs) * (layout.trace_length + layout.n_step) + chunk.history
+        # Each env completes a sequence at least every T + n steps of an episode, plus the
+        # episode's final observation: the last `capacity` sequences span at most this many steps.
+        return ((self.capacity + num_envs) * (layout.trace_length + layout.n_step + 1) + chunk.history
                 + 2 * max(chunk.num_steps, num_envs))
 
     def _write_chunk(self, chunk: StepChunk, step_spec, step_leaves, count, ids, state_spec, state_leaves, raw,
@@ -327,7 +329,7 @@ class SequenceReplay:
         self._steps = StepStore(self.capacity_steps)
         self._steps.allocate(step_spec)
         self._index = SequenceIndex(sampler.capacity)
-        self._index.allocate(layout, state_spec)
+        self._index.allocate(layout, state_spec, self.capacity_steps)
         names = [leaf.path[0] for leaf in step_spec.leaves]
         self._step_names = {name: names.index(name) for name in ("action", "reward", "flags", "observation")}
         if "state" in names:

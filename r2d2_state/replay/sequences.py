@@ -1,9 +1,9 @@
 """Sequences as references to stored steps, and how a sampled sequence is read back.
 
-A sequence is its row of store step ids (``layout.lookback`` steps before its first
-position, then its L positions; -1 where there is no step: the padding before an episode's
-first step and after its final observation) plus the recurrent state fed with its first
-observation. Overlapping sequences share their steps.
+A sequence is its row of step-store rows (``layout.lookback`` steps before its first
+position, then its L positions; the store's zero row where there is no step: the padding
+before an episode's first step and after its final observation) plus the recurrent state
+fed with its first observation. Overlapping sequences share their steps.
 
 Reading a sequence (:meth:`SequenceIndex.read`) rebuilds the R2D2 item the learner trains
 on, leaves [B, L, ...] (see :mod:`r2d2_state.replay.adder` for what each field means):
@@ -52,14 +52,17 @@ class SequenceIndex:
         self.capacity = int(capacity)
         self.layout: SequenceLayout | None = None
         self.state_spec: ItemSpec | None = None
-        self.ids = np.zeros((0, 0), np.int64)
+        self.pad = 0  # the step store's zero row
+        self.rows = np.zeros((0, 0), np.int32)
         self.oldest = np.zeros(0, np.int64)
         self.states: list[np.ndarray] = []
         self._heap: list[tuple[int, int]] = []  # (oldest step id, key)
 
-    def allocate(self, layout: SequenceLayout, state_spec: ItemSpec) -> None:
+    def allocate(self, layout: SequenceLayout, state_spec: ItemSpec, store_capacity: int) -> None:
         self.layout, self.state_spec = layout, state_spec
-        self.ids = np.full((self.capacity, layout.width), -1, np.int64)
+        self.pad = store_capacity
+        dtype = np.int32 if store_capacity < np.iinfo(np.int32).max else np.int64
+        self.rows = np.full((self.capacity, layout.width), self.pad, dtype)
         self.oldest = np.full(self.capacity, _NO_STEP, np.int64)
         self.states = [np.zeros((self.capacity,) + leaf.shape, leaf.dtype) for leaf in state_spec.leaves]
 
@@ -69,15 +72,22 @@ class SequenceIndex:
         return np.where(ids >= 0, ids, _NO_STEP).min(axis=1)
 
     def write(self, slots: np.ndarray, keys: np.ndarray, ids: np.ndarray, states: list[np.ndarray]) -> None:
-        """Store sequences ``keys`` (their store-id rows ``ids`` [K, W], state leaves [K, ...])
-        in ``slots``."""
-        self.ids[slots] = ids
+        """Store sequences ``keys`` (their store ids ``ids`` [K, W], -1 for none; state leaves
+        [K, ...]) in ``slots``."""
+        self.rows[slots] = np.where(ids >= 0, ids % self.pad, self.pad)
         oldest = self.oldest_of(ids)
         self.oldest[slots] = oldest
         for array, leaf in zip(self.states, states):
             array[slots] = leaf
         for step, key in zip(oldest.tolist(), keys.tolist()):
             heapq.heappush(self._heap, (step, key))
+
+    def ids(self, slots: np.ndarray, head: int) -> np.ndarray:
+        """int64 [K, W]: the store ids of the sequences in ``slots`` (-1 for none), given the
+        store's head: the ids held are a window of at most ``pad`` consecutive ids."""
+        rows = self.rows[slots].astype(np.int64)
+        last = head - 1
+        return np.where(rows != self.pad, last - (last - rows) % self.pad, -1)
 
     def expired(self, cut: int) -> list[int]:
         """Keys of sequences that refer to a step older than store id ``cut`` (popped)."""
@@ -93,7 +103,7 @@ class SequenceIndex:
         heapq.heapify(self._heap)
 
     def nbytes(self) -> int:
-        return int(self.ids.nbytes + self.oldest.nbytes + sum(a.nbytes for a in self.states)
+        return int(self.rows.nbytes + self.oldest.nbytes + sum(a.nbytes for a in self.states)
                    + 40 * len(self._heap))  # a heap entry: a tuple of two ints and its list slot
 
     # ------------------------------------------------------------------ reading
@@ -110,9 +120,10 @@ class SequenceIndex:
         layout = self.layout
         assert layout is not None and self.state_spec is not None
         lb, length = layout.lookback, layout.length
-        ids = self.ids[slots]  # [B, W]
-        own = ids[:, lb:]
-        rows = store.rows(own)
+        pad = self.pad
+        window = self.rows[slots]  # [B, W]
+        rows = window[:, lb:]
+        present = rows != pad
         arrays = store.arrays
         flags = arrays[step_names["flags"]][rows]
         transition = (flags & TRANSITION) != 0
@@ -121,11 +132,10 @@ class SequenceIndex:
             "reward": arrays[step_names["reward"]][rows],
             "discount": (transition & ((flags & TERMINATED) == 0)).astype(np.float32),
             "mask": transition.astype(np.float32),
-            "valid": (own >= 0).astype(np.float32),
+            "valid": present.astype(np.float32),
         }
-        previous = np.where(own >= 0, ids[:, lb - 1: lb - 1 + length], -1)  # padding has no previous step
-        prev_rows = store.rows(previous)
-        item["prev_action"] = np.where(previous >= 0, arrays[step_names["action"]][prev_rows], -1).astype(np.int32)
+        prev_rows = np.where(present, window[:, lb - 1: lb - 1 + length], pad)  # padding has no previous step
+        item["prev_action"] = np.where(prev_rows != pad, arrays[step_names["action"]][prev_rows], -1).astype(np.int32)
         item["prev_reward"] = arrays[step_names["reward"]][prev_rows]
 
         first_obs = step_names["observation"]
@@ -133,7 +143,7 @@ class SequenceIndex:
         for index, leaf in enumerate(obs_spec.leaves):
             array = arrays[first_obs + index]
             if index in stacks:
-                observation.append(self._stacks(ids, own, store, array, *stacks[index]))
+                observation.append(self._stacks(window, present, array, *stacks[index]))
             else:
                 observation.append(array[rows])
         item["observation"] = obs_spec.unflatten(observation)
@@ -144,21 +154,20 @@ class SequenceIndex:
                 [arrays[first_state + i][rows] for i in range(len(self.state_spec.leaves))])
         return item
 
-    def _stacks(self, ids: np.ndarray, own: np.ndarray, store: StepStore, frames: np.ndarray, size: int, axis: int,
+    def _stacks(self, window: np.ndarray, present: np.ndarray, frames: np.ndarray, size: int, axis: int,
                 padding: str) -> np.ndarray:
-        """Frame stacks [B, L, *obs shape] from the single frames of ``ids`` [B, W]."""
+        """Frame stacks [B, L, *obs shape] from the single frames of the rows ``window`` [B, W]."""
         layout = self.layout
         lb, length = layout.lookback, layout.length
+        pad = self.pad
         if padding == "reset":
             # Before the episode's first step, its first frame repeats (FrameStackObservation's reset padding).
-            present = ids >= 0
-            first = present.argmax(axis=1)
-            fill = ids[np.arange(ids.shape[0]), first]
-            ids = np.where(np.arange(ids.shape[1])[None, :] < first[:, None], fill[:, None], ids)
+            first = (window != pad).argmax(axis=1)
+            fill = window[np.arange(window.shape[0]), first]
+            window = np.where(np.arange(window.shape[1])[None, :] < first[:, None], fill[:, None], window)
         columns = lb + np.arange(length)[:, None] - (size - 1) + np.arange(size)[None, :]  # [L, size]
-        frame_ids = ids[:, columns]  # [B, L, size]
-        frame_ids = np.where(own[:, :, None] >= 0, frame_ids, -1)  # padded positions read zeros
-        stacked = frames[store.rows(frame_ids)]  # [B, L, size, *frame]
+        frame_rows = np.where(present[:, :, None], window[:, columns], pad)  # padded positions read zeros
+        stacked = frames[frame_rows]  # [B, L, size, *frame]
         if axis:
             stacked = np.ascontiguousarray(np.moveaxis(stacked, 2, 2 + axis))
         return stacked
