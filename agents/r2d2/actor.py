@@ -3,8 +3,8 @@
 The actor holds the LSTM state of every env as one row of the stateful network's state
 variables (batch = N), feeds each observation together with the previous action and
 reward of the same episode, and hands the replay the state *before* each step, which is
-what a stored sequence must start from (DESIGN.md: "store the state that is fed together
-with obs[0]").
+what a stored sequence must start from: the state fed together with the sequence's first
+observation.
 
 Episode boundaries follow Gymnasium 1.x NEXT_STEP autoreset, exactly as
 :class:`r2d2_state.replay.adder.SequenceAdder` reads them (env i, calls of
