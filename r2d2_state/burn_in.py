@@ -45,7 +45,6 @@ __all__ = [
     "NETWORK_INPUTS",
     "StatefulCore",
     "StatelessCore",
-    "make_core",
     "time_slice",
     "burn_in_and_unroll",
 ]
@@ -132,14 +131,6 @@ class StatelessCore:
 def _tensors(inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
     # Keras refuses a dict input that mixes numpy arrays and tensors.
     return {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
-
-
-def make_core(network: keras.Model) -> StatefulCore | StatelessCore:
-    """The core that fits ``network``: stateful if it has stateful recurrent layers."""
-    try:
-        return StatefulCore(network)
-    except ValueError:
-        return StatelessCore(network)
 
 
 def burn_in_and_unroll(core: StatefulCore | StatelessCore, inputs: Mapping[str, Any],

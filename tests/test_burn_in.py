@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from r2d2_state.burn_in import StatefulCore, StatelessCore, burn_in_and_unroll, make_core
+from r2d2_state.burn_in import StatefulCore, StatelessCore, burn_in_and_unroll
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.state import get_states, reset_states
 
@@ -94,12 +94,6 @@ def test_no_gradient_reaches_the_burn_in(nets, kind):
         # the check above is able to fail.
         g_unguarded, _ = grad_wrt_observations(False)
         assert np.abs(g_unguarded[:, :burn]).sum() > 0
-
-
-def test_make_core_picks_the_variant(nets):
-    stateful, stateless = nets
-    assert isinstance(make_core(stateful), StatefulCore)
-    assert isinstance(make_core(stateless), StatelessCore)
 
 
 def test_burn_in_bounds_are_checked(nets):

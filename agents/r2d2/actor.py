@@ -3,8 +3,8 @@
 The actor holds the LSTM state of every env as one row of the stateful network's state
 variables (batch = N), feeds each observation together with the previous action and
 reward of the same episode, and hands the replay the state *before* each step, which is
-what a stored sequence must start from (DESIGN.md: "store the state that is fed together
-with obs[0]").
+what a stored sequence must start from: the state fed together with the sequence's first
+observation.
 
 Episode boundaries follow Gymnasium 1.x NEXT_STEP autoreset, exactly as
 :class:`r2d2_state.replay.adder.SequenceAdder` reads them (env i, calls of
@@ -56,7 +56,8 @@ class R2D2Actor:
         obs, _ = envs.reset(seed=0)
         actor.reset()
         for step in range(num_steps):
-            actor.maybe_update(step, learner.get_weights, period=400)
+            if step % 400 == 0:
+                actor.set_weights(learner.get_weights())
             action, state = actor.select_actions(obs)          # state BEFORE this step
             next_obs, reward, terminated, truncated, _ = envs.step(action)
             adder.add(obs, action, reward, terminated, truncated, state)
@@ -262,20 +263,6 @@ class R2D2Actor:
         self._model.set_weights(weights)
         if self._numpy_step is not None:
             self._numpy_step.load()
-
-    def set_epsilons(self, epsilons: Sequence[float] | float) -> None:
-        """Replace the exploration rates (one for all envs, or N)."""
-        self.epsilons = self._checked_epsilons(epsilons)
-
-    def maybe_update(self, step: int, weights_fn: Callable[[], list[np.ndarray]], period: int) -> bool:
-        """``set_weights(weights_fn())`` when ``step % period == 0``; returns whether it did.
-        ``weights_fn`` is only called then (fetching weights may be a remote call)."""
-        if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or period < 1:
-            raise ValueError(f"period must be an int >= 1, got {period!r}")
-        if step % period != 0:
-            return False
-        self.set_weights(weights_fn())
-        return True
 
     @property
     def rng_state(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """R2D2 hyperparameters: one frozen dataclass, the paper's values by default.
 
-Paper: Kapturowski et al. 2019, Appendix (see ../shared/DESIGN.md). Every field
-has a one-line docstring (the command line's help: ``agents/r2d2/cli.py`` builds the flags from
+The defaults are the hyperparameters of the paper's appendix (Kapturowski et al. 2019,
+*Recurrent Experience Replay in Distributed Reinforcement Learning*). Every field has a
+one-line docstring (the command line's help: ``agents/r2d2/cli.py`` builds the flags from
 these dataclasses with tyro). No framework is imported here.
 """
 
@@ -20,9 +21,8 @@ ActorBackend = Literal["auto", "numpy", "tf"]
 ACTOR_BACKENDS = get_args(ActorBackend)
 
 XLA_MIN_LSTM_UNITS = 512
-"""``jit_compile=None`` (auto) compiles the learner step with XLA from this LSTM width on.
-Measured with ``scripts/bench_learner.py`` on 2 CPU cores (idle, one run, 2026-12-02): XLA on /
-off 0.816 of the step time at LSTM 512, 1.368 at LSTM 64 (docs/benchmarks.md)."""
+"""``jit_compile=None`` (auto) compiles the learner step with XLA from this LSTM width on: on a
+CPU XLA shortens the step of wide LSTMs and lengthens that of narrow ones (docs/learner.md, XLA)."""
 
 # Network fields that R2D2Config held itself before it nested a QNetworkConfig: an older
 # run's config.json has them flat (``r2d2.lstm_units``); from_dict moves them into ``network``.
@@ -109,7 +109,7 @@ class R2D2Config(ConfigMixin):
     staleness_period: int = 0
     """Learner steps between staleness diagnostics (0: off). Needs per-step states in the replay."""
     jit_compile: bool | None = None
-    """Compile the learner step with XLA: true, false, or auto (None, the default): on when the widest LSTM layer has >= XLA_MIN_LSTM_UNITS (512) units (scripts/bench_learner.py, 2 CPU cores: XLA 0.82x the step time at LSTM 512, 1.37x at 64)."""
+    """Compile the learner step with XLA: true, false, or auto (None, the default): on when the widest LSTM layer has >= XLA_MIN_LSTM_UNITS (512) units, where XLA shortens the step on a CPU (below, it lengthens it; docs/learner.md)."""
 
     # --- network
     network: QNetworkConfig = dataclasses.field(default_factory=QNetworkConfig)
@@ -127,7 +127,7 @@ class R2D2Config(ConfigMixin):
     actor_update_period: int = 400
     """Env steps (per env) between weight refreshes of the actor."""
     actor_backend: ActorBackend = "auto"
-    """How actors compute a step: 'numpy' (vector torsos only; the same numbers to float32 rounding, 1.6-1.9x the acting loop's env steps/s of 'tf' at 8-32 envs, docs/learner.md), 'tf' (a TensorFlow graph call), or 'auto' (numpy where it applies)."""
+    """How actors compute a step: 'numpy' (vector torsos only; the same numbers to float32 rounding, and faster where a graph call's fixed cost dominates the step, docs/learner.md), 'tf' (a TensorFlow graph call), or 'auto' (numpy where it applies)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):

@@ -225,9 +225,6 @@ class R2D2Learner:
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.online.set_weights(weights)
 
-    def update_target(self) -> None:
-        self.target.set_weights(self.online.get_weights())
-
     def checkpoint_objects(self) -> dict[str, Any]:
         """Trackables for ``tf.train.Checkpoint``: networks, optimizer, step counter."""
         return {"online": self.online, "target": self.target, "optimizer": self.optimizer,

@@ -91,7 +91,7 @@ class TrainConfig(ConfigMixin):
     learner_steps_per_call: int = 1
     """Learner steps due at once that run in one graph call, on batches sampled together (1: one step per call; more saves per-call Python time, and each batch's sampling then misses the priorities of the steps before it in the call)."""
     tf_threads: int = 0
-    """TensorFlow's intra- and inter-op threads in this process (0: auto: 1 thread per op and 2 ops at once for LSTMs of <= 128 units without the Nature-DQN conv stack or XLA, 0.75-0.89x the learner step time on 2 cores; TensorFlow's default otherwise)."""
+    """TensorFlow's intra- and inter-op threads in this process (0: auto: 1 thread per op and 2 ops at once for LSTMs of <= 128 units without the Nature-DQN conv stack or XLA, where the step's two small recurrences each keep a core busy; TensorFlow's default otherwise; docs/learner.md, Threads)."""
 
     # --- backend (where the actors run; the learner and replay always run in this process)
     backend: Backend = "single"

@@ -146,7 +146,7 @@ def test_epsilon_zero_is_greedy_and_one_is_uniform(backend):
         action, _ = actor.select_actions(fake_obs(rng, 8))
         np.testing.assert_array_equal(action, np.argmax(actor.last_q, axis=1))
         assert action.dtype == np.int32 and action.shape == (8,)
-    actor.set_epsilons(1.0)
+    actor = R2D2Actor(VECTOR_CONFIG, num_envs=8, epsilons=1.0, seed=3, backend=backend)
     obs = fake_obs(rng, 8)
     counts = np.zeros(3)
     for _ in range(250):  # 2000 draws: standard error of a frequency ~0.011
@@ -174,12 +174,11 @@ def test_per_env_epsilons_mix_greedy_and_random(backend):
     assert 25 <= off_greedy <= 55  # expected 40 (2/3 of 60)
 
 
-def test_traces_once_over_episode_ends_weight_and_epsilon_changes():
+def test_traces_once_over_episode_ends_and_weight_changes():
     actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=5, backend="tf")
     records, _ = run_tmaze(actor, 20)
     assert any(r["terminated"].any() or r["truncated"].any() for r in records)
     actor.set_weights([w * 0.5 for w in actor.network.get_weights()])
-    actor.set_epsilons(0.1)
     records, _ = run_tmaze(actor, 10, seed=1)
     assert actor.num_traces == 1
     assert actor._step_fn.experimental_get_tracing_count() == 1
@@ -195,10 +194,8 @@ def test_set_weights_changes_q_but_keeps_state(actor4):
     actor4.set_weights([w + 0.1 for w in original])
     for got, want in zip(get_states(actor4.network)[0], state[0]):
         np.testing.assert_array_equal(got, want)
-    calls = []
-    assert not actor4.maybe_update(3, lambda: calls.append(1) or original, period=2)
-    assert actor4.maybe_update(4, lambda: calls.append(1) or original, period=2)
-    assert calls == [1]
+    assert not np.array_equal(actor4.network.get_weights()[0], original[0])
+    actor4.set_weights(original)
     for got, want in zip(actor4.network.get_weights(), original):
         np.testing.assert_array_equal(got, want)
 
@@ -304,13 +301,13 @@ def test_bad_inputs_raise_naming_the_values(actor4):
     with pytest.raises(ValueError, match=r"got \(4, 5\)"):
         actor4.select_actions(np.zeros((4, 5), np.float32))
     with pytest.raises(ValueError, match=r"in \[0, 1\].*1\.5"):
-        actor4.set_epsilons([0.1, 0.2, 0.3, 1.5])
+        R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=[0.1, 0.2, 0.3, 1.5])
     with pytest.raises(ValueError, match=r"shape \(4,\).*got shape \(3,\)"):
-        actor4.set_epsilons([0.1, 0.2, 0.3])
+        R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=-0.1)
     with pytest.raises(ValueError, match="nan"):
-        actor4.set_epsilons(float("nan"))
+        R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=float("nan"))
     with pytest.raises(ValueError, match="num_envs"):
         R2D2Actor(VECTOR_CONFIG, num_envs=0, epsilons=0.1)
     no = np.zeros(4, bool)
@@ -318,8 +315,6 @@ def test_bad_inputs_raise_naming_the_values(actor4):
         actor4.observe(np.zeros(3, np.int64), np.zeros(4), no, no)
     with pytest.raises(ValueError, match=r"in \[0, 3\)"):
         actor4.observe(np.array([0, 1, 2, 3]), np.zeros(4), no, no)
-    with pytest.raises(ValueError, match="period"):
-        actor4.maybe_update(0, list, period=0)
 
 
 def test_numpy_and_tf_backends_act_alike_over_episode_ends_and_weight_changes():

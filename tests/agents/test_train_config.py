@@ -33,6 +33,20 @@ def test_every_field_has_a_docstring(cls):
     assert not missing, f"{cls.__name__} fields without a docstring: {sorted(missing)}"
 
 
+@pytest.mark.parametrize("module", ["agents.r2d2.config", "agents.r2d2.train_config", "agents.r2d2.presets"])
+def test_config_modules_say_why_without_measured_figures(module):
+    """Figures live once, in docs/benchmarks.md or docs/presets.md; the help text links there."""
+    import importlib
+    import re
+
+    source = inspect.getsource(importlib.import_module(module))
+    dated = re.findall(r"20\d\d-\d\d-\d\d", source)
+    ratios = re.findall(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?x\b", source)  # 1.6-1.9x, 0.82x
+    timings = re.findall(r"\b\d+(?:\.\d+)? ?(?:ms|us)\b", source)
+    assert not (dated or ratios or timings), f"{module} carries measured figures: {dated + ratios + timings}"
+    assert "DESIGN.md" not in source
+
+
 def test_start_states_match_the_burn_in_module():
     from r2d2_state.burn_in import START_STATES as burn_in_start_states
 
