@@ -106,7 +106,11 @@ class Conversion:
     """The observation is a CxHxW uint8 image (a frame stack, stack axis first: ``ALE/...`` ids)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if not self.channels_first:
+            # Keeps the env.json of other envs as it was, so their older run dirs still resume.
+            del record["channels_first"]
+        return record
 
 
 @dataclasses.dataclass(frozen=True)

@@ -115,3 +115,14 @@ def test_train_and_evaluate_scripts_run_on_pong(tmp_path):
     assert record["observation_shape"] == [4, 84, 84] and record["conversion"]["channels_first"] is True
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["episodes"] == 2
+
+
+def test_env_records_of_other_envs_are_unchanged_by_the_layout_field():
+    import envs
+
+    vec = envs.make_vector_env(envs.TMAZE_ID, 2, seed=0)
+    record = envs.env_record(vec, envs.TMAZE_ID)
+    vec.close()
+    # A run dir recorded before channels_first existed still matches its rebuilt env.
+    assert set(record["conversion"]) == {"observation", "image_shape", "action", "notes"}
+    envs.check_env_record(json.loads(json.dumps(record)), record)  # as read back from env.json
