@@ -67,6 +67,8 @@ class QNetworkConfig:
         object.__setattr__(self, "observation_shape", shape)
         object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
         object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        if self.image_channels_first is not None and not isinstance(self.image_channels_first, bool):
+            raise ValueError(f"image_channels_first must be True, False or None, got {self.image_channels_first!r}")
         if self.image_shape is not None:
             image_shape = tuple(int(d) for d in self.image_shape)
             object.__setattr__(self, "image_shape", image_shape)
@@ -115,9 +117,8 @@ class QNetworkConfig:
             raise ValueError(f"head_units and conv_dense_units must be >= 1, got {self.head_units!r} and "
                              f"{self.conv_dense_units!r}")
         if shape is not None and self.is_image and len(shape) not in (2, 3):
-            raise ValueError(f"image observations must be (H, W) or (H, W, C), got {shape!r}")
-        if self.image_channels_first is not None and not isinstance(self.image_channels_first, bool):
-            raise ValueError(f"image_channels_first must be True, False or None, got {self.image_channels_first!r}")
+            raise ValueError(f"image observations must be (H, W) or (H, W, C) (or (C, H, W) channels first), "
+                             f"got {shape!r}")
         if self.image_channels_first and (self.image_shape is not None
                                           or (shape is not None and not (self.is_image and len(shape) == 3))):
             raise ValueError("image_channels_first=True needs a 3-D (C, H, W) image observation, got observation_shape "

@@ -89,3 +89,15 @@ def test_bad_input_is_refused_and_nothing_is_written(kwargs, words, tmp_path):
         atari_frames.record_atari_frames(cache_dir=str(tmp_path), **kwargs)
     assert words in str(error.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_command_line_writes_the_frames_and_says_what_it_recorded(tmp_path, capsys):
+    path = tmp_path / "pong.npy"
+    atari_frames.main(["--count", "40", "--out", str(path)])
+    out = capsys.readouterr().out
+    assert f"{path}: 40 frames uint8 84x84 of Pong (seed 0), 1 episodes" in out and "consecutive frames differ" in out
+    assert np.load(path).shape == (40, 84, 84)
+    with pytest.raises(SystemExit):
+        atari_frames.main(["--count", "0", "--out", str(tmp_path / "none.npy")])
+    assert "count must be an int >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "none.npy").exists()
