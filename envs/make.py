@@ -17,7 +17,8 @@ Dict / Tuple with one image part   one flat vector ``[image.ravel(), other parts
                                    network to take the image part with a conv torso
 Text parts of a Dict / Tuple       dropped (MiniGrid's ``mission``); a Text part that changes
                                    within an episode raises at that step
-``ALE/...`` ids                    uint8 84x84x4 (AtariPreprocessing + 4-frame stack)
+``ALE/...`` ids                    uint8 4x84x84 (AtariPreprocessing + 4-frame stack, channels
+                                   first: ``describe_env(...).channels_first``)
 =================================  ==========================================================
 
 Actions: ``Discrete(n, start=s)`` is shifted to start at 0; ``MultiDiscrete(nvec)`` becomes
@@ -70,7 +71,6 @@ from gymnasium.wrappers import (
     FrameStackObservation,
     ReshapeObservation,
     TransformAction,
-    TransformObservation,
 )
 
 Vectorization = Literal["auto", "sync", "native"]
@@ -102,9 +102,15 @@ class Conversion:
     """The original action space and what it became."""
     notes: tuple[str, ...] = ()
     """What was dropped or changed (e.g. a constant Text part)."""
+    channels_first: bool = False
+    """The observation is a CxHxW uint8 image (a frame stack, stack axis first: ``ALE/...`` ids)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        if not self.channels_first:
+            # Keeps the env.json of other envs as it was, so their older run dirs still resume.
+            del record["channels_first"]
+        return record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +118,12 @@ class EnvDescription:
     """What a network builder needs to know about an (agent-ready) environment."""
 
     obs_shape: tuple[int, ...]
-    """Shape of one observation: (F,) for vectors, (H, W, C) for images."""
+    """Shape of one observation: (F,) for vectors, (H, W, C) for images, (C, H, W) for
+    channels-first frame stacks (``channels_first``)."""
     obs_dtype: np.dtype
     """float32 for vectors, uint8 for images (and uint8 flat Dict observations with an image)."""
     is_image: bool
-    """True for uint8 HxWxC observations (use a conv torso)."""
+    """True for uint8 HxWxC (or, ``channels_first``, CxHxW) observations (use a conv torso)."""
     num_actions: int
     """Size of the Discrete action space (actions are 0 .. num_actions - 1)."""
     reward_threshold: float | None
@@ -129,6 +136,10 @@ class EnvDescription:
     """Flat observations with an image part (Dict/Tuple): HxWxC of the first prod(HxWxC) entries."""
     conversion: Conversion | None = None
     """What :func:`make_env` did to the spaces (None for an env it did not make)."""
+    channels_first: bool = False
+    """The image is CxHxW, stack axis first (Gymnasium's ``FrameStackObservation`` layout, kept
+    for ``ALE/...`` ids so that a frame stack is C contiguous frames); the Q-network transposes
+    it (``QNetworkConfig.image_channels_first``)."""
 
 
 # ---------------------------------------------------------------------------- ids and packages
@@ -429,11 +440,6 @@ class PackedObservation(gym.ObservationWrapper):
         return np.concatenate(parts).astype(self._dtype, copy=False)
 
 
-def _channels_last(obs: np.ndarray) -> np.ndarray:
-    # Contiguous, so batching and replay copies read memory in order.
-    return np.ascontiguousarray(np.moveaxis(obs, 0, -1))
-
-
 def _make_atari(env_id: str, frame_stack: int = 4, **kwargs: Any) -> gym.Env:
     missing = [m for m in ("ale_py", "cv2") if importlib.util.find_spec(m) is None]
     if missing:
@@ -448,19 +454,19 @@ def _make_atari(env_id: str, frame_stack: int = 4, **kwargs: Any) -> gym.Env:
     # AtariPreprocessing does the frame skipping (with max-pooling), so ALE must not.
     kwargs.setdefault("frameskip", 1)
     env = gym.make(env_id, **kwargs)
+    original = env.observation_space
     env = check_discrete_actions(env, env_id)
     env = AtariPreprocessing(
         env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True, scale_obs=False
     )
+    # Stack axis first, as FrameStackObservation gives it: each frame of a stack is one
+    # contiguous 84x84 block (a replay can store single frames and rebuild stacks by copying
+    # blocks); the Q-network transposes to channels last inside its graph.
     env = FrameStackObservation(env, stack_size=frame_stack)
-    # FrameStackObservation stacks on axis 0; Keras convolutions want channels last.
-    stacked = env.observation_space
-    hwc = spaces.Box(
-        low=np.moveaxis(stacked.low, 0, -1), high=np.moveaxis(stacked.high, 0, -1), dtype=np.uint8
-    )
-    env = TransformObservation(env, _channels_last, observation_space=hwc)
     setattr(env, _CONVERSION_ATTR, Conversion(
-        observation=f"{_space_str(stacked)} -> uint8 84x84x{frame_stack} (AtariPreprocessing, frame stack, channels last)"))
+        observation=f"{_space_str(original)} -> uint8 {frame_stack}x84x84 (AtariPreprocessing, "
+                    "frame stack, channels first)",
+        channels_first=True))
     return env
 
 
@@ -481,7 +487,8 @@ def make_env(env_id: str, *, env_packages: Sequence[str] = (), env_actions: Sequ
              **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id, **kwargs)`` with actions made ``Discrete`` from 0 and
     observations converted (module docstring). ``ALE/...`` ids get the standard Atari
-    preprocessing (``frame_stack`` kwarg, default 4).
+    preprocessing (``frame_stack`` kwarg, default 4), observations uint8
+    ``[frame_stack, 84, 84]`` (channels first).
 
     Args:
       env_id: a registered id, or ``module:EnvId`` (``module`` is imported first).
@@ -664,7 +671,10 @@ def describe_env(env: gym.Env | VectorEnv) -> EnvDescription:
     name = spec.id if spec is not None else type(env).__name__
     if not isinstance(act_space, spaces.Discrete):
         raise ValueError(f"{name!r} has action space {act_space!r}, expected Discrete")
-    is_image = _is_image_space(obs_space) and len(obs_space.shape) == 3
+    channels_first = bool(conversion is not None and conversion.channels_first
+                          and isinstance(obs_space, spaces.Box) and obs_space.dtype == np.uint8
+                          and len(obs_space.shape) == 3)
+    is_image = channels_first or (_is_image_space(obs_space) and len(obs_space.shape) == 3)
     is_flat = isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1
     is_vector = is_flat and obs_space.dtype == np.float32
     image_shape = conversion.image_shape if conversion is not None else None
@@ -686,6 +696,7 @@ def describe_env(env: gym.Env | VectorEnv) -> EnvDescription:
         env_id=None if spec is None else spec.id,
         image_shape=image_shape,
         conversion=conversion,
+        channels_first=channels_first,
     )
 
 

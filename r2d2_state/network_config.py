@@ -18,10 +18,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["QNetworkConfig", "ENV_FIELDS"]
+__all__ = ["QNetworkConfig", "ENV_FIELDS", "MAX_CHANNELS_LAST"]
 
-ENV_FIELDS = ("observation_shape", "num_actions", "image", "image_shape", "observation_dtype")
+ENV_FIELDS = ("observation_shape", "num_actions", "image", "image_shape", "observation_dtype",
+              "image_channels_first")
 """Fields that describe the environment, not the architecture (filled by :meth:`QNetworkConfig.for_env`)."""
+
+MAX_CHANNELS_LAST = 16
+"""Most channels of a channels-last image when the layout is decided by the shape (as ``envs.make``
+lays images out): a 3-D image whose last axis is larger and whose first axis is not is channels first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +57,8 @@ class QNetworkConfig:
     """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict / Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
     observation_dtype: str | None = None
     """dtype of the observation input; None: uint8 for images, float32 otherwise."""
+    image_channels_first: bool | None = None
+    """The image observation is (C, H, W), channels first: Gymnasium's FrameStackObservation layout, which ``envs.make_env`` keeps for ``ALE/...`` ids (4x84x84). The network transposes it to (H, W, C) inside its graph, before the conv stack. None: decided by the shape (a 3-D image whose last axis has more than ``MAX_CHANNELS_LAST`` entries and whose first axis has at most that many is channels first)."""
     image_codes: tuple[int, ...] | None = None
     """The image holds symbolic codes, not intensities: channel k takes the values 0 .. image_codes[k] - 1 and is one-hot encoded before the conv stack (instead of the 1/255 rescaling), e.g. MiniGrid's object, colour and state codes (11, 6, 3). One entry per image channel; None: intensities."""
 
@@ -60,6 +67,8 @@ class QNetworkConfig:
         object.__setattr__(self, "observation_shape", shape)
         object.__setattr__(self, "mlp_units", tuple(int(u) for u in self.mlp_units))
         object.__setattr__(self, "lstm_units", tuple(int(u) for u in self.lstm_units))
+        if self.image_channels_first is not None and not isinstance(self.image_channels_first, bool):
+            raise ValueError(f"image_channels_first must be True, False or None, got {self.image_channels_first!r}")
         if self.image_shape is not None:
             image_shape = tuple(int(d) for d in self.image_shape)
             object.__setattr__(self, "image_shape", image_shape)
@@ -74,7 +83,7 @@ class QNetworkConfig:
                 raise ValueError(f"image_codes must be a non-empty tuple of ints >= 1 (codes per image channel), "
                                  f"got {self.image_codes!r}")
             object.__setattr__(self, "image_codes", codes)
-            frame = self.image_shape or (shape if shape is not None and self.is_image else None)
+            frame = self.image_frame
             if frame is not None:
                 channels = frame[2] if len(frame) == 3 else 1
                 if len(codes) != channels:
@@ -108,7 +117,12 @@ class QNetworkConfig:
             raise ValueError(f"head_units and conv_dense_units must be >= 1, got {self.head_units!r} and "
                              f"{self.conv_dense_units!r}")
         if shape is not None and self.is_image and len(shape) not in (2, 3):
-            raise ValueError(f"image observations must be (H, W) or (H, W, C), got {shape!r}")
+            raise ValueError(f"image observations must be (H, W) or (H, W, C) (or (C, H, W) channels first), "
+                             f"got {shape!r}")
+        if self.image_channels_first and (self.image_shape is not None
+                                          or (shape is not None and not (self.is_image and len(shape) == 3))):
+            raise ValueError("image_channels_first=True needs a 3-D (C, H, W) image observation, got observation_shape "
+                             f"{shape!r}" + (f" with image_shape {self.image_shape!r}" if self.image_shape else ""))
 
     @property
     def is_image(self) -> bool:
@@ -117,6 +131,29 @@ class QNetworkConfig:
         if self.image is not None:
             return self.image
         return self.observation_shape is not None and len(self.observation_shape) >= 2
+
+    @property
+    def channels_first(self) -> bool:
+        """The image observation is (C, H, W) (``image_channels_first``, or decided by the shape)."""
+        shape = self.observation_shape
+        if not self.is_image or shape is None or len(shape) != 3:
+            return False
+        if self.image_channels_first is not None:
+            return self.image_channels_first
+        return shape[-1] > MAX_CHANNELS_LAST >= shape[0]
+
+    @property
+    def image_frame(self) -> tuple[int, ...] | None:
+        """(H, W, C) of the image the conv stack sees (the image part, or the observation
+        transposed to channels last; (H, W) images get C = 1), else None."""
+        if self.image_shape is not None:
+            return self.image_shape
+        shape = self.observation_shape
+        if shape is None or not self.is_image or len(shape) not in (2, 3):
+            return None
+        if len(shape) == 2:
+            return shape + (1,)
+        return (shape[1], shape[2], shape[0]) if self.channels_first else shape
 
     @property
     def input_dtype(self) -> str:
@@ -129,10 +166,12 @@ class QNetworkConfig:
         return [name for name in ENV_FIELDS if getattr(self, name) is not None]
 
     def for_env(self, observation_shape: tuple[int, ...], num_actions: int, *, image: bool | None = None,
-                image_shape: tuple[int, ...] | None = None, observation_dtype: str | None = None) -> "QNetworkConfig":
+                image_shape: tuple[int, ...] | None = None, observation_dtype: str | None = None,
+                image_channels_first: bool | None = None) -> "QNetworkConfig":
         """This architecture on an environment's observations and actions (replaces every env field)."""
         return dataclasses.replace(self, observation_shape=observation_shape, num_actions=num_actions, image=image,
-                                   image_shape=image_shape, observation_dtype=observation_dtype)
+                                   image_shape=image_shape, observation_dtype=observation_dtype,
+                                   image_channels_first=image_channels_first)
 
     def require_env(self) -> None:
         """Raise unless the observation shape and the number of actions are known.

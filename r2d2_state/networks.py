@@ -17,6 +17,7 @@ recurrent states are not weights.
 Inputs (a dict, time-major within each batch row)::
 
   observation:  [B, T, *obs_shape]  float32 vectors, or uint8 images [B, T, H, W, C]
+                                    (channels first, [B, T, C, H, W]: frame stacks)
   prev_action:  int32 [B, T]        previous action, -1 at an episode's first step
   prev_reward:  float32 [B, T]      previous reward, 0 at an episode's first step
   valid:        float32 [B, T]      (optional) 0 on padding: the LSTM carries its
@@ -112,6 +113,8 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
     vector                                       x ``observation_scale``, MLP (``mlp_units``)
     image, H and W >= 36                         Nature-DQN conv stack + dense ``conv_dense_units``
     image, smaller (MiniGrid's 7x7x3, ...)       small conv stack (below), flattened
+    channels-first image (C, H, W), e.g. an      transposed to (H, W, C) in the graph, then as
+    Atari frame stack 4x84x84                    above
     flat vector with an image part               the image's conv stack, concatenated with the
     (``image_shape``)                            rest through the MLP (multi-input torso)
     ===========================================  ================================================
@@ -135,9 +138,12 @@ def _torso(config: QNetworkConfig) -> keras.layers.Layer:
         layers += [keras.layers.Dense(u, activation="relu", name=f"torso_dense_{i}")
                    for i, u in enumerate(config.mlp_units)]
         return keras.Sequential(layers, name="torso") if layers else keras.layers.Identity(name="torso")
-    shape = config.observation_shape
-    frame = shape if len(shape) == 3 else shape + (1,)
-    conv = keras.Sequential([keras.Input(shape=shape, dtype=config.input_dtype), keras.layers.Reshape(frame),
+    shape, frame = config.observation_shape, config.image_frame
+    # Keras convolutions on CPU take channels last only: a frame stack kept stack-axis-first
+    # (contiguous frames for the replay) is transposed here, one uint8 copy per step.
+    layout = (keras.layers.Permute((2, 3, 1), name="channels_last") if config.channels_first
+              else keras.layers.Reshape(frame))
+    conv = keras.Sequential([keras.Input(shape=shape, dtype=config.input_dtype), layout,
                              *_image_encoder(frame, config)], name=_encoder_name(frame))
     return keras.layers.TimeDistributed(conv, name="torso")
 

@@ -161,3 +161,66 @@ def test_image_codes_round_trip_through_json():
 
     config = R2D2Config(network=QNetworkConfig(image_codes=[11, 6, 3]))
     assert R2D2Config.from_dict(json.loads(config.to_json())).network.image_codes == (11, 6, 3)
+
+
+def test_channels_first_frame_stack_is_the_transposed_channels_last_network():
+    """[C, H, W] (Gymnasium's FrameStackObservation layout) gives the Q-values of the same weights on
+    [H, W, C]: the transpose happens in the graph, the weights keep the Nature layout."""
+    first = QNetworkConfig(observation_shape=(4, 84, 84), num_actions=6, lstm_units=(8,), head_units=8,
+                           conv_dense_units=16, image_channels_first=True)
+    last = QNetworkConfig(observation_shape=(84, 84, 4), num_actions=6, lstm_units=(8,), head_units=8,
+                          conv_dense_units=16)
+    assert first.channels_first and not last.channels_first and first.image_frame == last.image_frame == (84, 84, 4)
+    net_first = build_q_network(first, stateful=False)
+    net_last = build_q_network(last, stateful=False)
+    assert [w.shape for w in net_first.get_weights()] == [w.shape for w in net_last.get_weights()]
+    net_last.set_weights(net_first.get_weights())
+    x = _inputs(first, 2, 3)
+    state = {"initial_h0": np.zeros((2, 8), np.float32), "initial_c0": np.zeros((2, 8), np.float32)}
+    q_first = np.asarray(net_first({**x, **state})[0])
+    x_last = {**x, "observation": np.ascontiguousarray(np.moveaxis(x["observation"], 2, -1))}
+    q_last = np.asarray(net_last({**x_last, **state})[0])
+    assert q_first.shape == (2, 3, 6)
+    np.testing.assert_allclose(q_first, q_last, rtol=1e-5, atol=1e-5)
+    stateful = build_q_network(first, stateful=True, batch_size=2)
+    stateful.set_weights(net_first.get_weights())
+    np.testing.assert_allclose(np.asarray(stateful(x)), q_first, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, given, channels_first, frame", [
+    ((4, 84, 84), None, True, (84, 84, 4)),     # decided by the shape: a frame stack, stack axis first
+    ((84, 84, 4), None, False, (84, 84, 4)),
+    ((7, 7, 3), None, False, (7, 7, 3)),
+    ((32, 32, 32), None, False, (32, 32, 32)),  # both axes large: channels last, as before
+    ((4, 84, 84), False, False, (4, 84, 84)),   # said explicitly
+    ((3, 7, 7), True, True, (7, 7, 3)),
+    ((9, 5), None, False, (9, 5, 1)),
+])
+def test_channels_first_is_decided_by_the_shape_unless_given(shape, given, channels_first, frame):
+    cfg = QNetworkConfig(observation_shape=shape, num_actions=2, image_channels_first=given)
+    assert cfg.channels_first == channels_first and cfg.image_frame == frame
+
+
+def test_for_env_sets_image_channels_first_and_image_codes_count_its_channels():
+    architecture = QNetworkConfig(lstm_units=(8,), head_units=8)
+    cfg = architecture.for_env((3, 7, 7), 4, image=True, image_channels_first=True)
+    assert cfg.image_channels_first and cfg.channels_first and "image_channels_first" in cfg.env_fields_set
+    assert architecture.for_env((3, 7, 7), 4).image_channels_first is None  # for_env replaces every env field
+    codes = QNetworkConfig(observation_shape=(3, 7, 7), num_actions=2, image_channels_first=True, image_codes=(11, 6, 3))
+    net = build_q_network(codes, stateful=False)
+    assert "image_one_hot" in _layer_names(net)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(observation_shape=(84,), image_channels_first=True), "needs a 3-D (C, H, W) image observation, got "
+                                                               "observation_shape (84,)"),
+    (dict(observation_shape=(9, 5), image_channels_first=True), "got observation_shape (9, 5)"),
+    (dict(observation_shape=(151,), image_shape=(7, 7, 3), image_channels_first=True), "with image_shape (7, 7, 3)"),
+    (dict(observation_shape=(4, 84, 84), image_channels_first="yes"), "must be True, False or None, got 'yes'"),
+    (dict(observation_shape=(4, 84, 84), image_channels_first=True, image_codes=(2, 2)),
+     "expected one per channel of the 4-channel image (84, 84, 4)"),
+])
+def test_image_channels_first_is_validated(kwargs, words):
+    with pytest.raises(ValueError) as error:
+        QNetworkConfig(num_actions=2, **kwargs)
+    assert words in str(error.value)

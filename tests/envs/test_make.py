@@ -225,18 +225,6 @@ def test_atari_without_ale_py_says_which_extra_to_install():
         envs.make_env("ALE/Pong-v5")
 
 
-@pytest.mark.skipif(not _HAS_ATARI, reason="needs the [atari] extra")
-def test_atari_preprocessing_gives_84x84x4_uint8_channels_last():
-    env = envs.make_env("ALE/Pong-v5")
-    obs, _ = env.reset(seed=0)
-    for _ in range(5):
-        obs, *_ = env.step(0)
-    assert obs.shape == (84, 84, 4) and obs.dtype == np.uint8 and obs.flags["C_CONTIGUOUS"]
-    assert env.observation_space.contains(obs)
-    description = envs.describe_env(env)
-    assert description.is_image and description.num_actions == 6
-
-
 @pytest.mark.parametrize("vectorization", ["sync", "native", "auto"])
 def test_vector_env_autoreset_mode_and_description(vectorization):
     vec = envs.make_vector_env(envs.TMAZE_ID, 4, seed=0, vectorization=vectorization)
