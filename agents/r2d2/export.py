@@ -66,7 +66,8 @@ def export_saved_model(policy: Any, path: str | os.PathLike, *, overwrite: bool 
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path!r} exists: export to a new directory, or replace it (overwrite=True, --overwrite)")
+        raise FileExistsError(f"{path!r} exists: export to a new directory, or replace it "
+                              "(overwrite=True, --overwrite)")
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"cannot export to {path!r}: the directory {parent!r} does not exist")
     network, units = policy.network, policy.lstm_units

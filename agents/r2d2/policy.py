@@ -134,6 +134,7 @@ class R2D2Policy:
 
         Raises:
           FileNotFoundError: ``path`` is neither a run directory nor a checkpoint in one.
+          ValueError: ``path`` is a checkpoint and ``checkpoint`` names another one.
           CheckpointError: the checkpoint is missing, corrupt or truncated.
           ConfigurationError: ``config.json`` or ``env.json`` is invalid, or the weights do not
             fit the network they describe.
@@ -299,6 +300,8 @@ class R2D2Policy:
         prev = np.asarray(state.prev_action)
         if prev.shape != (n,):
             raise ValueError(f"state.prev_action must have shape ({n},), got {prev.shape!r}")
+        if not np.issubdtype(prev.dtype, np.integer) or np.any((prev < -1) | (prev >= self.num_actions)):
+            raise ValueError(f"state.prev_action must be ints in [-1, {self.num_actions}), got {prev.tolist()!r}")
         return state
 
     @staticmethod

@@ -174,6 +174,8 @@ def test_bad_input_is_refused_with_the_value_named(run_dir):
         policy.predict(obs, state, reward=[np.nan, 0.0])
     with pytest.raises(ValueError, match="epsilon must be a number in \\[0, 1\\], got 1.5"):
         policy.predict(obs, state, deterministic=False, epsilon=1.5, reward=np.zeros(2))
+    with pytest.raises(ValueError, match=r"state.prev_action must be ints in \[-1, 3\), got \[3, 0\]"):
+        policy.predict(obs, state._replace(prev_action=np.array([3, 0])), reward=np.zeros(2))
     # A state whose rows all start afresh needs no reward.
     actions, _ = policy.predict(obs, state, episode_start=[True, True])
     assert actions.shape == (2,) and actions.dtype == np.int32
@@ -203,3 +205,29 @@ def test_make_vector_env_checks_env_json(run_dir, tmp_path):
     env.close()
     with pytest.raises(ValueError, match=r"env_kwargs: recorded \{'corridor_length': 7, .*now \{'corridor_length': 5,"):
         R2D2Policy.load(str(copy), checkpoint=None).make_vector_env(1)
+
+
+def test_image_network_steps_as_the_actor_does():
+    """The TensorFlow path (stateless network, any batch) against the actor's stateful one."""
+    from r2d2_state.networks import QNetworkConfig, build_q_network
+
+    config = QNetworkConfig(lstm_units=(8,), head_units=8).for_env((7, 7, 3), 3, image=True)
+    weights = build_q_network(config, stateful=False).get_weights()
+    policy = R2D2Policy(config, weights)
+    actor = R2D2Actor(config, num_envs=2, epsilons=0.0, backend="tf")
+    actor.set_weights(weights)
+    assert policy.backend == "tf"
+    rng = np.random.default_rng(4)
+    state, reward = None, None
+    starts, done = np.ones(2, bool), np.zeros(2, bool)
+    for t in range(6):
+        obs = rng.integers(0, 256, (2, 7, 7, 3)).astype(np.uint8)
+        actions, _ = actor.select_actions(obs)
+        q, _ = policy.q_values(obs, state, starts, reward)
+        predicted, state = policy.predict(obs, state, starts, reward=reward)
+        np.testing.assert_allclose(q, actor.last_q, atol=1e-5)
+        np.testing.assert_array_equal(predicted, actions)
+        reward = rng.normal(size=2).astype(np.float32)
+        terminated = np.array([t == 2, False])
+        actor.observe(actions, reward, terminated, np.zeros(2, bool))
+        starts, done = done, terminated
