@@ -5,7 +5,8 @@ dotted (``--r2d2.batch_size``, ``--r2d2.network.lstm_units``; dashes work as wel
 ``--r2d2.batch-size``), with the field's docstring as its help. What tyro does not do
 the way this project's command lines always have, :data:`REGISTRY` adds:
 
-- booleans take a value: ``--stop_at_threshold false`` (true/false, 1/0, yes/no, on/off);
+- booleans take a value: ``--stop_at_threshold false`` (true/false, 1/0, yes/no, on/off), or
+  none: ``--track`` alone is ``--track true``;
 - tuples take a comma list or several words: ``--r2d2.network.lstm_units 64,64``;
 - dicts are JSON: ``--env_kwargs '{"corridor_length": 3}'``;
 - optional numbers accept ``none``: ``--solve_threshold none``; optional switches ``auto``:
@@ -65,7 +66,9 @@ def _bool_rule(info: PrimitiveTypeInfo) -> PrimitiveConstructorSpec | None:
     # Only where flag conversion is off (the config fields); script switches stay flags.
     if info.type is not bool or tyro.conf.FlagConversionOff not in info.markers:
         return None
-    return PrimitiveConstructorSpec(nargs=1, metavar="{true,false}", instance_from_str=lambda words: parse_bool(words[0]),
+    # A bare flag is true (``--track``, as CleanRL's command lines have it).
+    return PrimitiveConstructorSpec(nargs=(0, 1), metavar="{true,false}",
+                                    instance_from_str=lambda words: parse_bool(words[0]) if words else True,
                                     is_instance=lambda x: isinstance(x, bool),
                                     str_from_instance=lambda x: [str(x).lower()])
 

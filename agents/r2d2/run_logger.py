@@ -5,6 +5,7 @@
   rows past the checkpoint's env step are dropped first (they will be produced again), so
   the file never holds two rows for the same stretch of training.
 - ``RUN_DIR/tb/``: ``tf.summary`` scalars under the same names.
+- Weights & Biases, the same scalars, if the run's config asks (``--track``, :mod:`agents.r2d2.tracking`).
 - The console: a ``rich`` live panel on a terminal, a plain line per row otherwise.
 
 Usage::
@@ -24,6 +25,7 @@ import os
 import sys
 from typing import Any, Mapping
 
+from agents.r2d2 import tracking
 from r2d2_state.files import atomic_write
 
 __all__ = ["CSV_COLUMNS", "RunLogger", "read_metrics"]
@@ -54,6 +56,7 @@ class RunLogger:
         self._writer = None
         self._live = None
         self._last: dict[str, Any] = {}
+        self._tracker: Any = None  # Weights & Biases when config.json asks (agents.r2d2.tracking)
 
     # ------------------------------------------------------------------ CSV
 
@@ -85,6 +88,7 @@ class RunLogger:
             file.write(line.getvalue())
             file.flush()
         self._tensorboard(row)
+        self._tracker = tracking.log_row(self._tracker, self.run_dir, row)
         self._last.update({k: v for k, v in row.items() if v is not None})
         self._console(row)
 
@@ -177,6 +181,8 @@ class RunLogger:
             print(text, flush=True)
 
     def close(self) -> None:
+        tracking.close(self._tracker)
+        self._tracker = None
         if self._live is not None:
             self._live.stop()
             self._live = None

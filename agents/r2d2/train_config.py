@@ -46,6 +46,8 @@ RESUME_OVERRIDABLE = frozenset({
     # How many threads compute the same numbers; how many learner steps share a graph call;
     # numpy or TensorFlow for the actors' step (the same numbers to float32 rounding).
     "tf_threads", "learner_steps_per_call", "r2d2.actor_backend",
+    # Where the metrics also go.
+    "track", "wandb_project", "wandb_entity",
 })
 
 
@@ -122,6 +124,12 @@ class TrainConfig(ConfigMixin):
     """Most recent checkpoints kept on disk (older ones are deleted after a good write)."""
     progress: ProgressMode = "auto"
     """Progress display: auto (rich on a TTY, plain lines otherwise), rich, plain or none."""
+    track: bool = False
+    """Also log the metrics to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works without an account); --track alone is --track true."""
+    wandb_project: str = "r2d2_state"
+    """Weights & Biases project of a tracked run."""
+    wandb_entity: str | None = None
+    """Weights & Biases entity (user or team) of a tracked run (None: your default entity)."""
 
     # --- the agent
     r2d2: R2D2Config = dataclasses.field(default_factory=R2D2Config)
@@ -166,6 +174,10 @@ class TrainConfig(ConfigMixin):
             (self.checkpoint_every >= 0, "checkpoint_every", ">= 0"),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.progress in PROGRESS_MODES, "progress", f"one of {PROGRESS_MODES}"),
+            (isinstance(self.track, bool), "track", "true or false"),
+            (isinstance(self.wandb_project, str) and bool(self.wandb_project), "wandb_project", "a non-empty string"),
+            (self.wandb_entity is None or (isinstance(self.wandb_entity, str) and bool(self.wandb_entity)),
+             "wandb_entity", "None or a non-empty string"),
         ]
         self._check(checks)
         try:
