@@ -136,6 +136,10 @@ class EnvDescription:
     """Flat observations with an image part (Dict/Tuple): HxWxC of the first prod(HxWxC) entries."""
     conversion: Conversion | None = None
     """What :func:`make_env` did to the spaces (None for an env it did not make)."""
+    frame_stack: tuple[int, str] | None = None
+    """(k, padding): each observation stacks the last k frames along its first axis with
+    Gymnasium's ``FrameStackObservation`` (``"reset"`` or ``"zero"`` padding at an episode's
+    start); the replay then stores each frame once. None otherwise."""
     channels_first: bool = False
     """The image is CxHxW, stack axis first (Gymnasium's ``FrameStackObservation`` layout, kept
     for ``ALE/...`` ids so that a frame stack is C contiguous frames); the Q-network transposes
@@ -687,6 +691,7 @@ def describe_env(env: gym.Env | VectorEnv) -> EnvDescription:
             "uint8 HxWxC image: create it with envs.make_env / envs.make_vector_env"
         )
     return EnvDescription(
+        frame_stack=_frame_stack(env, obs_space),
         obs_shape=tuple(int(d) for d in obs_space.shape),
         obs_dtype=np.dtype(obs_space.dtype),
         is_image=is_image,
@@ -698,6 +703,20 @@ def describe_env(env: gym.Env | VectorEnv) -> EnvDescription:
         conversion=conversion,
         channels_first=channels_first,
     )
+
+
+def _frame_stack(env: gym.Env | VectorEnv, obs_space: spaces.Space) -> tuple[int, str] | None:
+    """(k, padding) when the observation is exactly what a ``FrameStackObservation`` returns
+    (no observation wrapper after it); None otherwise (or when the sub-envs cannot be seen)."""
+    inner = env.envs[0] if isinstance(env, VectorEnv) and hasattr(env, "envs") else env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, FrameStackObservation):
+            padding = getattr(inner, "padding_type", None)
+            if inner.observation_space == obs_space and padding in ("reset", "zero"):
+                return int(inner.stack_size), padding
+            return None
+        inner = inner.env
+    return None
 
 
 # What a run directory records (``RUN_DIR/env.json``) and checks when it rebuilds the env.

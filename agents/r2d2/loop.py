@@ -94,6 +94,17 @@ class LoopResult:
     """Path of the checkpoint written at the end."""
 
 
+def frame_stacks(description: Any) -> tuple:
+    """The adder's frame stacks for an env description: each frame of a stacked observation
+    is stored once (``envs.EnvDescription.frame_stack``)."""
+    from r2d2_state.replay import FrameStack
+
+    if description.frame_stack is None:
+        return ()
+    size, padding = description.frame_stack
+    return (FrameStack("observation", size, axis=0, padding=padding),)
+
+
 def replay_steps(config: TrainConfig) -> int | None:
     """The replay's step capacity: ``r2d2.replay_capacity_steps``, or with several actor
     processes enough steps for the last ``replay_capacity`` sequences of all of them (one
@@ -269,7 +280,7 @@ class TrainingLoop:
                           backend=r.actor_backend)
         # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
         adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
-                              store_states=r.staleness_period > 0)
+                              store_states=r.staleness_period > 0, frame_stacks=frame_stacks(self.description))
         return LocalExperience(self._env, self.description, env_info, actor, adder, self.learner.get_weights,
                                r.actor_update_period)
 

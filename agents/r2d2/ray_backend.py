@@ -127,8 +127,11 @@ class ActorWorker:
                                backend=r.actor_backend)
         # The stateless twin unrolls whole emitted sequences from their start states.
         self.twin = build_q_network(self.network_config, stateful=False, name="priority_twin")
+        from agents.r2d2.loop import frame_stacks
+
         self.adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
-                                   store_states=r.staleness_period > 0)
+                                   store_states=r.staleness_period > 0,
+                                   frame_stacks=frame_stacks(envs.describe_env(self.envs)))
         # The chunk's sequences, read back for their priorities: a replay of a few chunks.
         self._chunk_steps = r.actor_update_period
         per_chunk = r.num_envs * r.actor_update_period
