@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
-          f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
+    if result.nothing_to_do is None:  # else the loop said why it trained nothing
+        print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
+              f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
     if result.solved_at:
         s = result.solved_at
         print(f"solved at {s['env_steps']:,d} env steps: {s['wall_time_s']:.0f} s of training, "

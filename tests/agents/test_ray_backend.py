@@ -181,9 +181,11 @@ def test_ray_mode_builds_no_driver_side_env_actor_or_adder(tmp_path, ray_cluster
     try:
         assert made == [1] and closed == [1], (made, closed)
         assert built == [], f"the driver built {built}"
-        assert isinstance(loop.source, RayExperience) and len(loop.workers) == 2
-        with open(os.path.join(loop.run_dir, "env.json")) as file:
-            assert json.load(file)["num_actions"] == loop.network_config.num_actions
+        assert isinstance(loop.source, RayExperience) and loop.workers == []  # launched by run()
+        assert loop.source.env_info["num_actions"] == loop.network_config.num_actions
+        assert not os.path.exists(loop.run_dir)  # the constructor writes nothing
+        loop.source.launch(0)
+        assert len(loop.workers) == 2 and built == []
     finally:
         loop.close()
 
