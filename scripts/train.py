@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         print(note, file=sys.stderr, flush=True)
     try:
         result = loop.run()
+    except ConfigurationError as error:  # the run directory could not be written: nothing was trained
+        return _error(error)
     except RunFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -513,3 +513,51 @@ def test_plot_runs_draws_each_runs_evaluations_and_refuses_a_run_without_any(tmp
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.main([runs[0], runs[1], "--out", str(tmp_path / "none.png")]) == 2
     assert "no evaluations" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
+
+
+# ---------------------------------------------------------------- an unusable run directory: one line, exit 2
+
+
+@pytest.mark.parametrize("where,words", [
+    ("file", ["--run_dir", "is a file"]),
+    ("under_file", ["--run_dir", "is a file"]),
+])
+def test_a_run_dir_that_is_a_file_is_one_error_line(tmp_path, capsys, where, words):
+    """Issue 26.2: --run_dir naming a file said '[Errno 17] File exists' without naming the flag."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file\n")
+    run_dir = blocker if where == "file" else blocker / "run"
+    code = _script("train").main(["--preset", "smoke", "--run_dir", str(run_dir), "--progress", "none"])
+    assert code == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line, line
+    assert str(run_dir) in line
+    assert blocker.read_text() == "a file\n" and os.listdir(tmp_path) == ["blocker"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inside", [True, False])
+def test_an_unwritable_run_dir_is_one_error_line_without_traceback(tmp_path, inside):
+    """Issue 26.2: --run_dir in (or under) a folder that cannot be written was a PermissionError traceback."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    run_dir = locked if inside else locked / "sub" / "run"
+    if os.getuid() == 0:  # root writes past permissions, not into an immutable directory
+        import shutil
+
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+            pytest.skip("running as root without chattr +i: no directory is unwritable")
+        unlock = ["chattr", "-i", str(locked)]
+    else:
+        locked.chmod(0o555)
+        unlock = ["chmod", "755", str(locked)]
+    try:
+        result = _run(*_smoke_args(str(run_dir)))
+    finally:
+        subprocess.run(unlock, check=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--run_dir" in errors[0] and "not writable" in errors[0], result.stderr[-2000:]
+    assert os.listdir(locked) == []
