@@ -16,7 +16,8 @@ Examples::
 Every field of ``TrainConfig`` (``agents/r2d2/train_config.py``) is a flag, the R2D2
 hyperparameters as ``--r2d2.NAME``; ``--help`` lists them with their docstrings and the
 preset's values. Ctrl-C (SIGINT) or SIGTERM finish the current step, write a checkpoint
-and exit 0; ``--resume RUN_DIR`` continues from the run's latest checkpoint.
+and exit 130 (SIGTERM: 143); during start-up Ctrl-C exits 130 at once, having written
+nothing. ``--resume RUN_DIR`` continues from the run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -25,9 +26,23 @@ import time
 
 PROCESS_START = time.perf_counter()  # before TensorFlow's import: solve times include start-up
 
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+INTERRUPTED = 128 + signal.SIGINT
+"""Exit status after Ctrl-C (the shell's convention: 128 + the signal number)."""
+
+
+def _interrupted_while_importing(signum, frame) -> None:  # noqa: ARG001
+    print("interrupted during start-up: nothing was written", file=sys.stderr)
+    sys.exit(INTERRUPTED)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_importing)  # main() takes over from here
+
 import dataclasses  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 from typing import Annotated, Literal, Optional  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -166,6 +181,21 @@ def _error(message: object) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train (and evaluate); returns the exit status: 0, 1 (the run failed), 2 (a bad flag,
+    config, environment or run directory), 130 / 143 (stopped by Ctrl-C / SIGTERM)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    stage = ["start-up"]
+    try:
+        return _main(argv, stage)
+    except KeyboardInterrupt:  # before the loop's handlers were installed, or after they were removed
+        done = {"start-up": "nothing was written", "the end of the run": "the run's checkpoint is complete",
+                "evaluation": "the run's checkpoint is complete; eval.json was not written"}[stage[0]]
+        print(f"interrupted during {stage[0]}: {done}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: list[str] | None, stage: list[str]) -> int:
     try:
         args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
     except ValueError as error:  # ConfigurationError, or a config value out of range
@@ -215,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     if result.nothing_to_do is None:  # else the loop said why it trained nothing
         print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
               f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
+    stage[0] = "the end of the run"
+    if result.stop_signal is not None:  # the checkpoint is written; the exit status says how the run ended
+        print(f"run dir: {result.run_dir} (--resume {result.run_dir} continues it)")
+        return 128 + result.stop_signal
     if result.solved_at:
         s = result.solved_at
         print(f"solved at {s['env_steps']:,d} env steps: {s['wall_time_s']:.0f} s of training, "
               f"{s['process_time_s']:.0f} s since the process started (eval return {s['eval_return']:.3f})")
-    if args.evaluate and result.stopped_by != "signal":
+    if args.evaluate:
         from agents.r2d2.evaluation import evaluate_run
 
+        stage[0] = "evaluation"
         out = evaluate_run(result.run_dir, episodes=config.eval_episodes, epsilon=config.r2d2.eval_epsilon)
         print(f"evaluation: {out['summary']}")
         print(f"eval json: {out['eval_json']}\n{out['learning_curve_message']}")
