@@ -53,7 +53,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from r2d2_state.files import atomic_write_text, fsync_directory, fsync_file
+from r2d2_state.files import atomic_write_text, creation_mode, fsync_directory, fsync_file
 
 __all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint"]
 
@@ -142,6 +142,7 @@ class CheckpointManager:
         final = os.path.join(self.directory, name)
         temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
         try:
+            os.chmod(temp, creation_mode(directory=True))  # mkdtemp makes it 0700; os.mkdir honours the umask
             tf.train.Checkpoint(**trackables).write(os.path.join(temp, LEARNER_PREFIX))
             replay.save(os.path.join(temp, REPLAY))
             if weights is not None:

@@ -367,3 +367,19 @@ def test_a_signal_before_any_step_of_a_resumed_run_keeps_its_checkpoint(trained,
     assert result.checkpoint == os.path.join(manager.directory, name)
     assert not [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]
     assert manager.latest_name() == name
+
+
+def test_run_files_and_checkpoints_get_the_modes_open_and_mkdir_give(trained):
+    """Issue 26.7: config.json / env.json were 0600 and checkpoint directories 0700
+    (temporary files renamed into place), unlike metrics.csv."""
+    import stat
+
+    from r2d2_state.files import creation_mode
+
+    def mode(*parts: str) -> int:
+        return stat.S_IMODE(os.stat(os.path.join(trained.run_dir, *parts)).st_mode)
+
+    assert mode("config.json") == mode("env.json") == mode("metrics.csv") == creation_mode()
+    latest = trained.checkpoints.latest_name()
+    assert mode("checkpoints", latest) == mode("checkpoints") == creation_mode(directory=True)
+    assert mode("checkpoints", "latest") == creation_mode()
