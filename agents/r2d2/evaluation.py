@@ -286,10 +286,12 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
                 ys.append(float(row[key]))
         return np.asarray(xs), np.asarray(ys)
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    # Constrained layout makes room for the legend below the axes, off the curves.
+    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=110, layout="constrained")
     x, y = series("recent_return")
     if x.size:
-        ax.plot(x, y, label="training episodes (exploring actors)", color="tab:blue", alpha=0.8)
+        # Markers: a short run has a point or two, which a line alone does not show.
+        ax.plot(x, y, ".-", label="training episodes (exploring actors)", color="tab:blue", alpha=0.8)
     x, y = series("eval_return")
     if x.size:
         _, std = series("eval_return_std")
@@ -304,8 +306,8 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     try:
         atomic_write(png_path, lambda file: fig.savefig(file, format="png"), binary=True)
     finally:

@@ -513,11 +513,19 @@ class TrainingLoop:
                                      r.batch_size, error_buffer=source.error_buffer,
                                      max_steps=cfg.max_learner_steps_per_env_step)
 
+        self._logged_at = c.env_steps  # a resumed run's metrics.csv ends at its checkpoint
+
+        def finish(stop: str) -> str:
+            # The last step is always a row: a short run or a resume gets its final point.
+            if c.env_steps != self._logged_at:
+                self._log(interval, metric_sums, metric_counts, None)
+            return stop
+
         try:
             while True:
                 stop = self._stop_reason(stop_signal)
                 if stop:
-                    return stop
+                    return finish(stop)
 
                 may_insert = inserts_allowed(c.inserted_since_learning_start, c.sampled_sequences,
                                              cfg.replay_ratio, error_buffer=source.error_buffer)
@@ -538,7 +546,7 @@ class TrainingLoop:
                 c.wall_time_s = wall_at_start + (time.perf_counter() - session_start)
                 interval, stop = self._periodic(interval, metric_sums, metric_counts)
                 if stop:
-                    return stop
+                    return finish(stop)
         finally:
             source.stop()
 
@@ -608,6 +616,7 @@ class TrainingLoop:
         if eval_row is not None:
             row.update(eval_row)
         self.logger.log(row)
+        self._logged_at = c.env_steps
         metric_sums.clear()
         metric_counts.clear()
         return {"time": now, "env_steps": c.env_steps, "learner_steps": learner_steps}
