@@ -351,6 +351,16 @@ def _damage(run_dir: str, damage: str) -> None:
         manifest["files"]["weights.npz"] = ["not", "a", "dict"]
         with open(path, "w") as file:
             json.dump(manifest, file)
+    elif damage in ("edited_discount", "edited_lstm_units"):
+        path = os.path.join(run_dir, "config.json")
+        with open(path) as file:
+            values = json.load(file)
+        if damage == "edited_discount":
+            values["r2d2"]["discount"] = 0.5
+        else:
+            values["r2d2"]["network"]["lstm_units"] = [u * 2 for u in values["r2d2"]["network"]["lstm_units"]]
+        with open(path, "w") as file:
+            json.dump(values, file)
     elif damage == "edited_capacity":
         path = os.path.join(run_dir, "config.json")
         with open(path) as file:
@@ -381,6 +391,9 @@ def test_failed_resume_is_one_error_line_and_changes_nothing(finished_run, tmp_p
 @pytest.mark.parametrize("damage,args,words", [
     ("garbage_config", [], ["config.json"]), ("binary_latest", [], ["latest"]),
     ("manifest_entry_type", [], ["weights.npz"]), (None, ["--num-envs", "0"], ["--num-envs", "0"]),
+    # Issue 26.3: an edited config.json was evaluated silently (discount) or a Keras shape error (LSTM units).
+    ("edited_discount", [], ["r2d2.discount", "no longer matches", "config.json"]),
+    ("edited_lstm_units", [], ["lstm_units", "no longer matches"]),
 ])
 def test_evaluate_errors_are_one_line(finished_run, tmp_path, capsys, damage, args, words):
     run_dir = _copy_run(finished_run, tmp_path)

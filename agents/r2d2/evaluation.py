@@ -182,10 +182,11 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     Raises:
       CheckpointError: the checkpoint is missing or corrupt.
       FileNotFoundError: ``run_dir`` has no ``config.json``.
-      ConfigurationError: ``config.json`` is invalid, ``num_envs < 1``, the environment
+      ConfigurationError: ``config.json`` is invalid or differs from the checkpoint's
+        config outside the budget and output fields, ``num_envs < 1``, the environment
         cannot be made or the weights do not fit its network.
     """
-    from agents.r2d2.checkpoint import CheckpointManager
+    from agents.r2d2.checkpoint import CheckpointManager, check_config_matches_checkpoint
     from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -195,6 +196,9 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
         raise FileNotFoundError(f"{run_dir!r} is not a run directory: {config_path!r} does not exist")
     config = TrainConfig.from_json_file(config_path)
     weights, ckpt = CheckpointManager(run_dir).load_weights(checkpoint)
+    # As --resume does: an edited config.json would evaluate another agent than the one trained.
+    check_config_matches_checkpoint(config, ckpt.state, ckpt.path, config_path,
+                                    remedy="Restore config.json to evaluate this checkpoint")
     video_path = os.path.join(run_dir, "episode.gif") if video else None
     start = time.perf_counter()
     from gymnasium.error import Error as GymnasiumError

@@ -51,12 +51,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
+from agents.r2d2.checkpoint import CheckpointError, CheckpointManager, check_config_matches_checkpoint
 from agents.r2d2.counters import Counters
 from agents.r2d2.experience import Chunk, ExperienceSource, LocalExperience, SourceFailedError
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.schedule import Schedule
-from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
+from agents.r2d2.train_config import ConfigurationError, TrainConfig
 from r2d2_state.files import atomic_write_text
 from r2d2_state.replay import per_batch_weights
 
@@ -101,12 +101,6 @@ class LoopResult:
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
     name = config.env_id.split(":")[-1].split("/")[-1].lower()  # PACKAGE:NS/Name-v0 -> name-v0
     return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _dotted(values: dict[str, Any], name: str) -> Any:
-    for part in name.split("."):
-        values = values.get(part, "<missing>") if isinstance(values, dict) else "<missing>"
-    return values
 
 
 class TrainingLoop:
@@ -300,23 +294,8 @@ class TrainingLoop:
 
     def _check_resume_config(self, state: dict[str, Any], checkpoint_path: str) -> None:
         """The run's config.json (plus budget overrides) must match what the checkpoint trained."""
-        saved = state.get("config")
-        if saved is None:
-            return  # checkpoints written before the config was stored in them
-        try:
-            trained = TrainConfig.from_dict(saved).to_dict()
-        except (ValueError, TypeError, AttributeError, KeyError) as error:
-            raise CheckpointError(f"{checkpoint_path!r}: state.json holds an invalid config ({error})") from None
-        differing = [f for f in config_differences(self.config.to_dict(), trained)
-                     if f not in RESUME_OVERRIDABLE]
-        if differing:
-            now, then = self.config.to_dict(), trained
-            details = "; ".join(f"{f}: config {_dotted(now, f)!r}, checkpoint {_dotted(then, f)!r}"
-                                for f in differing[:5])
-            raise ConfigurationError(
-                f"{os.path.join(self.run_dir, 'config.json')!r} no longer matches checkpoint "
-                f"{os.path.basename(checkpoint_path)!r} ({details}): only {sorted(RESUME_OVERRIDABLE)} may "
-                "change on resume. Restore config.json, or start a new run")
+        check_config_matches_checkpoint(self.config, state, checkpoint_path,
+                                        os.path.join(self.run_dir, "config.json"))
 
     def _check_metrics_readable(self) -> None:
         from agents.r2d2.run_logger import read_metrics
