@@ -155,9 +155,14 @@ def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
     return args, config
 
 
+def _bare_id(env_id: str) -> str:
+    return env_id.split(":")[-1]  # PACKAGE:ID -> ID
+
+
 def dropped_preset_env_settings(argv: list[str]) -> str | None:
-    """The note for ``--env OTHER`` on a preset with env kwargs or an action subset: those
-    belong to the preset's env and are not used (None if nothing was dropped)."""
+    """The note for ``--env OTHER``: with ``--preset NAME`` whose env kwargs or action subset
+    belong to another env, that they are not used; without ``--preset``, the preset tuned
+    for this env if there is one (None if there is nothing to say)."""
     if _flag_value(argv, "--resume") is not None:
         return None
     preset, env_id = _preset_and_env(argv)
@@ -166,6 +171,15 @@ def dropped_preset_env_settings(argv: list[str]) -> str | None:
     base = get_preset(preset)
     if env_id == base.env_id:
         return None
+    if _flag_value(argv, "--preset") is None:
+        # The generic preset's env settings were never the user's choice: nothing to say about
+        # them, but a preset made for this env is worth knowing.
+        tuned = [name for name in sorted(PRESETS)
+                 if name != preset and _bare_id(get_preset(name).env_id) == _bare_id(env_id)]
+        if not tuned:
+            return None
+        return (f"note: --env {env_id}: this run starts from the generic {preset!r} preset; --preset {tuned[0]} "
+                "is tuned for this env")
     dropped = [f"{name} {value!r}" for name, value in (("env_kwargs", base.env_kwargs), ("env_actions", base.env_actions))
                if value and _flag_value(argv, f"--{name}") is None]
     if not dropped:

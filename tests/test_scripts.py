@@ -227,6 +227,23 @@ def test_dropped_preset_env_settings_are_noted_after_a_successful_start(tmp_path
     assert code == 0 and "note: --env CartPole-v1: the 'smoke' preset's env_kwargs {'corridor_length': 2}" in err
 
 
+@pytest.mark.parametrize("env_id,note", [
+    ("CartPole-v1", None),
+    ("minigrid:MiniGrid-MemoryS7-v0", "--preset minigrid_memory is tuned for this env"),
+    ("MiniGrid-MemoryS7-v0", "--preset minigrid_memory is tuned for this env"),
+])
+def test_an_env_without_a_preset_gets_no_note_about_the_generic_presets_settings(capsys, env_id, note):
+    """Issue 26.9: every --env run said the 'memory' preset's env_kwargs are not used, though
+    the user named no preset; an env with a preset of its own gets that preset suggested."""
+    assert _script("train").main(["--env", env_id, "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "not used" not in err and "corridor_length" not in err
+    if note is None:
+        assert "note:" not in err
+    else:
+        assert note in err and "'memory' preset" in err
+
+
 def test_print_config_applies_overrides():
     result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.lstm_units", "32",
                   "--print-config", timeout=120)
