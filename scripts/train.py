@@ -188,6 +188,27 @@ def dropped_preset_env_settings(argv: list[str]) -> str | None:
             "not used (set them with the same flags)")
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,d} {word}" + ("" if n == 1 else "s")
+
+
+def stop_line(result, config: TrainConfig, argv: list[str]) -> str:
+    """The line saying why and where a run stopped, with the budget that stopped it."""
+    line = (f"stopped by {result.stopped_by}: {_count(result.env_steps, 'env step')}, "
+            f"{_count(result.learner_steps, 'learner step')}, {_count(result.episodes, 'episode')}, "
+            f"{result.wall_time_s:.0f} s of training")
+    if result.stopped_by == "time_budget":
+        given = _flag_value(argv, "--time_budget_s", "--time-budget-s") is not None
+        whose = "given" if given else ("the run's" if _flag_value(argv, "--resume") is not None else "the preset's")
+        line += f" (--time_budget_s {config.time_budget_s:g}, {whose}; raise it, or set 0 for none)"
+    elif result.stopped_by == "env_steps" and result.env_steps > config.total_env_steps:
+        line += (f" ({result.env_steps - config.total_env_steps:,d} past --total_env_steps "
+                 f"{config.total_env_steps:,d}: the actors' last collection is used whole)")
+    elif result.stopped_by == "solved":
+        line += " (an evaluation reached the solve threshold; --stop_at_threshold false trains on)"
+    return line
+
+
 def _error(message: object) -> int:
     """Configuration and environment errors: one line on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -257,8 +278,7 @@ def _main(argv: list[str] | None, stage: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if result.nothing_to_do is None:  # else the loop said why it trained nothing
-        print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
-              f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
+        print(stop_line(result, config, argv), flush=True)
     stage[0] = "the end of the run"
     if result.stop_signal is not None:  # the checkpoint is written; the exit status says how the run ended
         print(f"run dir: {result.run_dir} (--resume {result.run_dir} continues it)")

@@ -609,3 +609,43 @@ def test_an_unwritable_run_dir_is_one_error_line_without_traceback(tmp_path, ins
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "--run_dir" in errors[0] and "not writable" in errors[0], result.stderr[-2000:]
     assert os.listdir(locked) == []
+
+
+def _result(**changes):
+    from agents.r2d2.loop import LoopResult
+
+    values = dict(run_dir="runs/x", stopped_by="env_steps", env_steps=2_000, learner_steps=10, episodes=1,
+                  wall_time_s=12.0, last_eval=None, solved_at=None, checkpoint=None)
+    return LoopResult(**{**values, **changes})
+
+
+def test_the_stop_line_says_which_budget_stopped_the_run_and_counts_in_words():
+    """Issues 26.10 / 26.11: '1 episodes'; a run past its budget (2,048/2,000 on Ray) and a
+    run stopped by the preset's time budget said nothing about either."""
+    from agents.r2d2.presets import get_preset
+
+    train = _script("train")
+    config = get_preset("tmaze").replace(total_env_steps=2_000)
+    line = train.stop_line(_result(), config, ["--preset", "tmaze"])
+    assert "1 episode," in line and "10 learner steps" in line and "past" not in line
+    line = train.stop_line(_result(env_steps=2_048), config, [])
+    assert "48 past --total_env_steps 2,000" in line
+    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, ["--preset", "tmaze"])
+    assert "stopped by time_budget" in line and "570 s of training" in line
+    assert "--time_budget_s 570, the preset's" in line and "set 0 for none" in line
+    line = train.stop_line(_result(stopped_by="time_budget"), config, ["--time_budget_s", "570"])
+    assert "--time_budget_s 570, given" in line
+
+
+def test_progress_lines_name_their_numbers_in_words():
+    """Issue 26.11: 'learner', 'learn/s', 'spi' and 'env/s' were explained nowhere."""
+    from agents.r2d2.run_logger import RunLogger
+
+    logger = RunLogger("unused", mode="none", total_env_steps=3_000)
+    line = logger.plain_line({"env_steps": 1_000, "episodes": 1, "env_steps_per_s": 450.0, "learner_steps": 30,
+                              "learner_steps_per_s": 20.5, "samples_per_insert": 4.0, "wall_time_s": 12.0})
+    for words in ("env steps     1,000/3,000", "env steps/s 450", "learner steps 30", "learner steps/s 20.5",
+                  "samples/insert 4.00", "time 12 s"):
+        assert words in line, line
+    for cryptic in ("learn/s", "spi ", "| env/s", "| t "):
+        assert cryptic not in line, line

@@ -514,6 +514,11 @@ class TrainingLoop:
                 # Learner: keep sampled ~= replay_ratio * inserted since learning started.
                 if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
                     c.inserted_at_learning_start = c.inserted_sequences
+                    # Said once: env steps/s drop from here, which the first progress line does not explain.
+                    self.logger.message(
+                        f"learning starts at {c.env_steps:,d} env steps: the replay holds {len(self.replay):,d} "
+                        f"sequences (min_replay_size {cfg.min_replay_size:,d}); the actors only filled it until "
+                        "now, so env steps/s drop from here")
                 steps = steps_due()
                 for metrics in self._learner_steps(steps):
                     c.sampled_sequences += r.batch_size

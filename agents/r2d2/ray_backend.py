@@ -249,8 +249,10 @@ class RayExperience:
         self.description = description
         self.env_info = env_info
         self.error_buffer = error_buffer(config)
-        self.summary = (f"ray backend: {config.num_actors} actor processes x {config.r2d2.num_envs} envs, "
-                        f"samples per insert {config.replay_ratio:g} +- {self.error_buffer:g} sequences")
+        self.summary = (f"ray backend: {config.num_actors} actor processes x {config.r2d2.num_envs} envs; the learner "
+                        f"samples {config.replay_ratio:g} sequences per sequence inserted (replay_ratio), its total "
+                        f"running at most {self.error_buffer:g} sampled sequences ahead of or behind that "
+                        f"({self.error_buffer / config.replay_ratio:.3g} inserted sequences' worth)")
         self._get_weights = get_weights
         self._learner_steps = learner_steps
         self._ray_address = ray_address

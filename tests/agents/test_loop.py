@@ -278,3 +278,11 @@ def test_the_learning_curve_shows_single_points_and_keeps_its_legend_off_the_axe
     legends = fig.legends + ([ax.get_legend()] if ax.get_legend() else [])
     legend, = legends
     assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_the_start_of_learning_is_said_once(tmp_path, capsys):
+    """Issue 26.11: the first progress line's env steps/s (no learner yet) was unexplained."""
+    config = _tiny(tmp_path, total_env_steps=200, min_replay_size=40, progress="plain")
+    TrainingLoop(config).run()
+    out = capsys.readouterr().out
+    assert out.count("learning starts at") == 1 and "(min_replay_size 40)" in out

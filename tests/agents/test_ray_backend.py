@@ -241,3 +241,16 @@ def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cl
     assert loop.restarts_per_worker == [0, 3]
     assert loop.counters.env_steps < config.total_env_steps  # ended by the failure, not the budget
     CheckpointManager(loop.run_dir).verify()  # what the driver held was checkpointed
+
+
+def test_the_ray_summary_explains_the_samples_per_insert_tolerance(tmp_path):
+    """Issue 26.11: 'samples per insert 64 +- 409.6 sequences' read as a tolerance larger than the target."""
+    from agents.r2d2.ray_backend import RayExperience, error_buffer
+
+    config = _smoke(tmp_path).replace(replay_ratio=64.0)
+    summary = RayExperience(config, None, {}, lambda: [], lambda: 0).summary
+    buffer = error_buffer(config)
+    assert "+-" not in summary
+    assert "64 sequences per sequence inserted (replay_ratio)" in summary
+    assert f"at most {buffer:g} sampled sequences ahead of or behind" in summary
+    assert f"({buffer / 64:.3g} inserted sequences' worth)" in summary
