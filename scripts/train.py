@@ -121,6 +121,25 @@ def _base_config(argv: list[str]) -> TrainConfig:
     return base
 
 
+def _defaults_note(argv: list[str], base: TrainConfig) -> str:
+    """Where ``--help``'s defaults come from, and the preset's time budget if it has one."""
+    if _flag_value(argv, "--resume") is not None:
+        where = "the resumed run's config.json"
+    else:
+        preset, env_id = _preset_and_env(argv)
+        where = f"the {preset!r} preset's" if preset in PRESETS else f"the {DEFAULT_PRESET!r} preset's"
+        if _flag_value(argv, "--preset") is None and env_id is None:
+            where += (f" (the default preset; --env ID --help shows the {GENERIC_PRESET!r} preset's, which --env "
+                      "runs start from; --preset NAME --help another's)")
+        elif _flag_value(argv, "--preset") is None:
+            where += " (the one --env runs start from; --preset NAME --help shows another's)"
+    note = f"\n\nThe defaults below are {where}."
+    if base.time_budget_s:
+        note += (f" It stops a run after --time_budget_s {base.time_budget_s:g} s of training (set 0 for no time "
+                 "limit).")
+    return note
+
+
 def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
     """The script's flags and the resolved config (``--help`` exits 0 after printing).
 
@@ -134,7 +153,7 @@ def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
         if not any(word in ("-h", "--help") for word in argv):
             raise
         base = get_preset(DEFAULT_PRESET)  # --help still works beside a bad --resume or --preset
-    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__)
+    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__.rstrip() + _defaults_note(argv, base))
     config = args.config
     if args.env is not None:
         config = config.replace(env_id=args.env)

@@ -649,3 +649,18 @@ def test_progress_lines_name_their_numbers_in_words():
         assert words in line, line
     for cryptic in ("learn/s", "spi ", "| env/s", "| t "):
         assert cryptic not in line, line
+
+
+@pytest.mark.parametrize("flags,words", [
+    ([], ["defaults below are the 'tmaze' preset's", "--time_budget_s 570 s", "--env ID --help shows the 'memory'"]),
+    (["--env", "CartPole-v1"], ["defaults below are the 'memory' preset's (the one --env runs start from"]),
+    (["--preset", "cartpole_novel"], ["defaults below are the 'cartpole_novel' preset's.", "--time_budget_s 600 s"]),
+])
+def test_help_says_whose_defaults_it_shows_and_the_time_budget(capsys, flags, words):
+    """Issue 26.10: --help showed the tmaze preset's values (570 s budget, discount 0.7) as if they
+    applied to every run, and a tmaze run's 570 s time budget surprised."""
+    with pytest.raises(SystemExit):
+        _script("train").main([*flags, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for word in words:
+        assert word in out, out[:3000]

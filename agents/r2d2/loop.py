@@ -167,7 +167,7 @@ class TrainingLoop:
         self._env: Any = None  # the local vector env until the source owns it
         self._eval_actor = None
         self._eval_envs = None
-        self.notes: list[str] = []  # what the start-up changed on disk, printed when the run starts
+        self.notes: list[str] = []  # what the start-up found or changed on disk, printed when the run starts
 
         # 1. Check the run directory and the checkpoint (reading only).
         self._check_run_dir_writable()
@@ -201,6 +201,10 @@ class TrainingLoop:
                                      f"({type(error).__name__}: {error})") from error
         self.threshold = (config.solve_threshold if config.solve_threshold is not None
                           else self.description.reward_threshold)
+        sequence_note = sequence_longer_than_episodes(r.burn_in, r.trace_length, self.description.max_episode_steps,
+                                                      config.env_id)
+        if sequence_note:
+            self.notes.append(sequence_note)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
                                      seed=config.seed)
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
@@ -665,6 +669,22 @@ class TrainingLoop:
                 f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c.env_steps:,d} env steps, "
                 f"{c.wall_time_s:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
         return {"eval_return": mean, "eval_return_std": std}
+
+
+def sequence_longer_than_episodes(burn_in: int, trace_length: int, max_episode_steps: int | None,
+                                  env_id: str = "the env") -> str | None:
+    """A warning when a replayed sequence (``burn_in + trace_length`` steps) is longer than
+    the env's episodes can be (its ``max_episode_steps``), else None.
+
+    Such sequences are mostly padding, yet every learner step unrolls all of their steps.
+    """
+    length = burn_in + trace_length
+    if max_episode_steps is None or length <= max_episode_steps:
+        return None
+    return (f"warning: burn_in {burn_in:,d} + trace_length {trace_length:,d} = {length:,d} steps per replayed "
+            f"sequence, but {env_id}'s episodes end by {max_episode_steps:,d} steps (max_episode_steps): every "
+            f"sequence is mostly padding, and the learner unrolls all {length:,d} steps of each; keep burn_in + "
+            f"trace_length <= {max_episode_steps:,d}")
 
 
 OP_PARALLEL_MAX_UNITS = 128

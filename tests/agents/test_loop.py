@@ -286,3 +286,25 @@ def test_the_start_of_learning_is_said_once(tmp_path, capsys):
     TrainingLoop(config).run()
     out = capsys.readouterr().out
     assert out.count("learning starts at") == 1 and "(min_replay_size 40)" in out
+
+
+def test_a_sequence_longer_than_the_envs_episodes_is_warned_about(tmp_path, capsys):
+    """Issue 26.10: --r2d2.burn_in 1000 on CartPole (500-step episodes) ran 10x slower without a word."""
+    from agents.r2d2.loop import sequence_longer_than_episodes
+
+    assert sequence_longer_than_episodes(8, 24, 500) is None
+    assert sequence_longer_than_episodes(476, 24, 500) is None
+    assert sequence_longer_than_episodes(8, 24, None) is None
+    base = _tiny(tmp_path, env_id="CartPole-v1", env_kwargs={}, total_env_steps=8, progress="plain")
+    loop = TrainingLoop(base.replace(r2d2=base.r2d2.replace(burn_in=1000)))
+    try:
+        warning, = [note for note in loop.notes if note.startswith("warning: burn_in")]
+        assert "burn_in 1,000 + trace_length 4 = 1,004" in warning and "CartPole-v1" in warning
+        assert "end by 500 steps (max_episode_steps)" in warning
+    finally:
+        loop.close()
+    loop = TrainingLoop(base.replace(run_dir=str(tmp_path / "other")))
+    try:
+        assert not [note for note in loop.notes if "burn_in" in note]
+    finally:
+        loop.close()
