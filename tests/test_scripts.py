@@ -664,3 +664,45 @@ def test_help_says_whose_defaults_it_shows_and_the_time_budget(capsys, flags, wo
     out = " ".join(capsys.readouterr().out.split())
     for word in words:
         assert word in out, out[:3000]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", [None, "0"])
+def test_importing_the_project_in_a_users_script_quiets_tensorflows_start_up(level):
+    """Issue 26.12: the README's own example printed TensorFlow's CUDA probe (an E-level
+    'failed call to cuInit' on a CPU machine) when the project imported TensorFlow; a user
+    who asks for TensorFlow's info lines (TF_CPP_MIN_LOG_LEVEL 0) still gets them."""
+    from agents.r2d2.quiet import NOISE
+
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    code = ("from agents.r2d2.loop import TrainingLoop\n"
+            "import keras\n"  # what TrainingLoop(config) imports first
+            "import tensorflow as tf\n"
+            "print(float(keras.ops.sum(keras.ops.ones(3))), tf.config.list_physical_devices('GPU'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("3.0 [")
+    if level is None:
+        for noise in ("cuInit", "Could not find cuda drivers", "absl::InitializeLog", *NOISE):
+            assert noise not in result.stderr, f"{noise!r} in stderr:\n{result.stderr[-3000:]}"
+    else:
+        assert "cuda" in result.stderr.lower(), result.stderr[-3000:]  # nothing hidden that was asked for
+
+
+@pytest.mark.slow
+def test_a_ray_run_piped_prints_no_tensorflow_start_up_colour_codes_or_auth_notice(tmp_path):
+    """Issue 26.12: Ray workers printed TensorFlow's start-up lines again, with ANSI colour
+    codes when piped, and Ray a token-authentication notice."""
+    pytest.importorskip("ray")
+    from agents.r2d2.quiet import NOISE
+
+    env = {k: v for k, v in ENV.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "RAY_COLOR_PREFIX")}
+    result = subprocess.run([sys.executable, *_smoke_args(str(tmp_path / "run"), "--backend", "ray", "--num-actors",
+                                                          "2", "--total_env_steps", "200")],
+                            capture_output=True, text=True, timeout=400, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("\x1b[", "Token authentication", "cuInit", "Could not find cuda drivers", *NOISE):
+        assert noise not in result.stderr + result.stdout, f"{noise!r} in:\n{result.stderr[-3000:]}"

@@ -251,6 +251,6 @@ def test_the_ray_summary_explains_the_samples_per_insert_tolerance(tmp_path):
     summary = RayExperience(config, None, {}, lambda: [], lambda: 0).summary
     buffer = error_buffer(config)
     assert "+-" not in summary
-    assert "64 sequences per sequence inserted (replay_ratio)" in summary
-    assert f"at most {buffer:g} sampled sequences ahead of or behind" in summary
+    assert "replay_ratio 64 sampled per inserted sequence" in summary
+    assert f"the sampled total kept within {buffer:g} sequences of replay_ratio x inserted" in summary
     assert f"({buffer / 64:.3g} inserted sequences' worth)" in summary
