@@ -133,14 +133,13 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
             seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
                               "learner_steps": int(loop.learner.num_steps.numpy()),
                               "chunks0": loop.chunks_per_worker[0]}
-            os.kill(pid, signal.SIGKILL)
+            os.kill(ray.get(loop.workers[0].pid.remote()), signal.SIGKILL)  # run() launched the workers
         elif "before" in seen and loop.chunks_per_worker[0] >= seen["before"]["chunks0"] + 3 \
                 and "stopped" not in seen:
             seen["stopped"] = True
             os.kill(os.getpid(), signal.SIGINT)  # handled by the loop: checkpoint and return
 
     loop = RayTrainingLoop(config, on_insert=insert)
-    pid = ray.get(loop.workers[0].pid.remote())
     result = loop.run()
     before = seen["before"]
     assert result.stopped_by == "signal", result
