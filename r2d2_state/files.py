@@ -2,24 +2,51 @@
 
 A write goes to a temporary file in the destination's directory, is flushed and
 fsynced, then ``os.replace``d over the destination and the directory is fsynced:
-a crash at any point leaves the old file or the new one, never a mix.
+a crash at any point leaves the old file or the new one, never a mix. The file gets
+the mode a plain ``open(path, "w")`` would give it: the replaced file's, or 0666 less
+the process's umask for a new one.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from typing import IO, Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "fsync_directory", "fsync_file"]
+__all__ = ["atomic_write", "atomic_write_text", "creation_mode", "current_umask", "fsync_directory", "fsync_file"]
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where the platform allows)."""
+    try:  # Linux >= 4.7: no window in which another thread would create files with a changed umask
+        with open("/proc/self/status", encoding="ascii", errors="replace") as file:
+            for line in file:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def creation_mode(directory: bool = False) -> int:
+    """The permission bits ``open`` (0666) or ``os.mkdir`` (0777) give a new file or directory."""
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file, then atomically move it to ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # a replaced file keeps its mode, as with open(path, "w")
+    except FileNotFoundError:
+        mode = creation_mode()
     fd, temp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.chmod(temp_path, mode)  # mkstemp makes it 0600
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as file:
             write(file)
             file.flush()

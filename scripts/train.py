@@ -16,7 +16,8 @@ Examples::
 Every field of ``TrainConfig`` (``agents/r2d2/train_config.py``) is a flag, the R2D2
 hyperparameters as ``--r2d2.NAME``; ``--help`` lists them with their docstrings and the
 preset's values. Ctrl-C (SIGINT) or SIGTERM finish the current step, write a checkpoint
-and exit 0; ``--resume RUN_DIR`` continues from the run's latest checkpoint.
+and exit 130 (SIGTERM: 143); during start-up Ctrl-C exits 130 at once, having written
+nothing. ``--resume RUN_DIR`` continues from the run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -25,9 +26,23 @@ import time
 
 PROCESS_START = time.perf_counter()  # before TensorFlow's import: solve times include start-up
 
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+INTERRUPTED = 128 + signal.SIGINT
+"""Exit status after Ctrl-C (the shell's convention: 128 + the signal number)."""
+
+
+def _interrupted_while_importing(signum, frame) -> None:  # noqa: ARG001
+    print("interrupted during start-up: nothing was written", file=sys.stderr)
+    sys.exit(INTERRUPTED)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_importing)  # main() takes over from here
+
 import dataclasses  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 from typing import Annotated, Literal, Optional  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,6 +121,25 @@ def _base_config(argv: list[str]) -> TrainConfig:
     return base
 
 
+def _defaults_note(argv: list[str], base: TrainConfig) -> str:
+    """Where ``--help``'s defaults come from, and the preset's time budget if it has one."""
+    if _flag_value(argv, "--resume") is not None:
+        where = "the resumed run's config.json"
+    else:
+        preset, env_id = _preset_and_env(argv)
+        where = f"the {preset!r} preset's" if preset in PRESETS else f"the {DEFAULT_PRESET!r} preset's"
+        if _flag_value(argv, "--preset") is None and env_id is None:
+            where += (f" (the default preset; --env ID --help shows the {GENERIC_PRESET!r} preset's, which --env "
+                      "runs start from; --preset NAME --help another's)")
+        elif _flag_value(argv, "--preset") is None:
+            where += " (the one --env runs start from; --preset NAME --help shows another's)"
+    note = f"\n\nThe defaults below are {where}."
+    if base.time_budget_s:
+        note += (f" It stops a run after --time_budget_s {base.time_budget_s:g} s of training (set 0 for no time "
+                 "limit).")
+    return note
+
+
 def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
     """The script's flags and the resolved config (``--help`` exits 0 after printing).
 
@@ -119,7 +153,7 @@ def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
         if not any(word in ("-h", "--help") for word in argv):
             raise
         base = get_preset(DEFAULT_PRESET)  # --help still works beside a bad --resume or --preset
-    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__)
+    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__.rstrip() + _defaults_note(argv, base))
     config = args.config
     if args.env is not None:
         config = config.replace(env_id=args.env)
@@ -140,9 +174,14 @@ def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
     return args, config
 
 
+def _bare_id(env_id: str) -> str:
+    return env_id.split(":")[-1]  # PACKAGE:ID -> ID
+
+
 def dropped_preset_env_settings(argv: list[str]) -> str | None:
-    """The note for ``--env OTHER`` on a preset with env kwargs or an action subset: those
-    belong to the preset's env and are not used (None if nothing was dropped)."""
+    """The note for ``--env OTHER``: with ``--preset NAME`` whose env kwargs or action subset
+    belong to another env, that they are not used; without ``--preset``, the preset tuned
+    for this env if there is one (None if there is nothing to say)."""
     if _flag_value(argv, "--resume") is not None:
         return None
     preset, env_id = _preset_and_env(argv)
@@ -151,12 +190,42 @@ def dropped_preset_env_settings(argv: list[str]) -> str | None:
     base = get_preset(preset)
     if env_id == base.env_id:
         return None
+    if _flag_value(argv, "--preset") is None:
+        # The generic preset's env settings were never the user's choice: nothing to say about
+        # them, but a preset made for this env is worth knowing.
+        tuned = [name for name in sorted(PRESETS)
+                 if name != preset and _bare_id(get_preset(name).env_id) == _bare_id(env_id)]
+        if not tuned:
+            return None
+        return (f"note: --env {env_id}: this run starts from the generic {preset!r} preset; --preset {tuned[0]} "
+                "is tuned for this env")
     dropped = [f"{name} {value!r}" for name, value in (("env_kwargs", base.env_kwargs), ("env_actions", base.env_actions))
                if value and _flag_value(argv, f"--{name}") is None]
     if not dropped:
         return None
     return (f"note: --env {env_id}: the {preset!r} preset's {' and '.join(dropped)} are for {base.env_id} and "
             "not used (set them with the same flags)")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,d} {word}" + ("" if n == 1 else "s")
+
+
+def stop_line(result, config: TrainConfig, argv: list[str]) -> str:
+    """The line saying why and where a run stopped, with the budget that stopped it."""
+    line = (f"stopped by {result.stopped_by}: {_count(result.env_steps, 'env step')}, "
+            f"{_count(result.learner_steps, 'learner step')}, {_count(result.episodes, 'episode')}, "
+            f"{result.wall_time_s:.0f} s of training")
+    if result.stopped_by == "time_budget":
+        given = _flag_value(argv, "--time_budget_s", "--time-budget-s") is not None
+        whose = "given" if given else ("the run's" if _flag_value(argv, "--resume") is not None else "the preset's")
+        line += f" (--time_budget_s {config.time_budget_s:g}, {whose}; raise it, or set 0 for none)"
+    elif result.stopped_by == "env_steps" and result.env_steps > config.total_env_steps:
+        line += (f" ({result.env_steps - config.total_env_steps:,d} past --total_env_steps "
+                 f"{config.total_env_steps:,d}: the actors' last collection is used whole)")
+    elif result.stopped_by == "solved":
+        line += " (an evaluation reached the solve threshold; --stop_at_threshold false trains on)"
+    return line
 
 
 def _error(message: object) -> int:
@@ -166,6 +235,21 @@ def _error(message: object) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train (and evaluate); returns the exit status: 0, 1 (the run failed), 2 (a bad flag,
+    config, environment or run directory), 130 / 143 (stopped by Ctrl-C / SIGTERM)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    stage = ["start-up"]
+    try:
+        return _main(argv, stage)
+    except KeyboardInterrupt:  # before the loop's handlers were installed, or after they were removed
+        done = {"start-up": "nothing was written", "the end of the run": "the run's checkpoint is complete",
+                "evaluation": "the run's checkpoint is complete; eval.json was not written"}[stage[0]]
+        print(f"interrupted during {stage[0]}: {done}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: list[str] | None, stage: list[str]) -> int:
     try:
         args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
     except ValueError as error:  # ConfigurationError, or a config value out of range
@@ -207,18 +291,25 @@ def main(argv: list[str] | None = None) -> int:
         print(note, file=sys.stderr, flush=True)
     try:
         result = loop.run()
+    except ConfigurationError as error:  # the run directory could not be written: nothing was trained
+        return _error(error)
     except RunFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"stopped by {result.stopped_by}: {result.env_steps:,d} env steps, {result.learner_steps:,d} learner "
-          f"steps, {result.episodes:,d} episodes, {result.wall_time_s:.0f} s of training", flush=True)
+    if result.nothing_to_do is None:  # else the loop said why it trained nothing
+        print(stop_line(result, config, argv), flush=True)
+    stage[0] = "the end of the run"
+    if result.stop_signal is not None:  # the checkpoint is written; the exit status says how the run ended
+        print(f"run dir: {result.run_dir} (--resume {result.run_dir} continues it)")
+        return 128 + result.stop_signal
     if result.solved_at:
         s = result.solved_at
         print(f"solved at {s['env_steps']:,d} env steps: {s['wall_time_s']:.0f} s of training, "
               f"{s['process_time_s']:.0f} s since the process started (eval return {s['eval_return']:.3f})")
-    if args.evaluate and result.stopped_by != "signal":
+    if args.evaluate:
         from agents.r2d2.evaluation import evaluate_run
 
+        stage[0] = "evaluation"
         out = evaluate_run(result.run_dir, episodes=config.eval_episodes, epsilon=config.r2d2.eval_epsilon)
         print(f"evaluation: {out['summary']}")
         print(f"eval json: {out['eval_json']}\n{out['learning_curve_message']}")

@@ -1,6 +1,6 @@
 """scripts/train.py and scripts/evaluate.py as a user runs them (subprocesses).
 
-- SIGINT finishes the step, checkpoints and exits 0;
+- SIGINT finishes the step, checkpoints and exits 130; during start-up it exits 130 at once, writing nothing;
 - ``kill -9`` after a checkpoint, then ``--resume``, continues from exactly the
   checkpointed counters and replay (nothing checkpointed is lost);
 - evaluate.py writes eval.json and learning_curve.png, and refuses a corrupt checkpoint.
@@ -61,16 +61,34 @@ def _smoke_args(run_dir: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigint_writes_checkpoint_and_exits_zero(tmp_path):
+def test_sigint_writes_checkpoint_and_exits_130(tmp_path):
     run_dir = str(tmp_path / "run")
     process = _start(*_smoke_args(run_dir, "--total_env_steps", "100000000", "--log_every", "100"))
     _wait_for(lambda: os.path.exists(os.path.join(run_dir, "metrics.csv")), process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err[-3000:]
-    assert "stopped by signal" in out
+    assert process.returncode == 130, err[-3000:]
+    assert "stopped by signal" in out and "Traceback" not in err
     state = _latest_state(run_dir)
     assert state is not None and state["env_steps"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s", [0.3, 1.5])
+def test_sigint_during_start_up_is_quiet_exits_130_and_writes_nothing(tmp_path, delay_s):
+    """Issue 26.4: Ctrl-C ~1.5 s in (TensorFlow's import, building the run) was a KeyboardInterrupt traceback."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, *_smoke_args(str(run_dir))], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert "run dir:" not in out, "the signal came after start-up: the test did not test it"
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "interrupted during start-up: nothing was written" in err
+    assert not run_dir.exists()
 
 
 @pytest.mark.slow
@@ -209,6 +227,23 @@ def test_dropped_preset_env_settings_are_noted_after_a_successful_start(tmp_path
     assert code == 0 and "note: --env CartPole-v1: the 'smoke' preset's env_kwargs {'corridor_length': 2}" in err
 
 
+@pytest.mark.parametrize("env_id,note", [
+    ("CartPole-v1", None),
+    ("minigrid:MiniGrid-MemoryS7-v0", "--preset minigrid_memory is tuned for this env"),
+    ("MiniGrid-MemoryS7-v0", "--preset minigrid_memory is tuned for this env"),
+])
+def test_an_env_without_a_preset_gets_no_note_about_the_generic_presets_settings(capsys, env_id, note):
+    """Issue 26.9: every --env run said the 'memory' preset's env_kwargs are not used, though
+    the user named no preset; an env with a preset of its own gets that preset suggested."""
+    assert _script("train").main(["--env", env_id, "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "not used" not in err and "corridor_length" not in err
+    if note is None:
+        assert "note:" not in err
+    else:
+        assert note in err and "'memory' preset" in err
+
+
 def test_print_config_applies_overrides():
     result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.lstm_units", "32",
                   "--print-config", timeout=120)
@@ -333,6 +368,16 @@ def _damage(run_dir: str, damage: str) -> None:
         manifest["files"]["weights.npz"] = ["not", "a", "dict"]
         with open(path, "w") as file:
             json.dump(manifest, file)
+    elif damage in ("edited_discount", "edited_lstm_units"):
+        path = os.path.join(run_dir, "config.json")
+        with open(path) as file:
+            values = json.load(file)
+        if damage == "edited_discount":
+            values["r2d2"]["discount"] = 0.5
+        else:
+            values["r2d2"]["network"]["lstm_units"] = [u * 2 for u in values["r2d2"]["network"]["lstm_units"]]
+        with open(path, "w") as file:
+            json.dump(values, file)
     elif damage == "edited_capacity":
         path = os.path.join(run_dir, "config.json")
         with open(path) as file:
@@ -363,6 +408,9 @@ def test_failed_resume_is_one_error_line_and_changes_nothing(finished_run, tmp_p
 @pytest.mark.parametrize("damage,args,words", [
     ("garbage_config", [], ["config.json"]), ("binary_latest", [], ["latest"]),
     ("manifest_entry_type", [], ["weights.npz"]), (None, ["--num-envs", "0"], ["--num-envs", "0"]),
+    # Issue 26.3: an edited config.json was evaluated silently (discount) or a Keras shape error (LSTM units).
+    ("edited_discount", [], ["r2d2.discount", "no longer matches", "config.json"]),
+    ("edited_lstm_units", [], ["lstm_units", "no longer matches"]),
 ])
 def test_evaluate_errors_are_one_line(finished_run, tmp_path, capsys, damage, args, words):
     run_dir = _copy_run(finished_run, tmp_path)
@@ -513,3 +561,148 @@ def test_plot_runs_draws_each_runs_evaluations_and_refuses_a_run_without_any(tmp
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.main([runs[0], runs[1], "--out", str(tmp_path / "none.png")]) == 2
     assert "no evaluations" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
+
+
+# ---------------------------------------------------------------- an unusable run directory: one line, exit 2
+
+
+@pytest.mark.parametrize("where,words", [
+    ("file", ["--run_dir", "is a file"]),
+    ("under_file", ["--run_dir", "is a file"]),
+])
+def test_a_run_dir_that_is_a_file_is_one_error_line(tmp_path, capsys, where, words):
+    """Issue 26.2: --run_dir naming a file said '[Errno 17] File exists' without naming the flag."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file\n")
+    run_dir = blocker if where == "file" else blocker / "run"
+    code = _script("train").main(["--preset", "smoke", "--run_dir", str(run_dir), "--progress", "none"])
+    assert code == 2
+    line = _one_error_line(capsys)
+    for word in words:
+        assert word in line, line
+    assert str(run_dir) in line
+    assert blocker.read_text() == "a file\n" and os.listdir(tmp_path) == ["blocker"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inside", [True, False])
+def test_an_unwritable_run_dir_is_one_error_line_without_traceback(tmp_path, inside):
+    """Issue 26.2: --run_dir in (or under) a folder that cannot be written was a PermissionError traceback."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    run_dir = locked if inside else locked / "sub" / "run"
+    if os.getuid() == 0:  # root writes past permissions, not into an immutable directory
+        import shutil
+
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+            pytest.skip("running as root without chattr +i: no directory is unwritable")
+        unlock = ["chattr", "-i", str(locked)]
+    else:
+        locked.chmod(0o555)
+        unlock = ["chmod", "755", str(locked)]
+    try:
+        result = _run(*_smoke_args(str(run_dir)))
+    finally:
+        subprocess.run(unlock, check=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--run_dir" in errors[0] and "not writable" in errors[0], result.stderr[-2000:]
+    assert os.listdir(locked) == []
+
+
+def _result(**changes):
+    from agents.r2d2.loop import LoopResult
+
+    values = dict(run_dir="runs/x", stopped_by="env_steps", env_steps=2_000, learner_steps=10, episodes=1,
+                  wall_time_s=12.0, last_eval=None, solved_at=None, checkpoint=None)
+    return LoopResult(**{**values, **changes})
+
+
+def test_the_stop_line_says_which_budget_stopped_the_run_and_counts_in_words():
+    """Issues 26.10 / 26.11: '1 episodes'; a run past its budget (2,048/2,000 on Ray) and a
+    run stopped by the preset's time budget said nothing about either."""
+    from agents.r2d2.presets import get_preset
+
+    train = _script("train")
+    config = get_preset("tmaze").replace(total_env_steps=2_000)
+    line = train.stop_line(_result(), config, ["--preset", "tmaze"])
+    assert "1 episode," in line and "10 learner steps" in line and "past" not in line
+    line = train.stop_line(_result(env_steps=2_048), config, [])
+    assert "48 past --total_env_steps 2,000" in line
+    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, ["--preset", "tmaze"])
+    assert "stopped by time_budget" in line and "570 s of training" in line
+    assert "--time_budget_s 570, the preset's" in line and "set 0 for none" in line
+    line = train.stop_line(_result(stopped_by="time_budget"), config, ["--time_budget_s", "570"])
+    assert "--time_budget_s 570, given" in line
+
+
+def test_progress_lines_name_their_numbers_in_words():
+    """Issue 26.11: 'learner', 'learn/s', 'spi' and 'env/s' were explained nowhere."""
+    from agents.r2d2.run_logger import RunLogger
+
+    logger = RunLogger("unused", mode="none", total_env_steps=3_000)
+    line = logger.plain_line({"env_steps": 1_000, "episodes": 1, "env_steps_per_s": 450.0, "learner_steps": 30,
+                              "learner_steps_per_s": 20.5, "samples_per_insert": 4.0, "wall_time_s": 12.0})
+    for words in ("env steps     1,000/3,000", "env steps/s 450", "learner steps 30", "learner steps/s 20.5",
+                  "samples/insert 4.00", "time 12 s"):
+        assert words in line, line
+    for cryptic in ("learn/s", "spi ", "| env/s", "| t "):
+        assert cryptic not in line, line
+
+
+@pytest.mark.parametrize("flags,words", [
+    ([], ["defaults below are the 'tmaze' preset's", "--time_budget_s 570 s", "--env ID --help shows the 'memory'"]),
+    (["--env", "CartPole-v1"], ["defaults below are the 'memory' preset's (the one --env runs start from"]),
+    (["--preset", "cartpole_novel"], ["defaults below are the 'cartpole_novel' preset's.", "--time_budget_s 600 s"]),
+])
+def test_help_says_whose_defaults_it_shows_and_the_time_budget(capsys, flags, words):
+    """Issue 26.10: --help showed the tmaze preset's values (570 s budget, discount 0.7) as if they
+    applied to every run, and a tmaze run's 570 s time budget surprised."""
+    with pytest.raises(SystemExit):
+        _script("train").main([*flags, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for word in words:
+        assert word in out, out[:3000]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", [None, "0"])
+def test_importing_the_project_in_a_users_script_quiets_tensorflows_start_up(level):
+    """Issue 26.12: the README's own example printed TensorFlow's CUDA probe (an E-level
+    'failed call to cuInit' on a CPU machine) when the project imported TensorFlow; a user
+    who asks for TensorFlow's info lines (TF_CPP_MIN_LOG_LEVEL 0) still gets them."""
+    from agents.r2d2.quiet import NOISE
+
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    code = ("from agents.r2d2.loop import TrainingLoop\n"
+            "import keras\n"  # what TrainingLoop(config) imports first
+            "import tensorflow as tf\n"
+            "print(float(keras.ops.sum(keras.ops.ones(3))), tf.config.list_physical_devices('GPU'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("3.0 [")
+    if level is None:
+        for noise in ("cuInit", "Could not find cuda drivers", "absl::InitializeLog", *NOISE):
+            assert noise not in result.stderr, f"{noise!r} in stderr:\n{result.stderr[-3000:]}"
+    else:
+        assert "cuda" in result.stderr.lower(), result.stderr[-3000:]  # nothing hidden that was asked for
+
+
+@pytest.mark.slow
+def test_a_ray_run_piped_prints_no_tensorflow_start_up_colour_codes_or_auth_notice(tmp_path):
+    """Issue 26.12: Ray workers printed TensorFlow's start-up lines again, with ANSI colour
+    codes when piped, and Ray a token-authentication notice."""
+    pytest.importorskip("ray")
+    from agents.r2d2.quiet import NOISE
+
+    env = {k: v for k, v in ENV.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "RAY_COLOR_PREFIX")}
+    result = subprocess.run([sys.executable, *_smoke_args(str(tmp_path / "run"), "--backend", "ray", "--num-actors",
+                                                          "2", "--total_env_steps", "200")],
+                            capture_output=True, text=True, timeout=400, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("\x1b[", "Token authentication", "cuInit", "Could not find cuda drivers", *NOISE):
+        assert noise not in result.stderr + result.stdout, f"{noise!r} in:\n{result.stderr[-3000:]}"

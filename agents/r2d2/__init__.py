@@ -1,0 +1,5 @@
+"""The R2D2 agent. Importing it makes TensorFlow's later start-up quiet (agents.r2d2.quiet)."""
+
+from agents.r2d2.quiet import install_quiet_tensorflow_import
+
+install_quiet_tensorflow_import()

@@ -53,9 +53,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from r2d2_state.files import atomic_write_text, fsync_directory, fsync_file
+from r2d2_state.files import atomic_write_text, creation_mode, fsync_directory, fsync_file
 
-__all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint"]
+__all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint", "check_config_matches_checkpoint"]
 
 MANIFEST = "MANIFEST.json"
 LATEST = "latest"
@@ -142,6 +142,7 @@ class CheckpointManager:
         final = os.path.join(self.directory, name)
         temp = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
         try:
+            os.chmod(temp, creation_mode(directory=True))  # mkdtemp makes it 0700; os.mkdir honours the umask
             tf.train.Checkpoint(**trackables).write(os.path.join(temp, LEARNER_PREFIX))
             replay.save(os.path.join(temp, REPLAY))
             if weights is not None:
@@ -324,6 +325,40 @@ class CheckpointManager:
             return " No other checkpoint exists; nothing was changed."
         return (f" Nothing was changed or deleted. Other checkpoints: {others}; resume from one with "
                 f"--checkpoint NAME (after checking it).")
+
+
+def check_config_matches_checkpoint(config: Any, state: Mapping[str, Any], checkpoint_path: str, config_path: str,
+                                    remedy: str = "Restore config.json, or start a new run") -> None:
+    """The run's ``config.json`` (a ``TrainConfig``) must match the config the checkpoint
+    was trained with, but for the budget and output fields (``RESUME_OVERRIDABLE``).
+
+    Raises:
+      ConfigurationError: naming each differing field (up to 5) and both values.
+      CheckpointError: the checkpoint's ``state.json`` holds an invalid config.
+    """
+    from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
+
+    saved = state.get("config")
+    if saved is None:
+        return  # checkpoints written before the config was stored in them
+    try:
+        trained = TrainConfig.from_dict(saved).to_dict()
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise CheckpointError(f"{checkpoint_path!r}: state.json holds an invalid config ({error})") from None
+    now = config.to_dict()
+    differing = [f for f in config_differences(now, trained) if f not in RESUME_OVERRIDABLE]
+    if differing:
+        details = "; ".join(f"{f}: config {_dotted(now, f)!r}, checkpoint {_dotted(trained, f)!r}"
+                            for f in differing[:5])
+        raise ConfigurationError(
+            f"{config_path!r} no longer matches checkpoint {os.path.basename(checkpoint_path)!r} ({details}): "
+            f"only {sorted(RESUME_OVERRIDABLE)} may differ. {remedy}")
+
+
+def _dotted(values: Mapping[str, Any], name: str) -> Any:
+    for part in name.split("."):
+        values = values.get(part, "<missing>") if isinstance(values, Mapping) else "<missing>"
+    return values
 
 
 # ---------------------------------------------------------------------- file helpers

@@ -182,10 +182,11 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     Raises:
       CheckpointError: the checkpoint is missing or corrupt.
       FileNotFoundError: ``run_dir`` has no ``config.json``.
-      ConfigurationError: ``config.json`` is invalid, ``num_envs < 1``, the environment
+      ConfigurationError: ``config.json`` is invalid or differs from the checkpoint's
+        config outside the budget and output fields, ``num_envs < 1``, the environment
         cannot be made or the weights do not fit its network.
     """
-    from agents.r2d2.checkpoint import CheckpointManager
+    from agents.r2d2.checkpoint import CheckpointManager, check_config_matches_checkpoint
     from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -195,6 +196,9 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
         raise FileNotFoundError(f"{run_dir!r} is not a run directory: {config_path!r} does not exist")
     config = TrainConfig.from_json_file(config_path)
     weights, ckpt = CheckpointManager(run_dir).load_weights(checkpoint)
+    # As --resume does: an edited config.json would evaluate another agent than the one trained.
+    check_config_matches_checkpoint(config, ckpt.state, ckpt.path, config_path,
+                                    remedy="Restore config.json to evaluate this checkpoint")
     video_path = os.path.join(run_dir, "episode.gif") if video else None
     start = time.perf_counter()
     from gymnasium.error import Error as GymnasiumError
@@ -286,10 +290,12 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
                 ys.append(float(row[key]))
         return np.asarray(xs), np.asarray(ys)
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    # Constrained layout makes room for the legend below the axes, off the curves.
+    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=110, layout="constrained")
     x, y = series("recent_return")
     if x.size:
-        ax.plot(x, y, label="training episodes (exploring actors)", color="tab:blue", alpha=0.8)
+        # Markers: a short run has a point or two, which a line alone does not show.
+        ax.plot(x, y, ".-", label="training episodes (exploring actors)", color="tab:blue", alpha=0.8)
     x, y = series("eval_return")
     if x.size:
         _, std = series("eval_return_std")
@@ -304,8 +310,8 @@ def plot_learning_curve(metrics_csv: str, png_path: str, threshold: float | None
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     try:
         atomic_write(png_path, lambda file: fig.savefig(file, format="png"), binary=True)
     finally:

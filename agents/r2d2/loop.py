@@ -51,12 +51,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
+from agents.r2d2.checkpoint import CheckpointError, CheckpointManager, check_config_matches_checkpoint
 from agents.r2d2.counters import Counters
 from agents.r2d2.experience import Chunk, ExperienceSource, LocalExperience, SourceFailedError
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.schedule import Schedule
-from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
+from agents.r2d2.train_config import ConfigurationError, TrainConfig
 from r2d2_state.files import atomic_write_text
 from r2d2_state.replay import per_batch_weights
 
@@ -91,7 +91,11 @@ class LoopResult:
     solved_at: dict[str, Any] | None
     """env_steps / learner_steps / wall_time_s / process_time_s when solve_threshold was reached."""
     checkpoint: str | None
-    """Path of the checkpoint written at the end."""
+    """Path of the checkpoint written at the end (the resumed one if nothing was trained)."""
+    stop_signal: int | None = None
+    """The signal number that stopped the run (``stopped_by == "signal"``), else None."""
+    nothing_to_do: str | None = None
+    """Why a resumed run trained nothing and wrote nothing (its budget was met already), else None."""
 
 
 def frame_stacks(description: Any) -> tuple:
@@ -121,12 +125,6 @@ def replay_steps(config: TrainConfig) -> int | None:
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
     name = config.env_id.split(":")[-1].split("/")[-1].lower()  # PACKAGE:NS/Name-v0 -> name-v0
     return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _dotted(values: dict[str, Any], name: str) -> Any:
-    for part in name.split("."):
-        values = values.get(part, "<missing>") if isinstance(values, dict) else "<missing>"
-    return values
 
 
 class TrainingLoop:
@@ -160,12 +158,14 @@ class TrainingLoop:
       on_learner_step: called after every learner step with its metrics (``loss``,
         ``mean_abs_td``, ``mean_q``, ``grad_norm``, ``staleness/...`` when measured).
 
-    Start-up checks everything before it writes anything: the run directory (a new run
-    refuses one holding another run's config.json or checkpoints: FileExistsError), the
-    checkpoint and its config, the environment and the networks (ConfigurationError), and
-    the experience source's own check (e.g. joining Ray). Only then are ``config.json``
-    written, newer checkpoints moved aside, ``metrics.csv`` cut back to the checkpoint's
-    step and the actors launched.
+    The constructor checks and builds; it writes nothing. It checks the run directory (a
+    new run refuses one holding another run's config.json or checkpoints: FileExistsError;
+    one that cannot be created or written: ConfigurationError), the checkpoint and its
+    config, the environment and the networks (ConfigurationError), and the experience
+    source's own check (e.g. joining Ray). :meth:`run` then writes ``config.json`` and
+    ``env.json``, moves newer checkpoints aside, cuts ``metrics.csv`` back to the
+    checkpoint's step and launches the actors. A resumed run whose budget is met already
+    writes nothing at all (:attr:`LoopResult.nothing_to_do` says why).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, resume: bool = False,
@@ -191,9 +191,10 @@ class TrainingLoop:
         self._env: Any = None  # the local vector env until the source owns it
         self._eval_actor = None
         self._eval_envs = None
-        self.notes: list[str] = []  # what the start-up changed on disk, printed when the run starts
+        self.notes: list[str] = []  # what the start-up found or changed on disk, printed when the run starts
 
         # 1. Check the run directory and the checkpoint (reading only).
+        self._check_run_dir_writable()
         if resume:
             checkpoint_path, _ = self.checkpoints.verify(checkpoint)  # never trains from scratch instead
             self._check_resume_config(self.checkpoints.read_state(checkpoint_path), checkpoint_path)
@@ -224,6 +225,10 @@ class TrainingLoop:
                                      f"({type(error).__name__}: {error})") from error
         self.threshold = (config.solve_threshold if config.solve_threshold is not None
                           else self.description.reward_threshold)
+        sequence_note = sequence_longer_than_episodes(r.burn_in, r.trace_length, self.description.max_episode_steps,
+                                                      config.env_id)
+        if sequence_note:
+            self.notes.append(sequence_note)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
                                      seed=config.seed, capacity_steps=replay_steps(config))
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
@@ -236,6 +241,7 @@ class TrainingLoop:
         self.last_eval: dict[str, Any] | None = None
         self.solved_at: dict[str, Any] | None = None
         self.resumed_from: str | None = None
+        self._saved: tuple[tuple[int, int], str] | None = None  # (env, learner steps) of the newest checkpoint
         self._reset_seed = config.seed
         try:
             if resume:
@@ -244,14 +250,7 @@ class TrainingLoop:
         except BaseException:
             self.close()
             raise
-
-        # 3. Everything checked: only now write to disk, then launch the actors.
-        self._write_run_dir()
-        try:
-            self.source.launch(self._reset_seed, self.counters.vector_steps)
-        except BaseException:
-            self.close()
-            raise
+        # Everything checked; run() writes to disk and launches the actors.
 
     # ------------------------------------------------------------------ the experience source
 
@@ -286,6 +285,28 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ start-up checks
 
+    def _check_run_dir_writable(self) -> None:
+        """The run directory must be a directory this process can create and write
+        (ConfigurationError naming ``run_dir`` otherwise; nothing is created here)."""
+        path = self.run_dir
+        existing = path
+        while not os.path.lexists(existing):
+            parent = os.path.dirname(existing)
+            if parent == existing:
+                break
+            existing = parent
+        if not os.path.isdir(existing):
+            what = "is" if existing == path else f"would be under {existing!r}, which is"
+            raise ConfigurationError(f"run_dir {path!r} {what} a file, not a directory: pick another --run_dir")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "is not writable" if existing == path else f"cannot be created: {existing!r} is not writable"
+            raise ConfigurationError(f"run_dir {path!r} {what} by this user: pick another --run_dir")
+        if existing == path:
+            for name in ("checkpoints", "metrics.csv", "tb"):
+                inner = os.path.join(path, name)
+                if os.path.lexists(inner) and not os.access(inner, os.W_OK | (os.X_OK if os.path.isdir(inner) else 0)):
+                    raise ConfigurationError(f"run_dir {path!r}: {inner!r} is not writable by this user")
+
     def _check_fresh_run_dir(self) -> None:
         """A new run needs a directory without another run's config or checkpoints."""
         config_path = os.path.join(self.run_dir, "config.json")
@@ -301,23 +322,8 @@ class TrainingLoop:
 
     def _check_resume_config(self, state: dict[str, Any], checkpoint_path: str) -> None:
         """The run's config.json (plus budget overrides) must match what the checkpoint trained."""
-        saved = state.get("config")
-        if saved is None:
-            return  # checkpoints written before the config was stored in them
-        try:
-            trained = TrainConfig.from_dict(saved).to_dict()
-        except (ValueError, TypeError, AttributeError, KeyError) as error:
-            raise CheckpointError(f"{checkpoint_path!r}: state.json holds an invalid config ({error})") from None
-        differing = [f for f in config_differences(self.config.to_dict(), trained)
-                     if f not in RESUME_OVERRIDABLE]
-        if differing:
-            now, then = self.config.to_dict(), trained
-            details = "; ".join(f"{f}: config {_dotted(now, f)!r}, checkpoint {_dotted(then, f)!r}"
-                                for f in differing[:5])
-            raise ConfigurationError(
-                f"{os.path.join(self.run_dir, 'config.json')!r} no longer matches checkpoint "
-                f"{os.path.basename(checkpoint_path)!r} ({details}): only {sorted(RESUME_OVERRIDABLE)} may "
-                "change on resume. Restore config.json, or start a new run")
+        check_config_matches_checkpoint(self.config, state, checkpoint_path,
+                                        os.path.join(self.run_dir, "config.json"))
 
     def _check_metrics_readable(self) -> None:
         from agents.r2d2.run_logger import read_metrics
@@ -329,7 +335,18 @@ class TrainingLoop:
                                      "step on)") from None
 
     def _write_run_dir(self) -> None:
-        """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back."""
+        """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back.
+
+        Raises:
+          ConfigurationError: the run directory cannot be written (e.g. no permission).
+        """
+        try:
+            self._write_run_dir_files()
+        except OSError as error:
+            raise ConfigurationError(f"cannot write the run directory {self.run_dir!r} "
+                                     f"({type(error).__name__}: {error}): pick another --run_dir") from error
+
+    def _write_run_dir_files(self) -> None:
         cfg = self.config
         os.makedirs(self.run_dir, exist_ok=True)
         atomic_write_text(os.path.join(self.run_dir, "config.json"),
@@ -362,10 +379,18 @@ class TrainingLoop:
         }
 
     def save_checkpoint(self) -> str:
-        """Write a checkpoint of everything now (atomic; see :mod:`agents.r2d2.checkpoint`)."""
+        """Write a checkpoint of everything now (atomic; see :mod:`agents.r2d2.checkpoint`).
+
+        Nothing is written when nothing was done since the newest checkpoint (its path is returned):
+        a checkpoint at the same step would replace it for nothing.
+        """
+        steps = (self.counters.env_steps, int(self.learner.num_steps.numpy()))
+        if self._saved is not None and self._saved[0] == steps and os.path.isdir(self._saved[1]):
+            return self._saved[1]
         before = len(self.checkpoints.superseded)
         path = self.checkpoints.save(self.counters.env_steps, self.learner.checkpoint_objects(),
                                      self.replay, self._state(), self.learner.get_weights())
+        self._saved = (steps, path)
         for name, target in self.checkpoints.superseded[before:]:
             self.logger.message(f"checkpoint {name} existed (not written by this run): moved aside into {target}")
         return path
@@ -397,19 +422,50 @@ class TrainingLoop:
         # Fresh episodes after a resume, from a seed that differs from the first run's.
         self._reset_seed = int(np.random.SeedSequence([self.config.seed, steps]).generate_state(1)[0] % 2**31)
         self.resumed_from = loaded.name
+        self._saved = ((steps, int(self.learner.num_steps.numpy())), loaded.path)
 
     # ------------------------------------------------------------------ running
 
+    def nothing_to_do(self) -> str | None:
+        """Why this (resumed) run has nothing to train: its env-step or time budget is met
+        already (None if it has work)."""
+        c, cfg = self.counters, self.config
+        reason = self._stop_reason([])
+        if reason == "env_steps":
+            return (f"nothing to do: the run is at {c.env_steps:,d} env steps, which meets --total_env_steps "
+                    f"{cfg.total_env_steps:,d}; nothing was written (raise --total_env_steps to train on)")
+        if reason == "time_budget":
+            return (f"nothing to do: the run has {c.wall_time_s:,.0f} s of training, which meets --time_budget_s "
+                    f"{cfg.time_budget_s:g}; nothing was written (raise --time_budget_s, or set 0 for none, "
+                    "to train on)")
+        return None
+
     def run(self) -> LoopResult:
-        """Train until a budget, the solve threshold or a signal stops it; checkpoint; return.
+        """Write the run directory, launch the actors, train until a budget, the solve
+        threshold or a signal stops it; checkpoint; return.
+
+        A resumed run whose budget is met already writes nothing and returns at once
+        (:attr:`LoopResult.nothing_to_do`).
 
         Raises:
           RunFailedError: the experience source cannot go on (after a checkpoint was written).
+          ConfigurationError: the run directory cannot be written (nothing was trained).
         """
+        c = self.counters
+        idle = self.nothing_to_do()
+        if idle is not None:
+            self.logger.message(idle)
+            self.close()
+            return LoopResult(self.run_dir, self._stop_reason([]), c.env_steps, int(self.learner.num_steps.numpy()),
+                              c.episodes, float(c.wall_time_s), self.last_eval, self.solved_at,
+                              self._saved[1] if self._saved else None, nothing_to_do=idle)
         stop_signal: list[int] = []
         restore = self._install_signal_handlers(stop_signal)
         try:
             try:
+                # A signal during the start is handled like one during training (it stops at once).
+                self._write_run_dir()
+                self.source.launch(self._reset_seed, self.counters.vector_steps)
                 stopped_by = self._run(stop_signal)
             except SourceFailedError as error:
                 path = self.save_checkpoint()
@@ -422,9 +478,9 @@ class TrainingLoop:
                 signal.signal(signum, handler)
             self.logger.close()
             self.close()
-        c = self.counters
         return LoopResult(self.run_dir, stopped_by, c.env_steps, int(self.learner.num_steps.numpy()),
-                          c.episodes, float(c.wall_time_s), self.last_eval, self.solved_at, path)
+                          c.episodes, float(c.wall_time_s), self.last_eval, self.solved_at, path,
+                          stop_signal=stop_signal[0] if stop_signal else None)
 
     def close(self) -> None:
         """Release the envs and the actors (idempotent)."""
@@ -464,11 +520,19 @@ class TrainingLoop:
                                      r.batch_size, error_buffer=source.error_buffer,
                                      max_steps=cfg.max_learner_steps_per_env_step)
 
+        self._logged_at = c.env_steps  # a resumed run's metrics.csv ends at its checkpoint
+
+        def finish(stop: str) -> str:
+            # The last step is always a row: a short run or a resume gets its final point.
+            if c.env_steps != self._logged_at:
+                self._log(interval, metric_sums, metric_counts, None)
+            return stop
+
         try:
             while True:
                 stop = self._stop_reason(stop_signal)
                 if stop:
-                    return stop
+                    return finish(stop)
 
                 may_insert = inserts_allowed(c.inserted_since_learning_start, c.sampled_sequences,
                                              cfg.replay_ratio, error_buffer=source.error_buffer)
@@ -478,6 +542,11 @@ class TrainingLoop:
                 # Learner: keep sampled ~= replay_ratio * inserted since learning started.
                 if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
                     c.inserted_at_learning_start = c.inserted_sequences
+                    # Said once: env steps/s drop from here, which the first progress line does not explain.
+                    self.logger.message(
+                        f"learning starts at {c.env_steps:,d} env steps: the replay holds {len(self.replay):,d} "
+                        f"sequences (min_replay_size {cfg.min_replay_size:,d}); the actors only filled it until "
+                        "now, so env steps/s drop from here")
                 steps = steps_due()
                 for metrics in self._learner_steps(steps):
                     c.sampled_sequences += r.batch_size
@@ -489,7 +558,7 @@ class TrainingLoop:
                 c.wall_time_s = wall_at_start + (time.perf_counter() - session_start)
                 interval, stop = self._periodic(interval, metric_sums, metric_counts)
                 if stop:
-                    return stop
+                    return finish(stop)
         finally:
             source.stop()
 
@@ -559,6 +628,7 @@ class TrainingLoop:
         if eval_row is not None:
             row.update(eval_row)
         self.logger.log(row)
+        self._logged_at = c.env_steps
         metric_sums.clear()
         metric_counts.clear()
         return {"time": now, "env_steps": c.env_steps, "learner_steps": learner_steps}
@@ -623,6 +693,22 @@ class TrainingLoop:
                 f"solved: eval return {mean:.3f} >= {self.threshold:g} at {c.env_steps:,d} env steps, "
                 f"{c.wall_time_s:.0f} s of training ({self.solved_at['process_time_s']:.0f} s since start-up)")
         return {"eval_return": mean, "eval_return_std": std}
+
+
+def sequence_longer_than_episodes(burn_in: int, trace_length: int, max_episode_steps: int | None,
+                                  env_id: str = "the env") -> str | None:
+    """A warning when a replayed sequence (``burn_in + trace_length`` steps) is longer than
+    the env's episodes can be (its ``max_episode_steps``), else None.
+
+    Such sequences are mostly padding, yet every learner step unrolls all of their steps.
+    """
+    length = burn_in + trace_length
+    if max_episode_steps is None or length <= max_episode_steps:
+        return None
+    return (f"warning: burn_in {burn_in:,d} + trace_length {trace_length:,d} = {length:,d} steps per replayed "
+            f"sequence, but {env_id}'s episodes end by {max_episode_steps:,d} steps (max_episode_steps): every "
+            f"sequence is mostly padding, and the learner unrolls all {length:,d} steps of each; keep burn_in + "
+            f"trace_length <= {max_episode_steps:,d}")
 
 
 OP_PARALLEL_MAX_UNITS = 128

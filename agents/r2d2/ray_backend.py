@@ -48,7 +48,9 @@ default never imports it.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -257,8 +259,10 @@ class RayExperience:
         self.description = description
         self.env_info = env_info
         self.error_buffer = error_buffer(config)
-        self.summary = (f"ray backend: {config.num_actors} actor processes x {config.r2d2.num_envs} envs, "
-                        f"samples per insert {config.replay_ratio:g} +- {self.error_buffer:g} sequences")
+        self.summary = (f"ray backend: {config.num_actors} actor processes x {config.r2d2.num_envs} envs; "
+                        f"replay_ratio {config.replay_ratio:g} sampled per inserted sequence, the sampled total kept "
+                        f"within {self.error_buffer:g} sequences of replay_ratio x inserted "
+                        f"({self.error_buffer / config.replay_ratio:.3g} inserted sequences' worth)")
         self._get_weights = get_weights
         self._learner_steps = learner_steps
         self._ray_address = ray_address
@@ -292,11 +296,14 @@ class RayExperience:
             # One core per worker for numpy too (the actors' numpy step): OpenBLAS threads of
             # several workers would fight each other and the learner.
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}}
+        if not sys.stderr.isatty():  # the workers' lines reach a file or a pipe: no colour codes in them
+            os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         try:
             if self._ray_address is None:
-                # A local cluster with at least one CPU slot per actor, so none waits for a slot.
+                # A local cluster with at least one CPU slot per actor, so none waits for a slot; Ray's errors
+                # only, not its start-up notices (the instance started, token auth on as by default).
                 ray.init(num_cpus=max(os.cpu_count() or 1, self.config.num_actors), include_dashboard=False,
-                         runtime_env=runtime_env, log_to_driver=True)
+                         runtime_env=runtime_env, log_to_driver=True, logging_level=logging.ERROR)
             else:
                 ray.init(address=self._ray_address, runtime_env=runtime_env)
         except Exception as error:  # noqa: BLE001 - no cluster at the address, Ray failed to start, ...

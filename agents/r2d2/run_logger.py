@@ -125,16 +125,17 @@ class RunLogger:
         self._live.update(self._panel())
 
     def plain_line(self, row: Mapping[str, Any]) -> str:
+        """One progress line; its labels are the metrics.csv columns' meanings in words."""
         last = self._last
-        parts = [f"steps {int(row['env_steps']):>9,d}"]
+        parts = [f"env steps {int(row['env_steps']):>9,d}"]
         if self.total_env_steps:
             parts[0] += f"/{self.total_env_steps:,d}"
         for key, label, fmt in (
             ("episodes", "episodes", "{:,.0f}"), ("recent_return", "return", "{:.3f}"),
-            ("eval_return", "eval", "{:.3f}"), ("env_steps_per_s", "env/s", "{:,.0f}"),
-            ("learner_steps", "learner", "{:,.0f}"), ("learner_steps_per_s", "learn/s", "{:.1f}"),
-            ("samples_per_insert", "spi", "{:.2f}"), ("actor_restarts", "restarts", "{:,.0f}"),
-            ("loss", "loss", "{:.4f}"), ("wall_time_s", "t", "{:.0f}s"),
+            ("eval_return", "eval return", "{:.3f}"), ("env_steps_per_s", "env steps/s", "{:,.0f}"),
+            ("learner_steps", "learner steps", "{:,.0f}"), ("learner_steps_per_s", "learner steps/s", "{:.1f}"),
+            ("samples_per_insert", "samples/insert", "{:.2f}"), ("actor_restarts", "actor restarts", "{:,.0f}"),
+            ("loss", "loss", "{:.4f}"), ("wall_time_s", "time", "{:.0f} s"),
         ):
             value = row.get(key, last.get(key) if key != "eval_return" else None)
             if value is not None and not (isinstance(value, float) and math.isnan(value)):

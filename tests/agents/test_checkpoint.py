@@ -65,7 +65,8 @@ def test_round_trip_restores_everything(trained, tmp_path):
         assert resumed.counters.resumes == 1
         assert resumed.schedule.log.next == loop.schedule.log.next
         assert list(resumed.recent_returns) == list(loop.recent_returns)
-        # The actor acts with the restored weights and exploration RNG.
+        # The actor acts with the restored weights and exploration RNG (run() launches it).
+        resumed.source.launch(0)
         for a, b in zip(resumed.source.actor.network.get_weights(), loop.learner.get_weights()):
             np.testing.assert_array_equal(a, b)
         assert resumed.source.actor.rng_state == loop.source.actor.rng_state
@@ -210,10 +211,14 @@ def test_resume_from_an_older_checkpoint_moves_the_newer_ones_aside(trained, tmp
         TrainingLoop(trained.config, manager.run_dir, resume=True)
     config = trained.config.replace(total_env_steps=end, progress="plain")
     loop = TrainingLoop(config, manager.run_dir, resume=True, checkpoint=older)
-    superseded = [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]
-    assert len(superseded) == 1 and os.listdir(os.path.join(manager.directory, superseded[0])) == [newer]
-    assert manager.latest_name() == older  # the pointer never names a moved checkpoint
+    assert not [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]  # run() moves them
+    writes = []
+    loop.on_insert = lambda chunk: writes.append((
+        manager.latest_name(), [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]))
     result = loop.run()
+    latest_at_start, superseded = writes[0]
+    assert len(superseded) == 1 and os.listdir(os.path.join(manager.directory, superseded[0])) == [newer]
+    assert latest_at_start == older  # the pointer never names a moved checkpoint
     assert result.env_steps == end and os.path.basename(result.checkpoint) == newer
     assert "supersedes the newer checkpoints" in capsys.readouterr().out
     path, _ = manager.verify()  # latest: the resumed run's own, complete checkpoint
@@ -312,3 +317,73 @@ def test_a_checkpoint_in_the_earlier_state_format_resumes(trained, tmp_path):
         assert resumed.source.actor.rng_state == loop.source.actor.rng_state
     finally:
         resumed.close()
+
+
+@pytest.mark.parametrize("budget", ["env_steps", "time_budget"])
+def test_a_resume_whose_budget_is_met_writes_nothing_and_says_so(trained, tmp_path, capsys, budget):
+    """Issue 26.1: a resume with nothing to do rewrote the checkpoint (moving the real one
+    aside as 'not written by this run') and lowered the budget in config.json."""
+    manager = _fresh_copy(trained, tmp_path)
+    before = _snapshot(manager.run_dir)
+    change = ({"total_env_steps": 100} if budget == "env_steps"
+              else {"time_budget_s": 0.001, "total_env_steps": 10 ** 6})
+    config = trained.config.replace(progress="plain", **change)
+    for _ in range(2):  # a repeat adds nothing either
+        result = TrainingLoop(config, manager.run_dir, resume=True).run()
+        assert result.nothing_to_do and "nothing was written" in result.nothing_to_do
+        assert result.stopped_by == budget and result.env_steps == trained.counters.env_steps
+        assert result.checkpoint == manager.verify()[0]
+        assert _snapshot(manager.run_dir) == before
+        assert sorted(os.listdir(manager.directory)) == sorted(os.listdir(trained.checkpoints.directory))
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_the_constructor_writes_nothing(tmp_path):
+    """Issue 26.5: TrainingLoop(config) wrote config.json and env.json before run()."""
+    config = get_preset("smoke").replace(progress="none", run_dir=str(tmp_path / "run"), total_env_steps=40)
+    loop = TrainingLoop(config)
+    try:
+        assert not os.path.exists(config.run_dir)
+    finally:
+        loop.close()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    loop = TrainingLoop(config.replace(run_dir=str(existing)))
+    try:
+        assert os.listdir(existing) == []
+    finally:
+        loop.close()
+    result = TrainingLoop(config).run()
+    assert {"config.json", "env.json", "checkpoints"} <= set(os.listdir(result.run_dir))
+
+
+def test_a_signal_before_any_step_of_a_resumed_run_keeps_its_checkpoint(trained, tmp_path):
+    """Stopped before it did anything, a resumed run does not write its checkpoint again
+    (that would move the resumed one aside as if another run had written it)."""
+    import signal
+
+    manager = _fresh_copy(trained, tmp_path)
+    name = manager.latest_name()
+    config = trained.config.replace(total_env_steps=10 ** 6)
+    loop = TrainingLoop(config, manager.run_dir, resume=True)
+    loop._stop_reason = lambda stop_signal: "signal"
+    result = loop.run()
+    assert result.checkpoint == os.path.join(manager.directory, name)
+    assert not [d for d in os.listdir(manager.directory) if d.startswith("superseded-")]
+    assert manager.latest_name() == name
+
+
+def test_run_files_and_checkpoints_get_the_modes_open_and_mkdir_give(trained):
+    """Issue 26.7: config.json / env.json were 0600 and checkpoint directories 0700
+    (temporary files renamed into place), unlike metrics.csv."""
+    import stat
+
+    from r2d2_state.files import creation_mode
+
+    def mode(*parts: str) -> int:
+        return stat.S_IMODE(os.stat(os.path.join(trained.run_dir, *parts)).st_mode)
+
+    assert mode("config.json") == mode("env.json") == mode("metrics.csv") == creation_mode()
+    latest = trained.checkpoints.latest_name()
+    assert mode("checkpoints", latest) == mode("checkpoints") == creation_mode(directory=True)
+    assert mode("checkpoints", "latest") == creation_mode()

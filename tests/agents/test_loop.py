@@ -234,3 +234,77 @@ def test_tf_threads_auto_runs_narrow_lstms_one_thread_per_op_two_ops_at_once(mon
     assert calls == expected
     if expected:
         assert pools == (1, 2)
+
+
+def test_the_final_step_is_always_logged_also_after_a_resume(tmp_path):
+    """Issue 26.8: a run shorter than log_every wrote no metrics.csv, and a resume added no row."""
+    from agents.r2d2.run_logger import read_metrics
+
+    config = _tiny(tmp_path, total_env_steps=120, log_every=10_000, eval_every=10_000)
+    first = TrainingLoop(config).run()
+    csv_path = os.path.join(first.run_dir, "metrics.csv")
+    rows = read_metrics(csv_path)
+    assert [int(r["env_steps"]) for r in rows] == [first.env_steps]
+    assert int(rows[-1]["learner_steps"]) == first.learner_steps
+    second = TrainingLoop(config.replace(total_env_steps=200), first.run_dir, resume=True).run()
+    assert second.env_steps > first.env_steps
+    assert [int(r["env_steps"]) for r in read_metrics(csv_path)] == [first.env_steps, second.env_steps]
+
+
+def test_the_learning_curve_shows_single_points_and_keeps_its_legend_off_the_axes(tmp_path, monkeypatch):
+    """Issue 26.8: one row drew an empty plot (a line without markers), the legend sat on the curves."""
+    import matplotlib.figure
+
+    from agents.r2d2.evaluation import plot_learning_curve
+    from agents.r2d2.run_logger import CSV_COLUMNS
+
+    csv_path = tmp_path / "metrics.csv"
+    row = {"env_steps": "3000", "wall_time_s": "12", "recent_return": "0.5", "eval_return": "0.8",
+           "eval_return_std": "0.1"}
+    csv_path.write_text(",".join(CSV_COLUMNS) + "\n" + ",".join(row.get(c, "") for c in CSV_COLUMNS) + "\n")
+    drawn = []
+
+    def capture(self, file, **kwargs):
+        self.canvas.draw()
+        drawn.append(self)
+        file.write(b"png")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    plot_learning_curve(str(csv_path), str(tmp_path / "curve.png"), threshold=0.9)
+    fig, = drawn
+    ax, = fig.axes
+    curves = [line for line in ax.get_lines() if line.get_label().startswith(("training", "greedy"))]
+    assert len(curves) == 2 and all(line.get_marker() not in ("None", "", None) for line in curves)
+    legends = fig.legends + ([ax.get_legend()] if ax.get_legend() else [])
+    legend, = legends
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_the_start_of_learning_is_said_once(tmp_path, capsys):
+    """Issue 26.11: the first progress line's env steps/s (no learner yet) was unexplained."""
+    config = _tiny(tmp_path, total_env_steps=200, min_replay_size=40, progress="plain")
+    TrainingLoop(config).run()
+    out = capsys.readouterr().out
+    assert out.count("learning starts at") == 1 and "(min_replay_size 40)" in out
+
+
+def test_a_sequence_longer_than_the_envs_episodes_is_warned_about(tmp_path, capsys):
+    """Issue 26.10: --r2d2.burn_in 1000 on CartPole (500-step episodes) ran 10x slower without a word."""
+    from agents.r2d2.loop import sequence_longer_than_episodes
+
+    assert sequence_longer_than_episodes(8, 24, 500) is None
+    assert sequence_longer_than_episodes(476, 24, 500) is None
+    assert sequence_longer_than_episodes(8, 24, None) is None
+    base = _tiny(tmp_path, env_id="CartPole-v1", env_kwargs={}, total_env_steps=8, progress="plain")
+    loop = TrainingLoop(base.replace(r2d2=base.r2d2.replace(burn_in=1000)))
+    try:
+        warning, = [note for note in loop.notes if note.startswith("warning: burn_in")]
+        assert "burn_in 1,000 + trace_length 4 = 1,004" in warning and "CartPole-v1" in warning
+        assert "end by 500 steps (max_episode_steps)" in warning
+    finally:
+        loop.close()
+    loop = TrainingLoop(base.replace(run_dir=str(tmp_path / "other")))
+    try:
+        assert not [note for note in loop.notes if "burn_in" in note]
+    finally:
+        loop.close()

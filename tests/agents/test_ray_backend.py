@@ -146,14 +146,13 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
             seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
                               "learner_steps": int(loop.learner.num_steps.numpy()),
                               "chunks0": loop.chunks_per_worker[0]}
-            os.kill(pid, signal.SIGKILL)
+            os.kill(ray.get(loop.workers[0].pid.remote()), signal.SIGKILL)  # run() launched the workers
         elif "before" in seen and loop.chunks_per_worker[0] >= seen["before"]["chunks0"] + 3 \
                 and "stopped" not in seen:
             seen["stopped"] = True
             os.kill(os.getpid(), signal.SIGINT)  # handled by the loop: checkpoint and return
 
     loop = RayTrainingLoop(config, on_insert=insert)
-    pid = ray.get(loop.workers[0].pid.remote())
     result = loop.run()
     before = seen["before"]
     assert result.stopped_by == "signal", result
@@ -194,9 +193,11 @@ def test_ray_mode_builds_no_driver_side_env_actor_or_adder(tmp_path, ray_cluster
     try:
         assert made == [1] and closed == [1], (made, closed)
         assert built == [], f"the driver built {built}"
-        assert isinstance(loop.source, RayExperience) and len(loop.workers) == 2
-        with open(os.path.join(loop.run_dir, "env.json")) as file:
-            assert json.load(file)["num_actions"] == loop.network_config.num_actions
+        assert isinstance(loop.source, RayExperience) and loop.workers == []  # launched by run()
+        assert loop.source.env_info["num_actions"] == loop.network_config.num_actions
+        assert not os.path.exists(loop.run_dir)  # the constructor writes nothing
+        loop.source.launch(0)
+        assert len(loop.workers) == 2 and built == []
     finally:
         loop.close()
 
@@ -252,3 +253,16 @@ def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cl
     assert loop.restarts_per_worker == [0, 3]
     assert loop.counters.env_steps < config.total_env_steps  # ended by the failure, not the budget
     CheckpointManager(loop.run_dir).verify()  # what the driver held was checkpointed
+
+
+def test_the_ray_summary_explains_the_samples_per_insert_tolerance(tmp_path):
+    """Issue 26.11: 'samples per insert 64 +- 409.6 sequences' read as a tolerance larger than the target."""
+    from agents.r2d2.ray_backend import RayExperience, error_buffer
+
+    config = _smoke(tmp_path).replace(replay_ratio=64.0)
+    summary = RayExperience(config, None, {}, lambda: [], lambda: 0).summary
+    buffer = error_buffer(config)
+    assert "+-" not in summary
+    assert "replay_ratio 64 sampled per inserted sequence" in summary
+    assert f"the sampled total kept within {buffer:g} sequences of replay_ratio x inserted" in summary
+    assert f"({buffer / 64:.3g} inserted sequences' worth)" in summary
