@@ -30,7 +30,7 @@ from agents.r2d2.actor import R2D2Actor  # noqa: E402
 from agents.r2d2.config import actor_epsilons  # noqa: E402
 from r2d2_state.networks import QNetworkConfig  # noqa: E402
 from r2d2_state.replay.adder import SequenceAdder  # noqa: E402
-from r2d2_state.replay.buffer import SequenceReplay  # noqa: E402
+from r2d2_state.replay import SequenceReplay  # noqa: E402
 
 
 def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int = 0) -> float:

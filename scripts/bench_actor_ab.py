@@ -37,7 +37,7 @@ from agents.r2d2.actor import R2D2Actor  # noqa: E402
 from agents.r2d2.config import actor_epsilons  # noqa: E402
 from r2d2_state.networks import QNetworkConfig  # noqa: E402
 from r2d2_state.replay.adder import SequenceAdder  # noqa: E402
-from r2d2_state.replay.buffer import SequenceReplay  # noqa: E402
+from r2d2_state.replay import SequenceReplay  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_FILES = {"networks": "r2d2_state/networks.py", "adder": "r2d2_state/replay/adder.py",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import tree
 
+from r2d2_state.replay.pool import BufferPool
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.steps import TERMINATED, TRANSITION, SequenceLayout, StepStore
 
@@ -45,6 +46,12 @@ def frame_shape(shape: tuple[int, ...], axis: int, size: int, name: str) -> tupl
     return shape[:axis] + shape[axis + 1:], axis
 
 
+def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[index]`` along the first axis (np.take: faster than fancy indexing; the
+    indices are in range, so mode='clip' skips the bounds-check buffering)."""
+    return np.take(array, index, axis=0, mode="clip")
+
+
 class SequenceIndex:
     """Step-id rows and start states of up to ``capacity`` sequences, by sampler slot."""
 
@@ -57,6 +64,7 @@ class SequenceIndex:
         self.oldest = np.zeros(0, np.int64)
         self.states: list[np.ndarray] = []
         self._heap: list[tuple[int, int]] = []  # (oldest step id, key)
+        self.pool = BufferPool()
 
     def allocate(self, layout: SequenceLayout, state_spec: ItemSpec, store_capacity: int) -> None:
         self.layout, self.state_spec = layout, state_spec
@@ -121,23 +129,25 @@ class SequenceIndex:
         assert layout is not None and self.state_spec is not None
         lb, length = layout.lookback, layout.length
         pad = self.pad
-        window = self.rows[slots]  # [B, W]
+        window = _take(self.rows, slots)  # [B, W]
         rows = window[:, lb:]
         present = rows != pad
         arrays = store.arrays
-        flags = arrays[step_names["flags"]][rows]
+        # Action, reward and flags over the whole window: the previous step's are a shifted view.
+        flags = _take(arrays[step_names["flags"]], rows)
+        actions = _take(arrays[step_names["action"]], window)
+        rewards = _take(arrays[step_names["reward"]], window)
         transition = (flags & TRANSITION) != 0
+        previous = present & (window[:, lb - 1: lb - 1 + length] != pad)  # padding has no previous step
         item: dict[str, Any] = {
-            "action": arrays[step_names["action"]][rows],
-            "reward": arrays[step_names["reward"]][rows],
+            "action": actions[:, lb:],
+            "reward": rewards[:, lb:],
             "discount": (transition & ((flags & TERMINATED) == 0)).astype(np.float32),
             "mask": transition.astype(np.float32),
             "valid": present.astype(np.float32),
+            "prev_action": np.where(previous, actions[:, lb - 1: lb - 1 + length], -1).astype(np.int32),
+            "prev_reward": np.where(previous, rewards[:, lb - 1: lb - 1 + length], np.float32(0.0)),
         }
-        prev_rows = np.where(present, window[:, lb - 1: lb - 1 + length], pad)  # padding has no previous step
-        item["prev_action"] = np.where(prev_rows != pad, arrays[step_names["action"]][prev_rows], -1).astype(np.int32)
-        item["prev_reward"] = arrays[step_names["reward"]][prev_rows]
-
         first_obs = step_names["observation"]
         observation = []
         for index, leaf in enumerate(obs_spec.leaves):
@@ -145,13 +155,13 @@ class SequenceIndex:
             if index in stacks:
                 observation.append(self._stacks(window, present, array, *stacks[index]))
             else:
-                observation.append(array[rows])
+                observation.append(self.pool.take(array, rows))
         item["observation"] = obs_spec.unflatten(observation)
-        item["start_state"] = self.state_spec.unflatten([array[slots] for array in self.states])
+        item["start_state"] = self.state_spec.unflatten([_take(array, slots) for array in self.states])
         if "state" in step_names:
             first_state = step_names["state"]
             item["states"] = self.state_spec.unflatten(
-                [arrays[first_state + i][rows] for i in range(len(self.state_spec.leaves))])
+                [_take(arrays[first_state + i], rows) for i in range(len(self.state_spec.leaves))])
         return item
 
     def _stacks(self, window: np.ndarray, present: np.ndarray, frames: np.ndarray, size: int, axis: int,
@@ -167,7 +177,7 @@ class SequenceIndex:
             window = np.where(np.arange(window.shape[1])[None, :] < first[:, None], fill[:, None], window)
         columns = lb + np.arange(length)[:, None] - (size - 1) + np.arange(size)[None, :]  # [L, size]
         frame_rows = np.where(present[:, :, None], window[:, columns], pad)  # padded positions read zeros
-        stacked = frames[frame_rows]  # [B, L, size, *frame]
+        stacked = self.pool.take(frames, frame_rows)  # [B, L, size, *frame]
         if axis:
             stacked = np.ascontiguousarray(np.moveaxis(stacked, 2, 2 + axis))
         return stacked

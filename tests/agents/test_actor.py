@@ -11,7 +11,7 @@ import envs
 from agents.r2d2.actor import R2D2Actor
 from agents.r2d2.config import actor_epsilons
 from r2d2_state.networks import QNetworkConfig, build_q_network
-from r2d2_state.replay.adder import SequenceAdder
+from r2d2_state.replay import SequenceAdder, SequenceReplay
 from r2d2_state.state import get_states, reset_states
 
 SMALL = dict(lstm_units=(16,), mlp_units=(16,), head_units=16)
@@ -36,9 +36,11 @@ def run_tmaze(actor: R2D2Actor, steps: int, seed: int = 0, adder: SequenceAdder 
         action, state = actor.select_actions(obs)
         next_obs, reward, terminated, truncated, _ = vec.step(action)
         if adder is not None:
-            out = adder.add(obs, action, reward, terminated, truncated, state)
-            if out is not None:
-                items.append(out)
+            before = adder.replay.stats()["inserted"]
+            adder.add(obs, action, reward, terminated, truncated, state)
+            after = adder.replay.stats()["inserted"]
+            if after > before:  # the sequences this step completed, read back from the replay
+                items.append(adder.replay.get(np.arange(before, after)))
         actor.observe(action, reward, terminated, truncated)
         records.append(dict(fed, state=state, action=action, terminated=terminated, truncated=truncated))
         obs = next_obs
@@ -204,8 +206,8 @@ def test_prev_inputs_and_start_states_agree_with_sequence_adder(backend):
     """What the actor fed (prev_action, prev_reward, state) is what the adder stored."""
     n = 3
     actor = R2D2Actor(VECTOR_CONFIG, num_envs=n, epsilons=[1.0, 0.5, 0.2], seed=7, backend=backend)
-    adder = SequenceAdder(None, num_envs=n, burn_in=2, trace_length=3, period=2, n_step=1,
-                          store_states=True)
+    adder = SequenceAdder(SequenceReplay(10_000, capacity_steps=10_000), num_envs=n, burn_in=2, trace_length=3,
+                          period=2, n_step=1, store_states=True)
     records, batches = run_tmaze(actor, 60, adder=adder)
     # Candidate (env, step) per recorded state-before h. Two envs with the same cue and
     # history share a state, so an item is matched against every candidate window.
@@ -286,8 +288,7 @@ def test_image_observations_with_adder():
     for _ in range(10):
         action, state = actor.select_actions(obs)
         next_obs, reward, terminated, truncated, _ = vec.step(action)
-        items = adder.add(obs, action, reward, terminated, truncated, state)
-        emitted += 0 if items is None else len(items["valid"])
+        emitted += adder.add(obs, action, reward, terminated, truncated, state)
         actor.observe(action, reward, terminated, truncated)
         obs = next_obs
     assert emitted > 0 and actor.last_q.shape == (n, 2) and actor.num_traces == 1
