@@ -154,7 +154,25 @@ class PeerActor:
         self.ended = np.asarray(terminated) | np.asarray(truncated)
 
 
-def run_peer(task: Task, seed: int, eval_every: int, threads: int = 1) -> list[dict[str, Any]]:
+def keep_tensorflow_out() -> None:
+    """Make ``import tensorflow`` fail in this process (the peer's worker).
+
+    stable-baselines3's logger imports ``torch.utils.tensorboard``, and tensorboard imports
+    TensorFlow whenever it is installed (it is, for this project). A CUDA build of torch
+    loading triton beside TensorFlow crashes the process (SIGSEGV); the peer needs neither
+    TensorFlow nor tensorboard's use of it, and tensorboard falls back to its own stub
+    when the import fails. A ``None`` entry in ``sys.modules`` is Python's way to refuse
+    an import.
+    """
+    loaded = sorted(name for name in sys.modules if name == "tensorflow" or name.startswith("tensorflow."))
+    if loaded and sys.modules.get("tensorflow") is not None:
+        raise RuntimeError(f"the peer's process must not hold TensorFlow, but it is imported already ({loaded[0]})")
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+
+
+def import_peer() -> dict[str, Any]:
+    """Everything the peer's worker imports, TensorFlow kept out: name -> module or class."""
+    keep_tensorflow_out()
     import torch
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -163,6 +181,17 @@ def run_peer(task: Task, seed: int, eval_every: int, threads: int = 1) -> list[d
 
     import envs
     from agents.r2d2.evaluation import run_episodes
+
+    return {"torch": torch, "RecurrentPPO": RecurrentPPO, "BaseCallback": BaseCallback,
+            "get_linear_fn": get_linear_fn, "DummyVecEnv": DummyVecEnv, "VecNormalize": VecNormalize,
+            "envs": envs, "run_episodes": run_episodes}
+
+
+def run_peer(task: Task, seed: int, eval_every: int, threads: int = 1) -> list[dict[str, Any]]:
+    m = import_peer()
+    torch, RecurrentPPO, BaseCallback, envs = m["torch"], m["RecurrentPPO"], m["BaseCallback"], m["envs"]
+    get_linear_fn, DummyVecEnv, VecNormalize = m["get_linear_fn"], m["DummyVecEnv"], m["VecNormalize"]
+    run_episodes = m["run_episodes"]
 
     torch.set_num_threads(threads)
     train_env = VecNormalize(
@@ -206,9 +235,10 @@ def _progress(agent: str, record: dict[str, Any]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from agents.r2d2.quiet import import_tensorflow_quietly
+    if args.agent == "ours":
+        from agents.r2d2.quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+        import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
     task = _task(args.task, args.eval_every)
     if args.max_env_steps is not None:
         task = dataclasses.replace(task, max_env_steps=args.max_env_steps)

@@ -118,3 +118,43 @@ def test_compare_with_one_agent_only_is_null_not_nan():
     ours = [{"sustained_steps": 2000, "sustained_wall_s": 9.0, "evals": [{"env_steps": 4000, "train_time_s": 18.0}]}]
     assert bench_learning.compare(ours, [], "steps") == (None, None)
     assert bench_learning.compare([], ours, "wall_s") == (None, None)
+
+
+def _needs_peer():
+    try:
+        import sb3_contrib  # noqa: F401
+    except ImportError:
+        pytest.skip('the peer needs sb3-contrib (pip install -e ".[peer]")')
+
+
+def test_the_peer_worker_imports_no_tensorflow():
+    """The peer's worker imports, in a fresh process: TensorFlow must stay out (a CUDA torch
+    with triton beside TensorFlow crashes), even though tensorboard would import it."""
+    _needs_peer()
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import bench_learning; bench_learning.import_peer(); "
+            "loaded = sorted(n for n, m in sys.modules.items() if m is not None and n.split('.')[0] in "
+            "('tensorflow', 'keras')); print(loaded[:5]); sys.exit(1 if loaded else 0)")
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "scripts")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout, result.stderr[-2000:])
+
+
+def test_the_peer_refuses_a_process_that_holds_tensorflow(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", sys)  # any module object: "imported already"
+    with pytest.raises(RuntimeError, match="must not hold TensorFlow"):
+        bench_learning.keep_tensorflow_out()
+
+
+@pytest.mark.slow
+def test_the_peer_worker_starts_and_returns_evals(tmp_path):
+    _needs_peer()
+    out = tmp_path / "peer.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "bench_learning.py"), "--max-env-steps", "1000",
+         "--peer-threads", "1", "--_worker", "tmaze5", "peer", "100", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.read_text())
+    assert row["agent"] == "peer" and row["seed"] == 100
+    assert [e["env_steps"] >= 1000 for e in row["evals"]] == [True]
+    assert -1.0 <= row["evals"][0]["mean"] <= 1.0 and row["evals"][0]["train_time_s"] > 0
