@@ -256,3 +256,78 @@ def test_the_peer_worker_starts_and_returns_evals(tmp_path):
     assert [e["env_steps"] >= 1000 for e in row["evals"]] == [True]
     assert -1.0 <= row["evals"][0]["mean"] <= 1.0 and row["evals"][0]["train_time_s"] > 0
 
+
+# ----------------------------------------------------------------------------- the README's table
+
+import results_table  # noqa: E402
+
+README_FIXTURE = """# Project
+
+Text before.
+
+<!-- results: begin -->
+Prose about the results.
+
+<!-- results-table: begin (generated: scripts/results_table.py) -->
+| an old | table |
+|---|---|
+| 10k | 30 s |
+<!-- results-table: end -->
+
+Prose after the table.
+<!-- results: end -->
+
+## Next section
+"""
+
+
+def _fixture_rows(tmp_path):
+    rows = [dict(_row([0.0, 0.95, 0.95, 0.95], task="tmaze5", seed=s, every=1_000), shared_machine=True)
+            for s in (100, 101, 102, 103, 104)]
+    rows += [_row([0.0, 0.0, 0.5, 0.95 if s < 102 else 0.0], task="tmaze5", agent="peer", seed=s, every=1_000)
+             for s in (100, 101, 102, 103, 104)]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_the_results_table_is_written_from_the_results_and_nothing_else_changes(tmp_path):
+    pytest.importorskip("rliable")
+    results = _fixture_rows(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(README_FIXTURE)
+    assert results_table.main([str(results), "--write-readme", str(readme)]) == 0
+    text = readme.read_text()
+    before, after = README_FIXTURE.split("| an old | table |\n|---|---|\n| 10k | 30 s |\n")
+    assert text.startswith(before) and text.endswith(after)  # every byte outside the block kept
+    table = text[len(before):len(text) - len(after)]
+    assert "| T-maze corridor 5 (0.9; 4.0k, 1.0k) | r2d2_state | 5 of 5 | 2.0k [2.0k, 2.0k] |" in table
+    assert "| | RecurrentPPO | 2 of 5 | >= 4.0k [" in table  # censored runs: a lower bound
+    assert "| | ours / peer | | env steps 0.5 (upper bound) | wall time 0.5 (upper bound) | P(ours > peer) " in table
+    assert "Seeds 100-104 (reporting seeds: no preset was tuned on them), measured 2026-12-05 on test cpu, 2 cores" in table
+    assert "beside other jobs" in table and "10k | 30 s" not in table
+    # Regenerating gives the same bytes (fixed bootstrap state): no drift from re-running it.
+    assert results_table.main([str(results), "--write-readme", str(readme)]) == 0
+    assert readme.read_text() == text
+
+
+def test_the_results_table_refuses_a_readme_without_its_markers_and_leaves_it(tmp_path, capsys):
+    pytest.importorskip("rliable")
+    results = _fixture_rows(tmp_path)
+    readme = tmp_path / "README.md"
+    broken = README_FIXTURE.replace("<!-- results-table: end -->\n", "")
+    readme.write_text(broken)
+    with pytest.raises(SystemExit) as exit_info:
+        results_table.main([str(results), "--write-readme", str(readme)])
+    assert exit_info.value.code == 2
+    assert "expected one line starting '<!-- results-table: begin' and one '<!-- results-table: end -->', " \
+           "found 1 and 0" in capsys.readouterr().err
+    assert readme.read_text() == broken
+
+
+def test_the_results_table_marks_tuning_seeds(tmp_path, capsys):
+    pytest.importorskip("rliable")
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(_row([0.95, 0.95], task="tmaze5", seed=3, every=1_000)) + "\n")
+    assert results_table.main([str(path)]) == 0
+    assert "Seeds 3 (tuning seeds 3 among them: not reported figures)" in capsys.readouterr().out
