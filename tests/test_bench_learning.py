@@ -132,7 +132,9 @@ def test_cap_below_an_evaluation_period_is_refused(capsys):
 def test_tuning_seeds_are_refused_for_reported_figures_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        bench_learning.main(["--tasks", "tmaze5", "--agents", "ours", "--seeds", "100", "3", "0", "--out", str(out)])
+        # --max-env-steps 500 would be refused next: no run starts even if the seed check were missing.
+        bench_learning.main(["--tasks", "tmaze5", "--agents", "ours", "--seeds", "100", "3", "0",
+                             "--max-env-steps", "500", "--out", str(out)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--seeds 0 3: seeds 0-9 are the presets' tuning seeds" in err and "--tuning-seeds-ok" in err
