@@ -8,8 +8,9 @@ CartPole; every env runs its share, so short episodes are not over-represented).
 
 A run *sustains* the threshold from the first evaluation of its final streak of
 evaluations at or above it, held to the end of the budget (a streak of the last evaluation
-alone counts). Per task and agent, over the seeds (rliable: interquartile mean, 95%
-stratified-bootstrap intervals; one task at a time, so the strata are that task's runs):
+alone counts). Per task and agent, over the seeds (rliable's interquartile mean and
+probability of improvement, with 95% percentile-bootstrap intervals: rliable's stratified
+bootstrap, which for one task at a time resamples that task's runs):
 
 - the fraction of seeds that sustain the threshold;
 - the IQM of the env steps and of the training wall time (evaluation time excluded) to the
