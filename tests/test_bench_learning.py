@@ -303,8 +303,8 @@ def test_the_results_table_is_written_from_the_results_and_nothing_else_changes(
     before, after = README_FIXTURE.split("| an old | table |\n|---|---|\n| 10k | 30 s |\n")
     assert text.startswith(before) and text.endswith(after)  # every byte outside the block kept
     table = text[len(before):len(text) - len(after)]
-    assert "| T-maze corridor 5 (0.9; 4.0k, 1.0k) | r2d2_state | 5 of 5 | 2.0k [2.0k, 2.0k] |" in table
-    assert "| | RecurrentPPO | 2 of 5 | >= 4.0k [" in table  # censored runs: a lower bound
+    assert "| T-maze corridor 5 (0.9; 4k, every 1k) | r2d2_state | 5 of 5 | 2k [2k, 2k] |" in table
+    assert "| | RecurrentPPO | 2 of 5 | >= 4k [" in table  # censored runs: a lower bound
     assert "| | ours / peer | | env steps 0.5 (upper bound) | wall time 0.5 (upper bound) | P(ours > peer) " in table
     assert "Seeds 100-104 (reporting seeds: no preset was tuned on them), measured 2026-12-05 on test cpu, 2 cores" in table
     assert "beside other jobs" in table and "10k | 30 s" not in table
