@@ -333,3 +333,16 @@ def test_the_results_table_marks_tuning_seeds(tmp_path, capsys):
     path.write_text(json.dumps(_row([0.95, 0.95], task="tmaze5", seed=3, every=1_000)) + "\n")
     assert results_table.main([str(path)]) == 0
     assert "Seeds 3 (tuning seeds 3 among them: not reported figures)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/benchmarks.md"])
+def test_the_committed_results_tables_are_the_committed_results(document):
+    """No hand edit and no stale table: each block is what the generator makes of the rows
+    kept in docs/learning_results.jsonl (regenerate with scripts/results_table.py when not)."""
+    pytest.importorskip("rliable")
+    rows = bench_learning.read_rows(os.path.join(ROOT, "docs", "learning_results.jsonl"))
+    with open(os.path.join(ROOT, document), encoding="utf-8") as file:
+        text = file.read()
+    expected = results_table.replace_block(text, results_table.render(rows, "docs/learning_results.jsonl"), document)
+    assert text == expected, f"{document}: run python scripts/results_table.py docs/learning_results.jsonl " \
+                             f"--write-readme {document}"
