@@ -119,10 +119,9 @@ same intervals, so a regenerated results table does not change)."""
 PEER_SPEC = "RecurrentPPO rl-zoo ppo_lstm CartPoleNoVel-v1, 8 envs"
 """Written into every peer row: a stored peer result is reused only for the same recipe."""
 PEER_THREADS = 2
-"""The peer's torch threads: its fastest on this machine's 2 idle cores (T-maze 5, seeds 1
-and 2, to 3k env steps: 2.5 / 2.4 s with 2 threads, 2.6 / 2.5 s with 1), as this project's
-learner gets its pools from ``TrainConfig.tf_threads``. On cores shared with another job
-use 1: there torch's pool of 2 took 128 / 271 s for the same runs."""
+"""The peer's torch threads: its fastest on 2 idle cores (docs/benchmarks.md), as this
+project's learner gets its pools from ``TrainConfig.tf_threads``. On cores shared with
+another job use 1: a pool of 2 then waits for a core that is busy elsewhere."""
 
 
 # ----------------------------------------------------------------------------- one run's outcome
