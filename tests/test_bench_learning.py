@@ -346,3 +346,23 @@ def test_the_committed_results_tables_are_the_committed_results(document):
     expected = results_table.replace_block(text, results_table.render(rows, "docs/learning_results.jsonl"), document)
     assert text == expected, f"{document}: run python scripts/results_table.py docs/learning_results.jsonl " \
                              f"--write-readme {document}"
+
+
+def test_our_runs_do_not_stop_early_once_they_hold_the_threshold(monkeypatch):
+    """Sustained means held to the end of the budget: the evaluation callback never stops a run
+    (the earlier rule stopped it at twice its sustained point)."""
+    import agents.r2d2.loop
+
+    answers = []
+
+    class FakeLoop:
+        def __init__(self, config, run_dir, on_eval):
+            self.config, self.on_eval = config, on_eval
+
+        def run(self):
+            for record in _evals([0.95] * 6, every=1_000):
+                answers.append(self.on_eval(dict(record, std=0.0)))
+
+    monkeypatch.setattr(agents.r2d2.loop, "TrainingLoop", FakeLoop)
+    evals = bench_learning.run_ours(bench_learning.TASKS["tmaze5"], 100, 1_000, "/nonexistent/run")
+    assert answers == [False] * 6 and len(evals) == 6
