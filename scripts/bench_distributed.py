@@ -4,7 +4,8 @@
 Each configuration trains the T-maze preset for ``--seconds`` of training wall-clock
 (``time_budget_s``; Ray start-up and worker start-up are outside the measured rates) and
 reports the rates over the whole run from the loop's counters, plus the steady-state
-rates of the last logged interval. The last line of stdout is one JSON object.
+rates of the last logged interval, and for Ray the array bytes the actor processes shipped
+per env step. The last line of stdout is one JSON object.
 
 Usage::
 
@@ -44,6 +45,7 @@ def _measure(backend: str, num_actors: int, seconds: float, preset: str) -> dict
         started = time.perf_counter()
         result = loop.run()
         elapsed = time.perf_counter() - started
+        shipped = getattr(loop.source, "shipped_bytes", None)
         rows = read_metrics(os.path.join(result.run_dir, "metrics.csv"))
         # Steady state: the mean of the logged interval rates over the second half of the run.
         half = [r for r in rows if float(r["wall_time_s"]) >= result.wall_time_s / 2]
@@ -57,6 +59,8 @@ def _measure(backend: str, num_actors: int, seconds: float, preset: str) -> dict
             "steady_env_steps_per_s": None if mean("env_steps_per_s") is None else round(mean("env_steps_per_s"), 1),
             "steady_learner_steps_per_s": (None if mean("learner_steps_per_s") is None
                                            else round(mean("learner_steps_per_s"), 2)),
+            # What actor processes ship: each step once, sequences as references, priorities.
+            "shipped_bytes_per_env_step": None if not shipped else round(shipped / result.env_steps, 1),
         }
 
 
