@@ -118,8 +118,9 @@ def replay_steps(config: TrainConfig) -> int | None:
         return r.replay_capacity_steps
     envs = config.num_actors * r.num_envs
     width = r.sequence_length + 8  # a sequence's lookback: the previous step, older frames of a stack
-    return ((r.replay_capacity + envs) * (r.trace_length + r.n_step + 1)
-            + envs * (width + 2 * r.actor_update_period))
+    steps = ((r.replay_capacity + envs) * (r.trace_length + r.n_step + 1)
+             + envs * (width + 2 * r.actor_update_period))
+    return steps + 2 * envs * min(64, steps // 64)  # each env's block of the store may start a block early
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:

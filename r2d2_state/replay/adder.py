@@ -58,7 +58,7 @@ from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.replay.replay import SequenceReplay
 from r2d2_state.replay.sequences import frame_shape
 from r2d2_state.replay.spec import ItemSpec
-from r2d2_state.replay.steps import TERMINATED, TRANSITION, FrameStack, SequenceLayout, StepChunk
+from r2d2_state.replay.steps import STORED, TERMINATED, TRANSITION, FrameStack, SequenceLayout, StepChunk
 
 NON_FINITE_OBSERVATIONS = ("raise", "allow")
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -277,7 +277,7 @@ class SequenceAdder:
         else:
             state_leaves = [np.zeros((0,) + ring.shape[2:], ring.dtype) for ring in self._state_ring]
         chunk = StepChunk(self.writer, self._pending_first * self.num_envs, steps, sequences,
-                          _unflatten(skeleton["state"], state_leaves), self.layout, self.history)
+                          _unflatten(skeleton["state"], state_leaves), self.layout, self.history, self.num_envs)
         self._pending_steps, self._pending_rows, self._pending_states = [], [], []
         self._pending_first = self._calls
         return chunk
@@ -373,7 +373,7 @@ class SequenceAdder:
             step.append(leaf)
         step.append(np.where(transition, action, 0).astype(np.int32))
         step.append(np.where(transition, reward, 0.0).astype(np.float32))
-        step.append((transition * TRANSITION + (transition & terminated) * TERMINATED).astype(np.uint8))
+        step.append((STORED + transition * TRANSITION + (transition & terminated) * TERMINATED).astype(np.uint8))
         states = leaves[num_obs:]
         if self.store_states:
             step.extend(states)

@@ -118,7 +118,8 @@ def save(replay: Any, path: str | os.PathLike) -> None:
     elif replay._mode == "sequences":
         index, steps = replay._index, replay._steps
         meta.update({"step_spec": replay._step_spec.to_json(), "state_spec": index.state_spec.to_json(),
-                     "layout": replay._layout.to_dict(), "head": steps.head, "retired": replay._retired,
+                     "layout": replay._layout.to_dict(), "head": steps.head, "written": steps.written,
+                     "retired": replay._retired,
                      "dropped": replay._dropped})
         arrays["ids"] = index.ids(arrays["slots"], steps.head)
         for i, leaf in enumerate(index.states):
@@ -148,6 +149,7 @@ class Loaded(NamedTuple):
     state_spec: ItemSpec | None
     layout: SequenceLayout | None
     head: int
+    written: int
     ids: np.ndarray | None
     states: list[np.ndarray]
     steps: list[np.ndarray]
@@ -263,7 +265,7 @@ def load(replay: Any, path: str | os.PathLike) -> Loaded:
     spec = rows = step_spec = state_spec = layout = ids = None
     states: list[np.ndarray] = []
     steps: list[np.ndarray] = []
-    head = retired = dropped = 0
+    head = written = retired = dropped = 0
     if mode == "items":
         spec = _field(name, "spec", lambda: ItemSpec.from_json(meta["spec"]))
         if replay._items is not None and not spec.same_as(replay._items.spec):
@@ -283,6 +285,7 @@ def load(replay: Any, path: str | os.PathLike) -> Loaded:
             raise ValueError(f"cannot load {name!r}: its steps ({step_spec.describe()}), states or sequence "
                              f"layout differ from this replay's ({replay._step_spec.describe()})")
         head = _field(name, "head", lambda: _int(meta["head"]))
+        written = _field(name, "written", lambda: _int(meta["written"]))
         retired = _field(name, "retired", lambda: _int(meta["retired"]))
         dropped = _field(name, "dropped", lambda: _int(meta["dropped"]))
         oldest = max(0, head - capacity_steps)
@@ -302,7 +305,7 @@ def load(replay: Any, path: str | os.PathLike) -> Loaded:
         steps = [_field(name, f"step_{i}", lambda i=i, leaf=leaf: _array(
             arrays, f"step_{i}", leaf.dtype, (head - oldest,) + leaf.shape)) for i, leaf in enumerate(step_spec.leaves)]
     return Loaded(mode, capacity, capacity_steps, table, next_key, top, counts, rng, slots, raw, spec, rows, step_spec,
-                  state_spec, layout, head, ids, states, steps, retired, dropped)
+                  state_spec, layout, head, written, ids, states, steps, retired, dropped)
 
 
 def apply(replay: Any, loaded: Loaded) -> None:
@@ -334,7 +337,8 @@ def apply(replay: Any, loaded: Loaded) -> None:
         replay.capacity_steps = loaded.capacity_steps
         replay._install_sequences(loaded.layout, loaded.step_spec, loaded.state_spec, sampler)
     store, index = replay._steps, replay._index
-    store.head = loaded.head
+    store.head, store.written = loaded.head, loaded.written
+    store.forget_lanes()
     oldest = store.oldest
     rows = np.arange(oldest, loaded.head) % store.capacity
     for array, leaf in zip(store.arrays, loaded.steps):

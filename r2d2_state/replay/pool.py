@@ -45,6 +45,8 @@ class BufferPool:
 
     def take(self, array: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``array[rows]`` (rows int of any shape) into a recycled buffer."""
+        if not _HAS_REFCOUNT or rows.size * array[:1].nbytes < _MIN_BYTES:
+            return np.take(array, rows, axis=0, mode="clip")
         out = self.empty(rows.shape + array.shape[1:], array.dtype)
         # mode='clip' skips numpy's bounds-check buffering; rows are in range anyway.
         np.take(array, rows, axis=0, out=out, mode="clip")

@@ -81,17 +81,14 @@ class _Writer:
         self.next_id: int | None = None  # the writer id its next chunk must start at
         self.first_id = 0  # the first writer id this replay saw
 
-    def resolve(self, ids: np.ndarray, chunk_first: int, store_first: int) -> np.ndarray:
-        """Store ids of writer ids (-1 stays -1)."""
-        in_chunk = ids >= chunk_first
-        earlier = self.store_ids[np.where(ids >= 0, ids, 0) % self.size]
-        out = np.where(in_chunk, store_first + (ids - chunk_first), earlier)
-        return np.where(ids >= 0, out, -1)
+    def resolve(self, ids: np.ndarray) -> np.ndarray:
+        """Store ids of writer ids (-1 stays -1); call after :meth:`record`."""
+        return np.where(ids >= 0, self.store_ids[np.where(ids >= 0, ids, 0) % self.size], -1)
 
-    def record(self, chunk_first: int, count: int, store_first: int) -> None:
-        ids = np.arange(chunk_first, chunk_first + count)
-        self.store_ids[ids % self.size] = store_first + (ids - chunk_first)
-        self.next_id = chunk_first + count
+    def record(self, chunk_first: int, store_ids: np.ndarray) -> None:
+        ids = np.arange(chunk_first, chunk_first + store_ids.size)
+        self.store_ids[ids % self.size] = store_ids
+        self.next_id = chunk_first + store_ids.size
 
 
 class SequenceReplay:
@@ -276,11 +273,13 @@ class SequenceReplay:
     def _steps_for(self, chunk: StepChunk) -> int:
         """Steps that keep the last ``capacity`` sequences of one writer (module docstring)."""
         layout = chunk.layout
-        num_envs = max(1, chunk.history // max(1, layout.width))
+        num_envs = max(1, chunk.num_envs)
         # Each env completes a sequence at least every T + n steps of an episode, plus the
-        # episode's final observation: the last `capacity` sequences span at most this many steps.
-        return ((self.capacity + num_envs) * (layout.trace_length + layout.n_step + 1) + chunk.history
-                + 2 * max(chunk.num_steps, num_envs))
+        # episode's final observation: the last `capacity` sequences span at most this many
+        # steps; each env's block may be handed out up to a block early.
+        steps = ((self.capacity + num_envs) * (layout.trace_length + layout.n_step + 1) + chunk.history
+                 + 2 * max(chunk.num_steps, num_envs))
+        return steps + 2 * num_envs * max(1, min(64, steps // 64))
 
     def _write_chunk(self, chunk: StepChunk, step_spec, step_leaves, count, ids, state_spec, state_leaves, raw,
                      sampler) -> np.ndarray:
@@ -300,9 +299,12 @@ class SequenceReplay:
             grown.store_ids[known % grown.size] = writer.store_ids[known % writer.size]
             grown.first_id, grown.next_id = writer.first_id, writer.next_id
             writer = self._writers[chunk.writer] = grown
-        store_first = store.write(step_leaves)
-        store_ids = writer.resolve(ids, chunk.first_id, store_first)
-        writer.record(chunk.first_id, count, store_first)
+        envs = max(1, chunk.num_envs)
+        lanes = [(chunk.writer, i % envs) for i in range(chunk.first_id, chunk.first_id + count)]
+        written = store.ids_for(lanes)
+        store.write(step_leaves, written)
+        writer.record(chunk.first_id, written)
+        store_ids = writer.resolve(ids)
         self._retire(store.oldest)
         k = ids.shape[0]
         oldest = SequenceIndex.oldest_of(store_ids) if k else np.zeros(0, np.int64)
@@ -479,7 +481,7 @@ class SequenceReplay:
                 steps = self._steps
                 out.update({
                     "steps_held": 0 if steps is None else len(steps),
-                    "steps_written": 0 if steps is None else steps.head,
+                    "steps_written": 0 if steps is None else steps.written,
                     "step_bytes": 0 if self._step_spec is None else self._step_spec.nbytes(),
                     "retired_sequences": self._retired, "dropped_sequences": self._dropped,
                     "step_store_bytes": 0 if steps is None else steps.nbytes(),

@@ -27,7 +27,7 @@ import tree
 
 from r2d2_state.replay.pool import BufferPool
 from r2d2_state.replay.spec import ItemSpec
-from r2d2_state.replay.steps import TERMINATED, TRANSITION, SequenceLayout, StepStore
+from r2d2_state.replay.steps import STORED, TERMINATED, TRANSITION, SequenceLayout, StepStore
 
 __all__ = ["SequenceIndex", "frame_shape"]
 
@@ -44,6 +44,17 @@ def frame_shape(shape: tuple[int, ...], axis: int, size: int, name: str) -> tupl
         raise ValueError(f"frame stack of leaf {name!r}: expected {size} frames along axis {axis}, "
                          f"got shape {shape!r}")
     return shape[:axis] + shape[axis + 1:], axis
+
+
+def _flag_fields() -> np.ndarray:
+    """float32 [256, 3]: discount, mask and valid of a step, by its flags byte."""
+    flags = np.arange(256)
+    transition = (flags & TRANSITION) != 0
+    return np.stack([transition & ((flags & TERMINATED) == 0), transition, (flags & STORED) != 0],
+                    axis=1).astype(np.float32)
+
+
+_FLAG_FIELDS = _flag_fields()
 
 
 def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -131,37 +142,47 @@ class SequenceIndex:
         pad = self.pad
         window = _take(self.rows, slots)  # [B, W]
         rows = window[:, lb:]
-        present = rows != pad
         arrays = store.arrays
-        # Action, reward and flags over the whole window: the previous step's are a shifted view.
-        flags = _take(arrays[step_names["flags"]], rows)
-        actions = _take(arrays[step_names["action"]], window)
-        rewards = _take(arrays[step_names["reward"]], window)
-        transition = (flags & TRANSITION) != 0
-        previous = present & (window[:, lb - 1: lb - 1 + length] != pad)  # padding has no previous step
+        records = store.take_records(window)  # every small leaf of the window's steps, one gather
+
+        def over_window(index: int) -> np.ndarray:
+            return records[f"f{index}"] if index in store.packed else _take(arrays[index], window)
+
+        def over_sequence(index: int) -> np.ndarray:
+            if index in store.packed:
+                return records[f"f{index}"][:, lb:]
+            return self.pool.take(arrays[index], rows)
+
+        # Flags, actions and rewards over the whole window: the previous step's are a shifted view.
+        flags = over_window(step_names["flags"])
+        actions = over_window(step_names["action"])
+        rewards = over_window(step_names["reward"])
+        own = flags[:, lb:]
+        fields = _take(_FLAG_FIELDS, own)  # [B, L, 3]: discount, mask, valid
+        # The previous step counts only for a real step of the same episode (padding has none).
+        previous = (own & flags[:, lb - 1: lb - 1 + length] & STORED) != 0
         item: dict[str, Any] = {
             "action": actions[:, lb:],
             "reward": rewards[:, lb:],
-            "discount": (transition & ((flags & TERMINATED) == 0)).astype(np.float32),
-            "mask": transition.astype(np.float32),
-            "valid": present.astype(np.float32),
-            "prev_action": np.where(previous, actions[:, lb - 1: lb - 1 + length], -1).astype(np.int32),
+            "discount": fields[..., 0],
+            "mask": fields[..., 1],
+            "valid": fields[..., 2],
+            "prev_action": np.where(previous, actions[:, lb - 1: lb - 1 + length], np.int32(-1)),
             "prev_reward": np.where(previous, rewards[:, lb - 1: lb - 1 + length], np.float32(0.0)),
         }
         first_obs = step_names["observation"]
         observation = []
         for index, leaf in enumerate(obs_spec.leaves):
-            array = arrays[first_obs + index]
             if index in stacks:
-                observation.append(self._stacks(window, present, array, *stacks[index]))
+                observation.append(self._stacks(window, rows != pad, arrays[first_obs + index], *stacks[index]))
             else:
-                observation.append(self.pool.take(array, rows))
+                observation.append(over_sequence(first_obs + index))
         item["observation"] = obs_spec.unflatten(observation)
         item["start_state"] = self.state_spec.unflatten([_take(array, slots) for array in self.states])
         if "state" in step_names:
             first_state = step_names["state"]
             item["states"] = self.state_spec.unflatten(
-                [_take(arrays[first_state + i], rows) for i in range(len(self.state_spec.leaves))])
+                [over_sequence(first_state + i) for i in range(len(self.state_spec.leaves))])
         return item
 
     def _stacks(self, window: np.ndarray, present: np.ndarray, frames: np.ndarray, size: int, axis: int,

@@ -11,15 +11,18 @@ A stored step holds what cannot be derived from its neighbours:
 - ``action`` int32, ``reward`` float32: the action taken on this observation and the
   reward after it (0 where the step is not a transition: an episode's final observation);
 - ``flags`` uint8: ``TRANSITION`` (the step is a transition), ``TERMINATED`` (the episode
-  terminated after it: no bootstrap);
+  terminated after it: no bootstrap), ``STORED`` (always: the padding row has no flag);
 - ``state`` (optional): the recurrent state fed with this observation, for diagnostics.
 
 ``prev_action`` / ``prev_reward`` are the previous step's action and reward, and padding is
 not data: both are rebuilt when a sequence is read.
 
-Store ids are ``0, 1, 2, ...`` in write order; id ``i`` lives in row ``i % capacity`` until
-``capacity`` newer steps overwrite it. Each array has one extra row of zeros, read for the
-padding (id -1).
+Store ids grow with every block the store hands out; id ``i`` lives in row ``i % capacity``
+until the store has moved ``capacity`` ids on. Each env of each writer (a *lane*) fills a
+block of consecutive ids of its own, so the steps of one sequence lie together in memory
+(with N envs written in turn they would lie N rows apart: one cache line per step read);
+blocks are overwritten first-in first-out. Each array has one extra row of zeros, read for
+the padding (id -1).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ import numpy as np
 
 from r2d2_state.replay.spec import ItemSpec
 
-__all__ = ["FrameStack", "SequenceLayout", "StepChunk", "StepStore", "TRANSITION", "TERMINATED"]
+__all__ = ["FrameStack", "SequenceLayout", "StepChunk", "StepStore", "TRANSITION", "TERMINATED", "STORED"]
 
+_PACKED_LEAF_BYTES = 64
 TRANSITION = np.uint8(1)
 TERMINATED = np.uint8(2)
+STORED = np.uint8(4)  # set on every stored step; the zero row (padding) has no flag
 PADDINGS = ("reset", "zero")
 
 
@@ -129,6 +134,8 @@ class StepChunk:
     layout: SequenceLayout
     history: int
     """How many writer ids before ``first_id`` a sequence of this writer may refer to."""
+    num_envs: int = 1
+    """Envs of the writer: the step of writer id ``i`` belongs to env ``i % num_envs``."""
 
     @property
     def num_steps(self) -> int:
@@ -152,7 +159,8 @@ class StepChunk:
         join = lambda *xs: np.concatenate(xs)  # noqa: E731
         return cls(first.writer, first.first_id, tree.map_structure(join, *[c.steps for c in chunks]),
                    np.concatenate([c.sequences for c in chunks]),
-                   tree.map_structure(join, *[c.start_state for c in chunks]), first.layout, first.history)
+                   tree.map_structure(join, *[c.start_state for c in chunks]), first.layout, first.history,
+                   first.num_envs)
 
     def nbytes(self) -> int:
         """Bytes of every array in the chunk (what a process ships)."""
@@ -171,12 +179,38 @@ class StepStore:
         self.capacity = int(capacity)
         self.spec: ItemSpec | None = None
         self.arrays: list[np.ndarray] = []  # per leaf, [capacity + 1, ...]; the last row stays zero
-        self.head = 0  # the next store id
+        self._owned: list[np.ndarray] = []  # the allocations behind them
+        self.records: np.ndarray | None = None  # the small leaves, one record per step
+        self.packed: frozenset[int] = frozenset()  # leaves that are fields of ``records``
+        self.head = 0  # the end of the last block handed out
+        self.block = 64  # ids per block (smaller for small stores: see allocate)
+        self._lanes: dict[Any, list[int]] = {}  # lane -> [next id, end of its block]
+        self.written = 0  # steps written
 
     def allocate(self, spec: ItemSpec) -> None:
-        # np.zeros maps pages lazily: capacity nobody wrote yet costs no memory.
+        """One array per leaf, [capacity + 1, ...]. The small leaves (an action, a reward, the
+        flags, a short vector observation) are fields of one record per step, so reading a
+        step's fields costs one cache line, not one per field; large ones (frames) stand alone.
+        np.zeros maps pages lazily: capacity nobody wrote yet costs no memory."""
         self.spec = spec
-        self.arrays = [np.zeros((self.capacity + 1,) + leaf.shape, leaf.dtype) for leaf in spec.leaves]
+        self.block = max(1, min(64, self.capacity // 64))
+        rows = self.capacity + 1
+        small = [i for i, leaf in enumerate(spec.leaves)
+                 if int(np.prod(leaf.shape, dtype=np.int64)) * leaf.dtype.itemsize <= _PACKED_LEAF_BYTES]
+        self.arrays = [None] * len(spec.leaves)
+        self._owned = []
+        self.records = None
+        self.packed = frozenset(small)
+        if small:
+            fields = [(f"f{i}", spec.leaves[i].dtype, spec.leaves[i].shape) for i in small]
+            self.records = np.zeros(rows, np.dtype(fields, align=True))
+            self._owned.append(self.records)
+            for i in small:
+                self.arrays[i] = self.records[f"f{i}"]  # a strided view: gather with take_records
+        for i, leaf in enumerate(spec.leaves):
+            if self.arrays[i] is None:
+                self.arrays[i] = np.zeros((rows,) + leaf.shape, leaf.dtype)
+                self._owned.append(self.arrays[i])
 
     @property
     def oldest(self) -> int:
@@ -184,31 +218,46 @@ class StepStore:
         return max(0, self.head - self.capacity)
 
     def __len__(self) -> int:
+        """Ids held (the blocks not yet overwritten; a lane's unfilled ids count too)."""
         return self.head - self.oldest
 
-    def write(self, leaves: Sequence[np.ndarray]) -> int:
-        """Write M steps (leaves [M, ...] in spec order); returns the first one's store id.
-        With M > capacity only the last ``capacity`` steps are kept."""
-        count = int(leaves[0].shape[0]) if leaves else 0
-        first = self.head
-        kept = max(0, count - self.capacity)
-        rows = (np.arange(first + kept, first + count) % self.capacity)
-        start = int(rows[0]) if rows.size else 0
-        contiguous = rows.size and start + rows.size <= self.capacity
+    def ids_for(self, lanes: Sequence[Any]) -> np.ndarray:
+        """Store ids for M new steps, step m in lane ``lanes[m]`` (in order): each lane's next
+        id in its block, a new block at the head when the lane's is full."""
+        out = np.empty(len(lanes), np.int64)
+        for m, lane in enumerate(lanes):
+            state = self._lanes.get(lane)
+            if state is None or state[0] >= state[1]:
+                state = self._lanes[lane] = [self.head, self.head + self.block]
+                self.head += self.block
+            out[m] = state[0]
+            state[0] += 1
+        return out
+
+    def write(self, leaves: Sequence[np.ndarray], ids: np.ndarray) -> None:
+        """Write M steps (leaves [M, ...] in spec order) at store ids ``ids`` (from :meth:`ids_for`)."""
+        rows = ids % self.capacity
         for array, leaf in zip(self.arrays, leaves):
-            if contiguous:
-                array[start:start + rows.size] = leaf[kept:]
-            elif rows.size:
-                array[rows] = leaf[kept:]
-        self.head += count
-        return first
+            array[rows] = leaf
+        self.written += int(ids.size)
+
+    def forget_lanes(self) -> None:
+        """Lanes start new blocks (after a load: the writers that filled them are gone)."""
+        self._lanes.clear()
+
+    def take_records(self, rows: np.ndarray) -> np.ndarray | None:
+        """The packed records of ``rows`` (any shape), one gather for every small leaf; leaf
+        ``i`` is the field ``f"f{i}"``. (np.take would first copy a strided field view whole.)"""
+        if self.records is None:
+            return None
+        return np.take(self.records, rows, axis=0, mode="clip")
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows of store ids (any shape); -1 reads the zero row."""
         return np.where(ids >= 0, ids % self.capacity, self.capacity)
 
     def nbytes(self) -> int:
-        return int(sum(array.nbytes for array in self.arrays))
+        return int(sum(array.nbytes for array in self._owned))
 
     def read_range(self, first: int, stop: int) -> list[np.ndarray]:
         """Copies of the leaves of store ids [first, stop) (all held), in id order."""

@@ -110,9 +110,9 @@ def test_overlapping_sequences_share_their_steps():
         adder.add(np.full((2, 16), t, np.float32), np.ones(2, np.int64), np.ones(2), np.zeros(2, bool),
                   np.zeros(2, bool), state)
     stats = replay.stats()
-    assert stats["steps_written"] == stats["steps_held"] == 200
+    assert stats["steps_written"] == 200 and 200 <= stats["steps_held"] <= 200 + 2 * 64  # whole blocks per env
     assert len(replay) == 2 * 48  # starts 0, 2, ..., 94 in padded time, per env
-    assert stats["step_store_bytes"] < 10_001 * (16 * 4 + 9 + 1)  # 64 + 9 bytes a step (+ the padding row)
+    assert stats["step_store_bytes"] <= 10_001 * 76  # 64 + 9 bytes a step, aligned to 4 (+ the padding row)
 
 
 def test_sequences_are_retired_when_a_step_is_overwritten():
@@ -131,6 +131,7 @@ def test_sequences_are_retired_when_a_step_is_overwritten():
                       [np.zeros((3, 2), np.float32)])
     stats = small.stats()
     assert stats["retired_sequences"] > 0 and stats["steps_held"] == 50 and stats["size"] < large.stats()["size"]
+    assert small._steps.block == 1  # a store this small hands out single ids
     keys = small.keys()
     ids = small._index.ids(keys % small._sampler.capacity, small._steps.head)
     assert (ids[ids >= 0] >= small._steps.oldest).all()
