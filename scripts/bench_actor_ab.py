@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import types
 import sys
 import tempfile
 import time
@@ -57,6 +58,9 @@ def load_base(revision: str, directory: str) -> dict:
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
         saved = sys.modules.get("r2d2_state.networks")
+        if key == "adder" and "r2d2_state.replay.buffer" not in sys.modules:
+            # An adder from before the step store imports the replay from its old module.
+            sys.modules["r2d2_state.replay.buffer"] = types.SimpleNamespace(SequenceReplay=SequenceReplay)
         if key == "actor":  # its `from r2d2_state.networks import ...` gets the base networks
             sys.modules["r2d2_state.networks"] = modules["networks"]
         try:

@@ -11,6 +11,7 @@ Usage::
 
     python scripts/bench_distributed.py                    # ~3 x 60 s
     python scripts/bench_distributed.py --seconds 30 --actors 1 2 4
+    python scripts/bench_distributed.py --shipped ../old-checkout   # bytes shipped per env step, here and there
 """
 
 from __future__ import annotations
@@ -64,13 +65,59 @@ def _measure(backend: str, num_actors: int, seconds: float, preset: str) -> dict
         }
 
 
+SHIPPED_CODE = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np, tree
+from agents.r2d2.learner import R2D2Learner
+from agents.r2d2.presets import get_preset
+from agents.r2d2.ray_backend import ActorWorker
+out = {}
+for preset in sys.argv[3:]:
+    cfg = get_preset(preset)
+    worker = ActorWorker(cfg.to_dict(), 0, 1)
+    weights = R2D2Learner(cfg.r2d2, worker.network_config).get_weights()
+    total = steps = 0
+    for i in range(int(sys.argv[2])):
+        r = worker.collect(cfg.r2d2.actor_update_period, weights if i == 0 else None)
+        payload = r["items"] if "items" in r else r["steps"]  # sequences copied whole, or steps once
+        if payload is not None:
+            total += (sum(np.asarray(x).nbytes for x in tree.flatten(payload)) if isinstance(payload, dict)
+                      else payload.nbytes())
+        total += r["priorities"].nbytes
+        steps += r["env_steps"]
+    out[preset] = round(total / steps, 1)
+print(json.dumps(out))
+"""
+
+
+def shipped_bytes(root: str, presets: list[str], chunks: int) -> dict:
+    """Array bytes an actor process ships per env step (``ActorWorker.collect`` in a process
+    of its own, without Ray), for the code checked out at ``root``."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", SHIPPED_CODE, root, str(chunks), *presets], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="training wall-clock per configuration")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="Ray actor counts to measure")
     parser.add_argument("--preset", default="tmaze")
     parser.add_argument("--skip-single", action="store_true", help="do not measure the single-process loop")
+    parser.add_argument("--shipped", nargs="*", metavar="ROOT", default=None,
+                        help="only the bytes an actor process ships per env step (no Ray, no timing), for "
+                             "this checkout and each other checkout ROOT (e.g. a git worktree of an older commit)")
     args = parser.parse_args(argv)
+    if args.shipped is not None:
+        presets = ["tmaze", "memory", "cartpole_novel"]
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        report = {root: shipped_bytes(root, presets, 100) for root in [here, *args.shipped]}
+        print(json.dumps({"benchmark": "shipped_bytes_per_env_step", "chunks": 100, "results": report}))
+        return 0
 
     results = []
     if not args.skip_single:

@@ -421,8 +421,7 @@ def main() -> None:
         if peer is not None:
             bytes_key = next(k for k in ("rss_bytes_per_env_step", "bytes_per_env_step") if k in peer)
             summary["reverb_bytes_per_env_step"] = peer[bytes_key]
-            summary["reverb_sample_ms"] = round(peer["sample_s_per_batch"] * 1e3, 3) if "sample_s_per_batch" in peer \
-                else peer.get("sample_ms")
+            summary["reverb_sample_ms"] = round(peer["sample_batch_s"] * 1e3, 3)
             summary["bytes_per_env_step_vs_reverb"] = round(single["bytes_per_env_step"] / peer[bytes_key], 3)
             if summary["reverb_sample_ms"]:
                 summary["sample_vs_reverb"] = round(summary["reverb_sample_ms"] / single["sample_ms"], 3)

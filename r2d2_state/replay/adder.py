@@ -263,11 +263,10 @@ class SequenceAdder:
         calls = self._pending_steps
         leaves = [parts[0] for parts in zip(*calls)] if len(calls) == 1 else \
             [np.concatenate(parts) for parts in zip(*calls)]
-        skeleton = self._input_spec.skeleton
-        steps = {"observation": _unflatten(skeleton["observation"], leaves[:num_obs]),
+        steps = {"observation": self._obs_spec.unflatten(leaves[:num_obs]),
                  "action": leaves[num_obs], "reward": leaves[num_obs + 1], "flags": leaves[num_obs + 2]}
         if self.store_states:
-            steps["state"] = _unflatten(skeleton["state"], leaves[num_obs + 3:])
+            steps["state"] = self._state_spec.unflatten(leaves[num_obs + 3:])
         rows = [r for r in self._pending_rows if r.shape[0]]
         width = self.layout.width
         sequences = np.concatenate(rows) if rows else np.zeros((0, width), np.int64)
@@ -277,7 +276,7 @@ class SequenceAdder:
         else:
             state_leaves = [np.zeros((0,) + ring.shape[2:], ring.dtype) for ring in self._state_ring]
         chunk = StepChunk(self.writer, self._pending_first * self.num_envs, steps, sequences,
-                          _unflatten(skeleton["state"], state_leaves), self.layout, self.history, self.num_envs)
+                          self._state_spec.unflatten(state_leaves), self.layout, self.history, self.num_envs)
         self._pending_steps, self._pending_rows, self._pending_states = [], [], []
         self._pending_first = self._calls
         return chunk
@@ -339,6 +338,8 @@ class SequenceAdder:
     def _allocate(self, spec: ItemSpec, leaves: list[np.ndarray], stacked: dict) -> None:
         self._input_spec = spec
         self._stacked = stacked
+        self._obs_spec = ItemSpec(spec.skeleton["observation"], tuple(s for s in spec.leaves if s.path[0] == "observation"))
+        self._state_spec = ItemSpec(spec.skeleton["state"], tuple(s for s in spec.leaves if s.path[0] == "state"))
         self._num_obs_leaves = sum(1 for s in spec.leaves if s.path[0] == "observation")
         length = self.sequence_length
         states = leaves[self._num_obs_leaves:]
@@ -382,23 +383,30 @@ class SequenceAdder:
         for ring, leaf in zip(self._state_ring, states):
             ring[envs, slot] = leaf
 
-        emissions = []
         length, period = self.sequence_length, self.period
-        for env in range(n):
-            position = int(self._position[env])
-            if transition[env]:
-                start = position + 1 - length
-                if start >= 0 and start % period == 0:
-                    emissions.append((env, start))
-                    self._next_sequence[env] += 1
-            else:
-                # Emit every remaining sequence whose trained window holds a transition:
-                # transitions are padded indices [B, position), so start + B < position.
-                j = int(self._next_sequence[env])
-                while j * period + self.burn_in < position:
-                    emissions.append((env, j * period))
-                    j += 1
-                self._next_sequence[env] = j
+        position = self._position
+        if transition.all():  # no episode ends here: at most one full sequence per env
+            start = position + 1 - length
+            due = np.flatnonzero((start >= 0) & (start % period == 0))
+            self._next_sequence[due] += 1
+            emissions = list(zip(due.tolist(), start[due].tolist()))
+        else:
+            emissions = []
+            for env in range(n):
+                pos = int(position[env])
+                if transition[env]:
+                    start = pos + 1 - length
+                    if start >= 0 and start % period == 0:
+                        emissions.append((env, start))
+                        self._next_sequence[env] += 1
+                else:
+                    # Emit every remaining sequence whose trained window holds a transition:
+                    # transitions are padded indices [B, pos), so start + B < pos.
+                    j = int(self._next_sequence[env])
+                    while j * period + self.burn_in < pos:
+                        emissions.append((env, j * period))
+                        j += 1
+                    self._next_sequence[env] = j
         if emissions:
             env, start = (np.asarray(x, np.int64) for x in zip(*emissions))
             self._emit(env, start)
@@ -432,12 +440,6 @@ class SequenceAdder:
 
 def _rows(mask: np.ndarray, ndim: int) -> np.ndarray:
     return mask.reshape(mask.shape + (1,) * (ndim - 1))
-
-
-def _unflatten(skeleton: Any, leaves: list[np.ndarray]) -> Any:
-    import tree
-
-    return tree.unflatten_as(skeleton, leaves)
 
 
 def _vector(value: Any, name: str, n: int) -> np.ndarray:

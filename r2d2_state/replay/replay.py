@@ -299,9 +299,7 @@ class SequenceReplay:
             grown.store_ids[known % grown.size] = writer.store_ids[known % writer.size]
             grown.first_id, grown.next_id = writer.first_id, writer.next_id
             writer = self._writers[chunk.writer] = grown
-        envs = max(1, chunk.num_envs)
-        lanes = [(chunk.writer, i % envs) for i in range(chunk.first_id, chunk.first_id + count)]
-        written = store.ids_for(lanes)
+        written = store.ids_for(chunk.writer, max(1, chunk.num_envs), chunk.first_id, count)
         store.write(step_leaves, written)
         writer.record(chunk.first_id, written)
         store_ids = writer.resolve(ids)

@@ -28,6 +28,7 @@ the padding (id -1).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -85,13 +86,13 @@ class SequenceLayout:
         """L = burn_in + trace_length + n_step."""
         return self.burn_in + self.trace_length + self.n_step
 
-    @property
+    @functools.cached_property
     def lookback(self) -> int:
         """Steps before a sequence's first position it refers to: the previous step (its
         action and reward are ``prev_action`` / ``prev_reward``) and the older frames of stacks."""
         return max([1] + [stack.size - 1 for stack in self.frame_stacks])
 
-    @property
+    @functools.cached_property
     def width(self) -> int:
         """Step ids per sequence: lookback + L."""
         return self.lookback + self.length
@@ -184,7 +185,7 @@ class StepStore:
         self.packed: frozenset[int] = frozenset()  # leaves that are fields of ``records``
         self.head = 0  # the end of the last block handed out
         self.block = 64  # ids per block (smaller for small stores: see allocate)
-        self._lanes: dict[Any, list[int]] = {}  # lane -> [next id, end of its block]
+        self._lanes: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # writer -> each env's next id, block end
         self.written = 0  # steps written
 
     def allocate(self, spec: ItemSpec) -> None:
@@ -221,17 +222,27 @@ class StepStore:
         """Ids held (the blocks not yet overwritten; a lane's unfilled ids count too)."""
         return self.head - self.oldest
 
-    def ids_for(self, lanes: Sequence[Any]) -> np.ndarray:
-        """Store ids for M new steps, step m in lane ``lanes[m]`` (in order): each lane's next
-        id in its block, a new block at the head when the lane's is full."""
-        out = np.empty(len(lanes), np.int64)
-        for m, lane in enumerate(lanes):
-            state = self._lanes.get(lane)
-            if state is None or state[0] >= state[1]:
-                state = self._lanes[lane] = [self.head, self.head + self.block]
+    def ids_for(self, writer: Any, num_envs: int, first: int, count: int) -> np.ndarray:
+        """Store ids for ``count`` new steps of ``writer``, whose step ``first + m`` belongs to
+        env ``(first + m) % num_envs``: each env's next id in its block, a new block at the
+        head when its block is full."""
+        lanes = self._lanes.get(writer)
+        if lanes is None or lanes[0].shape[0] != num_envs:
+            lanes = self._lanes[writer] = (np.zeros(num_envs, np.int64), np.zeros(num_envs, np.int64))
+        nxt, end = lanes
+        envs = (first + np.arange(count)) % num_envs
+        if count % num_envs == 0 and first % num_envs == 0 and (end - nxt >= count // num_envs).all():
+            # Whole vector steps that fit in the current blocks (all but one call in `block`).
+            ids = (nxt[None, :] + np.arange(count // num_envs)[:, None]).reshape(-1)
+            nxt += count // num_envs
+            return ids
+        out = np.empty(count, np.int64)
+        for m, env in enumerate(envs.tolist()):
+            if nxt[env] >= end[env]:
+                nxt[env], end[env] = self.head, self.head + self.block
                 self.head += self.block
-            out[m] = state[0]
-            state[0] += 1
+            out[m] = nxt[env]
+            nxt[env] += 1
         return out
 
     def write(self, leaves: Sequence[np.ndarray], ids: np.ndarray) -> None:
