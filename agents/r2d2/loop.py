@@ -120,7 +120,7 @@ def replay_steps(config: TrainConfig) -> int | None:
     width = r.sequence_length + 8  # a sequence's lookback: the previous step, older frames of a stack
     steps = ((r.replay_capacity + envs) * (r.trace_length + r.n_step + 1)
              + envs * (width + 2 * r.actor_update_period))
-    return steps + 2 * envs * min(64, steps // 64)  # each env's block of the store may start a block early
+    return steps + steps // 8  # each env's partly filled block of the store (r2d2_state.replay.steps)
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> str:

@@ -138,7 +138,9 @@ class ActorWorker:
         self._chunk_steps = r.actor_update_period
         per_chunk = r.num_envs * r.actor_update_period
         most = per_chunk * (2 + r.sequence_length // r.sequence_period) + 64  # sequences one chunk can complete
-        self._scratch = SequenceReplay(most, capacity_steps=self.adder.history + 2 * per_chunk)
+        # The adder's lookback, two chunks, and the blocks each env fills (r2d2_state.replay.steps).
+        steps = self.adder.history + 2 * per_chunk
+        self._scratch = SequenceReplay(most, capacity_steps=steps + steps // 8)
         # k (emitted sequences per chunk) varies: let tf.function generalise the batch axis.
         # A closure, not a bound method: Ray rewrites actor methods' signatures (tracing kwargs).
         self._priority_fn = tf.function(_priority_function(self.twin, r), reduce_retracing=True)

@@ -279,7 +279,7 @@ class SequenceReplay:
         # steps; each env's block may be handed out up to a block early.
         steps = ((self.capacity + num_envs) * (layout.trace_length + layout.n_step + 1) + chunk.history
                  + 2 * max(chunk.num_steps, num_envs))
-        return steps + 2 * num_envs * max(1, min(64, steps // 64))
+        return steps + steps // 8  # each env's partly filled block (steps.StepStore.ids_for)
 
     def _write_chunk(self, chunk: StepChunk, step_spec, step_leaves, count, ids, state_spec, state_leaves, raw,
                      sampler) -> np.ndarray:

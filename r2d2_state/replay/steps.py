@@ -194,7 +194,7 @@ class StepStore:
         step's fields costs one cache line, not one per field; large ones (frames) stand alone.
         np.zeros maps pages lazily: capacity nobody wrote yet costs no memory."""
         self.spec = spec
-        self.block = max(1, min(64, self.capacity // 64))
+        self.block = 64
         rows = self.capacity + 1
         small = [i for i, leaf in enumerate(spec.leaves)
                  if int(np.prod(leaf.shape, dtype=np.int64)) * leaf.dtype.itemsize <= _PACKED_LEAF_BYTES]
@@ -230,6 +230,9 @@ class StepStore:
         if lanes is None or lanes[0].shape[0] != num_envs:
             lanes = self._lanes[writer] = (np.zeros(num_envs, np.int64), np.zeros(num_envs, np.int64))
         nxt, end = lanes
+        # Blocks small enough that all of a writer's partly filled blocks take at most 1/16
+        # of the store: they are handed out early, so they shorten what the store holds.
+        block = max(1, min(self.block, self.capacity // (16 * num_envs)))
         envs = (first + np.arange(count)) % num_envs
         if count % num_envs == 0 and first % num_envs == 0 and (end - nxt >= count // num_envs).all():
             # Whole vector steps that fit in the current blocks (all but one call in `block`).
@@ -239,8 +242,8 @@ class StepStore:
         out = np.empty(count, np.int64)
         for m, env in enumerate(envs.tolist()):
             if nxt[env] >= end[env]:
-                nxt[env], end[env] = self.head, self.head + self.block
-                self.head += self.block
+                nxt[env], end[env] = self.head, self.head + block
+                self.head += block
             out[m] = nxt[env]
             nxt[env] += 1
         return out

@@ -266,3 +266,22 @@ def test_the_ray_summary_explains_the_samples_per_insert_tolerance(tmp_path):
     assert "replay_ratio 64 sampled per inserted sequence" in summary
     assert f"the sampled total kept within {buffer:g} sequences of replay_ratio x inserted" in summary
     assert f"({buffer / 64:.3g} inserted sequences' worth)" in summary
+
+
+def test_worker_reads_back_every_sequence_of_a_long_run():
+    """The worker's scratch replay holds every chunk's sequences while it computes their
+    priorities, whatever the preset's chunk size (the memory preset's 4-step chunks once
+    lost some to the store's blocks)."""
+    from agents.r2d2.ray_backend import ActorWorker
+    from agents.r2d2.learner import R2D2Learner
+
+    config = get_preset("memory")
+    worker = ActorWorker(config.to_dict(), actor_index=0, num_actors=1)
+    weights = R2D2Learner(config.r2d2, worker.network_config).get_weights()
+    sequences = 0
+    for i in range(80):
+        out = worker.collect(config.r2d2.actor_update_period, weights if i == 0 else None)
+        if out["steps"] is not None:
+            assert out["priorities"].shape == (out["steps"].num_sequences,)
+            sequences += out["steps"].num_sequences
+    assert sequences > 30

@@ -131,7 +131,7 @@ def test_sequences_are_retired_when_a_step_is_overwritten():
                       [np.zeros((3, 2), np.float32)])
     stats = small.stats()
     assert stats["retired_sequences"] > 0 and stats["steps_held"] == 50 and stats["size"] < large.stats()["size"]
-    assert small._steps.block == 1  # a store this small hands out single ids
+    assert small._steps.head - small._steps.written < 50  # blocks this small: few ids handed out unfilled
     keys = small.keys()
     ids = small._index.ids(keys % small._sampler.capacity, small._steps.head)
     assert (ids[ids >= 0] >= small._steps.oldest).all()
