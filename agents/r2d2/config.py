@@ -9,6 +9,7 @@ these dataclasses with tyro). No framework is imported here.
 from __future__ import annotations
 
 import dataclasses
+import typing
 import json
 from typing import Any, Literal, get_args
 
@@ -31,6 +32,25 @@ FLAT_NETWORK_FIELDS = ("mlp_units", "lstm_units", "head_units", "use_prev_action
 
 class ConfigMixin:
     """What the frozen config dataclasses share: checked ``replace``, dict/JSON round trip."""
+
+    def _check_types(self) -> None:
+        """Fields annotated int, float, bool or str (or Optional of one) hold that type: a
+        ValueError naming the field, before any range check compares a wrong type."""
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            hint, value = hints[field.name], getattr(self, field.name)
+            args = typing.get_args(hint)
+            optional = type(None) in args
+            kinds = [a for a in args if a is not type(None)] if optional else [hint]
+            if len(kinds) != 1 or kinds[0] not in (int, float, bool, str) or (optional and value is None):
+                continue
+            kind = kinds[0]
+            ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or (
+                kind is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                expected = {int: "an int", float: "a number", bool: "true or false", str: "a string"}[kind]
+                raise ValueError(f"{type(self).__name__}.{field.name} must be {expected}"
+                                 f"{' or None' if optional else ''}, got {value!r}")
 
     def _check(self, checks: list[tuple[bool, str, str]]) -> None:
         for ok, name, expected in checks:
@@ -132,6 +152,7 @@ class R2D2Config(ConfigMixin):
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):
             object.__setattr__(self, "network", QNetworkConfig(**self.network))
+        self._check_types()
         checks = [
             (self.jit_compile in (None, True, False), "jit_compile", "True, False or None (auto)"),
             (self.burn_in >= 0, "burn_in", ">= 0"),

@@ -138,6 +138,7 @@ class TrainConfig(ConfigMixin):
     def __post_init__(self) -> None:
         if isinstance(self.r2d2, dict):
             object.__setattr__(self, "r2d2", R2D2Config.from_dict(self.r2d2))
+        self._check_types()
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         packages = (self.env_packages,) if isinstance(self.env_packages, str) else self.env_packages
         object.__setattr__(self, "env_packages", tuple(str(p) for p in packages))

@@ -72,9 +72,11 @@ class ItemSpec:
             # The skeleton's leaves are None, which dm-tree treats as leaves too.
             tree.assert_same_structure(self.skeleton, item)
         except (ValueError, TypeError):
+            expected, got = self.describe(), describe_structure(item)
+            if expected == got:  # same leaves, other containers (a list for a tuple, ...)
+                expected, got = _containers(self.skeleton), _containers(item)
             raise ValueError(
-                f"item structure does not match the stored spec: expected "
-                f"{self.describe()}, got {describe_structure(item)}"
+                f"item structure does not match the stored spec: expected {expected}, got {got}"
             ) from None
         flat = tree.flatten(item)
         if not leading_shape:  # one item: the common, per-insert path, kept lean
@@ -163,6 +165,17 @@ def describe_structure(item: Any) -> str:
         return ", ".join(parts)
     except Exception:  # describing must never mask the original error
         return repr(type(item))
+
+
+def _containers(item: Any) -> str:
+    """The nesting of an item's containers, leaves as ``*``: ``{'state': [(*, *)]}``."""
+    if isinstance(item, dict):
+        return "{" + ", ".join(f"{key!r}: {_containers(value)}" for key, value in item.items()) + "}"
+    if isinstance(item, list):
+        return "[" + ", ".join(_containers(value) for value in item) + "]"
+    if isinstance(item, tuple):
+        return "(" + ", ".join(_containers(value) for value in item) + (",)" if len(item) == 1 else ")")
+    return "*"
 
 
 def _check_structure_types(item: Any) -> None:

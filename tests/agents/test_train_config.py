@@ -139,3 +139,15 @@ def test_literal_fields_are_the_validated_choices():
     with pytest.raises(ValueError, match="backend must be one of"):
         get_preset("smoke").replace(backend="threads")
     assert set(ENV_FIELDS) < {f.name for f in dataclasses.fields(QNetworkConfig)}
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(batch_size="16"), "R2D2Config.batch_size must be an int, got '16'"),
+    (dict(discount=True), "R2D2Config.discount must be a number, got True"),
+    (dict(replay_capacity_steps=2.5), "R2D2Config.replay_capacity_steps must be an int or None, got 2.5"),
+])
+def test_replace_with_a_value_of_the_wrong_type_names_the_field(changes, message):
+    config = R2D2Config()
+    with pytest.raises(ValueError) as error:
+        config.replace(**changes)
+    assert str(error.value) == message

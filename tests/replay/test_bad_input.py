@@ -363,3 +363,41 @@ def test_adder_non_finite_observations_switch():
     assert np.isinf(items["observation"]["x"]).all()
     with pytest.raises(ValueError, match="state/0"):  # states are always checked
         adder.add(**dict(good_step(), state=[np.full((2, 4), np.nan, np.float32)]))
+
+
+def test_a_list_for_a_tuple_is_named_by_its_containers(replay):
+    """Same leaves, other container: the message shows the containers, not the same text twice."""
+    item = make_item(2)
+    item["start_state"] = (item["start_state"][0],)  # a tuple where the spec has a list
+    before = snapshot(replay)
+    with pytest.raises(ValueError) as error:
+        replay.add(item)
+    message = str(error.value)
+    assert "expected {'observation': {'pixels': *}, 'action': *, 'start_state': [*]}" in message, message
+    assert "got {'observation': {'pixels': *}, 'action': *, 'start_state': (*,)}" in message, message
+    assert_unchanged(before, replay)
+
+
+def test_a_nan_item_is_refused_as_the_adder_refuses_one(replay):
+    item = {"observation": {"pixels": np.zeros((3, 2, 2), np.uint8)}, "action": np.zeros(3, np.int32),
+            "start_state": [np.full(4, np.nan, np.float32)]}
+    before = snapshot(replay)
+    with pytest.raises(ValueError, match="start_state/0.*NaN or inf"):
+        replay.add(item)
+    assert_unchanged(before, replay)
+
+
+def test_huge_priorities_keep_the_stats_finite():
+    replay = SequenceReplay(4, seed=0)
+    replay.add(make_item(1), priority=1e308)
+    replay.add(make_item(2), priority=1e308)
+    with np.errstate(over="raise"):  # no overflow, no warning
+        stats = replay.stats()
+    assert stats["priority_mean"] == pytest.approx(1e308) and np.isfinite(stats["priority_mean"])
+
+
+def test_save_into_a_missing_folder_names_the_path(tmp_path, replay):
+    path = tmp_path / "missing" / "replay.npz"
+    with pytest.raises(FileNotFoundError, match="missing.*does not exist"):
+        replay.save(path)
+    assert not (tmp_path / "missing").exists()
