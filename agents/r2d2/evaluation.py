@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from r2d2_state.autoreset import EpisodeStatistics
+from agents.r2d2.acting import Acting
 from r2d2_state.files import atomic_write, atomic_write_text
 
 __all__ = ["EvalResult", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
@@ -81,11 +81,10 @@ def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = Non
     n = vec_env.num_envs
     quota = np.full(n, episodes // n) + (np.arange(n) < episodes % n)
     done = np.zeros(n, np.int64)
-    episodes_of = EpisodeStatistics(n)
     returns: list[float] = []
     lengths: list[int] = []
-    obs, _ = vec_env.reset(seed=seed)
-    actor.reset()
+    acting = Acting(vec_env, actor, seed=seed)
+    acting.begin()
     for _ in range(max_steps):
         if (done >= quota).all():
             break
@@ -93,10 +92,7 @@ def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = Non
             frame = _render_first(vec_env)
             if frame is not None:
                 frames.append(frame)
-        actions, _ = actor.select_actions(obs)
-        obs, reward, terminated, truncated, _ = vec_env.step(actions)
-        actor.observe(actions, reward, terminated, truncated)
-        finished_returns, finished_lengths, finished = episodes_of.step_with_envs(reward, terminated, truncated)
+        finished, finished_returns, finished_lengths = acting.step()
         for i, ep_return, ep_length in zip(finished, finished_returns, finished_lengths):
             if done[i] < quota[i]:
                 returns.append(ep_return)

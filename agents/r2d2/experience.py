@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from r2d2_state.autoreset import EpisodeStatistics
+from agents.r2d2.acting import Acting
 from r2d2_state.replay import StepChunk
 
 __all__ = ["Chunk", "ExperienceSource", "LocalExperience", "SourceFailedError"]
@@ -110,12 +110,9 @@ class ExperienceSource(Protocol):
 class LocalExperience:
     """An :class:`~agents.r2d2.actor.R2D2Actor` on a vector env with a ``SequenceAdder``.
 
-    One :meth:`collect` is one vector step::
-
-        actions, state = actor.select_actions(obs)           # state BEFORE the step
-        next_obs, r, term, trunc, _ = envs.step(actions)
-        adder.add(obs, actions, r, term, trunc, state)       # steps + completed sequences -> the chunk
-        actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
+    One :meth:`collect` is one vector step (:class:`~agents.r2d2.acting.Acting`, the acting
+    step every caller shares) and the adder's chunk of it (the step of every env, once, and
+    the sequences it completed).
 
     The actor takes the learner's weights every ``actor_update_period`` vector steps if
     the learner stepped since the last refresh.
@@ -143,9 +140,7 @@ class LocalExperience:
         self.num_envs = int(envs.num_envs)
         self._get_weights = get_weights
         self._actor_update_period = int(actor_update_period)
-        self._obs: Any = None
-        self._seed: int | None = None
-        self._episodes = EpisodeStatistics(self.num_envs)
+        self.acting = Acting(envs, actor, adder)
         self._vector_steps = 0
         self._learner_steps_since_sync = 0
 
@@ -153,21 +148,13 @@ class LocalExperience:
         pass
 
     def launch(self, seed: int, vector_steps: int = 0) -> None:
-        self._seed = int(seed)
+        self.acting.seed = int(seed)
         self._vector_steps = int(vector_steps)  # the refresh period counts over resumes
         self.actor.set_weights(self._get_weights())
 
     def collect(self, *, may_insert: bool = True, learner_due: bool = False) -> list[Chunk]:  # noqa: ARG002
-        if self._obs is None:
-            self._obs, _ = self.envs.reset(seed=self._seed)
-            self.actor.reset()
-        actions, state = self.actor.select_actions(self._obs)
-        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
-        self.adder.add(self._obs, actions, reward, terminated, truncated, state)
-        self.actor.observe(actions, reward, terminated, truncated)
-        self._obs = next_obs
+        returns, lengths = self.acting.run(1)
         self._vector_steps += 1
-        returns, lengths = self._episodes.step(reward, terminated, truncated)
         return [Chunk(self.adder.take_chunk(), None, self.num_envs, 1, returns, lengths)]
 
     def learner_stepped(self, steps: int) -> None:

@@ -12,12 +12,8 @@ One iteration (the same for both backends)::
     every eval_every env steps: greedy evaluation (stop when solved)
     every checkpoint_every env steps, at the end, on SIGINT / SIGTERM: checkpoint
 
-The local source's vector step::
-
-    actions, state = actor.select_actions(obs)           # state BEFORE the step
-    next_obs, r, term, trunc, _ = envs.step(actions)
-    adder.add(obs, actions, r, term, trunc, state)       # full sequences -> the chunk
-    actor.observe(actions, r, term, trunc)               # NEXT_STEP row resets
+The acting step (select, env step, adder, observe) is :class:`agents.r2d2.acting.Acting`,
+shared by the local source, the Ray actor processes and evaluation.
 
 Counting. ``env_steps`` counts every sub-env step (``num_envs`` per vector step),
 including the NEXT_STEP autoreset steps, which are not transitions. ``replay_ratio`` is

@@ -111,7 +111,7 @@ class ActorWorker:
         import envs
         from agents.r2d2.actor import R2D2Actor
         from agents.r2d2.evaluation import network_config_for
-        from r2d2_state.autoreset import EpisodeStatistics
+        from agents.r2d2.acting import Acting
         from r2d2_state.networks import build_q_network
         from r2d2_state.replay import SequenceAdder, SequenceReplay
 
@@ -144,8 +144,7 @@ class ActorWorker:
         # k (emitted sequences per chunk) varies: let tf.function generalise the batch axis.
         # A closure, not a bound method: Ray rewrites actor methods' signatures (tracing kwargs).
         self._priority_fn = tf.function(_priority_function(self.twin, r), reduce_retracing=True)
-        self._obs = None
-        self._episodes = EpisodeStatistics(r.num_envs)
+        self.acting = Acting(self.envs, self.actor, self.adder, seed=self._env_seed)
 
     def pid(self) -> int:
         """The worker's process id (tests kill it)."""
@@ -165,26 +164,20 @@ class ActorWorker:
         """
         if weights is not None:
             self.set_weights(weights)
-        if self._obs is None:
-            self._obs, _ = self.envs.reset(seed=self._env_seed)
-            self.actor.reset()
         returns: list[float] = []
         lengths: list[int] = []
         chunks, priorities = [], []
-        for step in range(int(num_vector_steps)):
-            actions, state = self.actor.select_actions(self._obs)
-            next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
-            self.adder.add(self._obs, actions, reward, terminated, truncated, state)
-            self.actor.observe(actions, reward, terminated, truncated)
-            self._obs = next_obs
-            finished_returns, finished_lengths = self._episodes.step(reward, terminated, truncated)
+        done = 0
+        while done < int(num_vector_steps):
+            # In pieces the scratch replay holds, each read back for its priorities.
+            steps = min(self._chunk_steps, int(num_vector_steps) - done)
+            finished_returns, finished_lengths = self.acting.run(steps)
             returns.extend(finished_returns)
             lengths.extend(finished_lengths)
-            if (step + 1) % self._chunk_steps == 0 or step + 1 == num_vector_steps:
-                # Read back for priorities in pieces the scratch replay holds.
-                chunks.append(self.adder.take_chunk())
-                keys = self._scratch.add_chunk(chunks[-1])
-                priorities.append(self.priorities(self._scratch.get(keys)) if keys.size else np.zeros(0, np.float32))
+            done += steps
+            chunks.append(self.adder.take_chunk())
+            keys = self._scratch.add_chunk(chunks[-1])
+            priorities.append(self.priorities(self._scratch.get(keys)) if keys.size else np.zeros(0, np.float32))
         chunk = StepChunk.concatenate(chunks) if chunks else None
         priorities = np.concatenate(priorities) if priorities else np.zeros(0, np.float32)
         return {"steps": chunk, "priorities": priorities,
