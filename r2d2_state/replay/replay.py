@@ -225,6 +225,7 @@ class SequenceReplay:
         for required in ("action", "reward", "flags", "observation"):
             if required not in names:
                 raise ValueError(f"chunk steps lack {required!r}: expected observation, action, reward, flags")
+        _check_step_values(step_spec, step_leaves)
         ids = np.asarray(chunk.sequences)
         if ids.ndim != 2 or ids.shape[1] != layout.width or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"chunk sequences must be int [K, {layout.width}] (lookback + L step ids), "
@@ -233,6 +234,9 @@ class SequenceReplay:
         state_spec = self._index.state_spec if self._index is not None and self._index.layout is not None else \
             ItemSpec.from_item(chunk.start_state, leading_axes=1)
         state_leaves = state_spec.flatten(chunk.start_state, leading_shape=(k,)) if k else []
+        for leaf_spec, leaf in zip(state_spec.leaves, state_leaves):
+            if leaf.dtype.kind in "fc" and not np.all(np.isfinite(leaf)):
+                raise ValueError(f"chunk start state {leaf_spec.name!r} has NaN or inf values: expected finite values")
         writer = self._writers.get(chunk.writer)
         if writer is not None and writer.next_id is not None and chunk.first_id != writer.next_id:
             raise ValueError(f"chunk of writer {chunk.writer!r} starts at step {chunk.first_id}, expected "
@@ -520,6 +524,25 @@ class SequenceReplay:
         replay = cls(**persistence.constructor_args(path))
         replay.load(path)
         return replay
+
+
+def _check_step_values(spec: ItemSpec, leaves: list[np.ndarray]) -> None:
+    """A chunk's steps hold what an adder writes: int32 actions >= 0, finite float32 rewards,
+    flags of the known bits with STORED set, finite states."""
+    from r2d2_state.replay.steps import STORED, TERMINATED, TRANSITION
+
+    for leaf_spec, leaf in zip(spec.leaves, leaves):
+        field = leaf_spec.path[0]
+        if field == "action" and (leaf.dtype != np.int32 or np.any(leaf < 0)):
+            raise ValueError(f"chunk actions must be int32 >= 0, got {leaf.dtype} {leaf[:5].tolist()!r}")
+        if field == "reward" and (leaf.dtype != np.float32 or not np.all(np.isfinite(leaf))):
+            raise ValueError(f"chunk rewards must be finite float32, got {leaf.dtype} {leaf[:5].tolist()!r}")
+        if field == "flags" and (leaf.dtype != np.uint8 or np.any(leaf & ~(TRANSITION | TERMINATED | STORED))
+                                 or np.any((leaf & STORED) == 0)):
+            raise ValueError(f"chunk flags must be uint8 of TRANSITION / TERMINATED / STORED (always set), "
+                             f"got {leaf.dtype} {leaf[:5].tolist()!r}")
+        if field == "state" and leaf.dtype.kind in "fc" and not np.all(np.isfinite(leaf)):
+            raise ValueError(f"chunk step state {leaf_spec.name!r} has NaN or inf values: expected finite values")
 
 
 def _unstacked(leaf, stack):

@@ -208,16 +208,76 @@ def test_adder_fuzz(step, allow):
     for _ in range(3):
         adder.add(**good)
     before, replay_before = adder_snapshot(adder), snapshot(replay)
+    inserted = replay.stats()["inserted"]
     try:
-        items = adder.add(**step)
+        emitted = adder.add(**step)
     except CLEAR_ERRORS as error:
         assert str(error)
         assert_adder_unchanged(before, adder)
         assert_unchanged(replay_before, replay)
         return
     # Accepted: what was stored is what the spec says, with finite states.
-    if items is not None:
+    assert replay.stats()["inserted"] == inserted + emitted
+    if emitted:
+        items = replay.get(np.arange(inserted, inserted + emitted))
         assert items["action"].dtype == np.int32 and (items["action"] >= 0).all()
         assert np.all(np.isfinite(items["reward"])) and np.all(np.isfinite(items["start_state"][0]))
         if not allow:
             assert np.all(np.isfinite(items["observation"]["x"]))
+
+
+@st.composite
+def chunk_edits(draw):
+    """A field of a good chunk replaced by a malformed value."""
+    field = draw(st.sampled_from(["observation", "action", "reward", "flags", "sequences", "start_state",
+                                  "first_id", "priorities"]))
+    if field == "first_id":
+        return field, draw(st.sampled_from([-1, 0, 3, 10**9]))
+    if field == "sequences":
+        kind = draw(st.sampled_from(["ids", "array"]))
+        if kind == "ids":
+            return field, draw(st.sampled_from([-2, -1, 0, 5, 10**6, 2**40]))
+        return field, draw(arrays())
+    return field, draw(arrays())
+
+
+@FUZZ
+@given(edit=chunk_edits(), draw_nan=st.booleans())
+def test_chunk_fuzz(edit, draw_nan):
+    """A malformed chunk (steps, step ids, start states, priorities, order) is one clear
+    error and leaves the step store, sequence index and sum tree as they were."""
+    geometry = dict(burn_in=1, trace_length=2, period=1, n_step=1)
+    adder = SequenceAdder(None, 2, **geometry)
+    replay = SequenceReplay(64, seed=0, capacity_steps=64)
+    good = dict(observation={"x": np.ones((2, 3), np.float32)}, action=np.array([0, 1]),
+                reward=np.array([0.5, -1.0], np.float32), terminated=np.array([False, True]),
+                truncated=np.zeros(2, bool), state=[np.ones((2, 4), np.float32)])
+    for _ in range(3):
+        adder.add(**good)
+    replay.add_chunk(adder.take_chunk())
+    for _ in range(3):
+        adder.add(**good)
+    chunk = adder.take_chunk()
+    field, value = edit
+    priorities = None
+    if field in ("observation", "action", "reward", "flags"):
+        chunk.steps[field] = {"x": value} if field == "observation" else value
+    elif field == "sequences":
+        chunk.sequences = value if not isinstance(value, int) else np.where(chunk.sequences >= 0, value, -1)
+    elif field == "start_state":
+        chunk.start_state = [value if draw_nan is False else np.full_like(chunk.start_state[0], np.nan)]
+    elif field == "first_id":
+        chunk.first_id = value
+    else:
+        priorities = value
+    before = snapshot(replay)
+    try:
+        keys = replay.add_chunk(chunk, priorities)
+    except CLEAR_ERRORS as error:
+        assert str(error)
+        assert_unchanged(before, replay)
+        return
+    assert keys.shape == (chunk.num_sequences,)
+    for key in keys[keys >= 0]:
+        item = replay.get(np.array([key]))
+        assert item["action"].dtype == np.int32 and np.all(np.isfinite(item["start_state"][0]))
