@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from r2d2_state.files import atomic_write
-from r2d2_state.replay.sampler import COUNTER_KEYS, PrioritizedSampler
+from r2d2_state.replay.sampler import COUNTER_KEYS, PrioritizedSampler, make_sampler
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.steps import SequenceLayout
 
@@ -318,8 +318,7 @@ def apply(replay: Any, loaded: Loaded) -> None:
     if loaded.mode is None:
         return
     if replay._sampler is None or replay._sampler.capacity != loaded.table_capacity:
-        replay._sampler = PrioritizedSampler(loaded.table_capacity, replay.priority_exponent,
-                                             replay.importance_exponent)
+        replay._sampler = make_sampler(loaded.table_capacity, replay.priority_exponent, replay.importance_exponent)
     sampler = replay._sampler
     priorities = np.zeros(sampler.capacity)
     alive = np.zeros(sampler.capacity, bool)

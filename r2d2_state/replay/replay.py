@@ -46,7 +46,7 @@ import numpy as np
 
 from r2d2_state.replay import persistence
 from r2d2_state.replay.items import ItemStore
-from r2d2_state.replay.sampler import PrioritizedSampler
+from r2d2_state.replay.sampler import PrioritizedSampler, make_sampler
 from r2d2_state.replay.sequences import SequenceIndex, frame_shape
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.steps import SequenceLayout, StepChunk, StepStore
@@ -111,7 +111,7 @@ class SequenceReplay:
                                       or value < 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         # Checks the exponents (and capacity) before anything is kept.
-        probe = PrioritizedSampler(capacity or capacity_steps, priority_exponent, importance_exponent, seed)
+        probe = make_sampler(capacity or capacity_steps, priority_exponent, importance_exponent, seed)
         self.capacity = None if capacity is None else int(capacity)
         self.capacity_steps = None if capacity_steps is None else int(capacity_steps)
         self.priority_exponent = probe.priority_exponent
@@ -253,8 +253,8 @@ class SequenceReplay:
             stored = ItemSpec(step_spec.skeleton["observation"],
                               tuple(leaf for leaf in step_spec.leaves if leaf.path[0] == "observation"))
             self._frame_stacks(layout, stored)  # raises for a stack of an unknown leaf
-        sampler = self._sampler or PrioritizedSampler(self._sequence_capacity(chunk), self.priority_exponent,
-                                                      self.importance_exponent, self._seed)
+        sampler = self._sampler or make_sampler(self._sequence_capacity(chunk), self.priority_exponent,
+                                                self.importance_exponent, self._seed)
         raw = None if priorities is None else sampler.check_priorities(priorities, k)
         return step_spec, step_leaves, count, ids.astype(np.int64, copy=False), state_spec, state_leaves, raw, \
             sampler

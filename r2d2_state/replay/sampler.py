@@ -22,7 +22,7 @@ import numpy as np
 
 from r2d2_state.replay.sum_tree import SumTree
 
-__all__ = ["PrioritizedSampler", "Draw", "COUNTER_KEYS"]
+__all__ = ["PrioritizedSampler", "UniformSampler", "make_sampler", "Draw", "COUNTER_KEYS"]
 
 COUNTER_KEYS = ("sampled_batches", "sampled_items", "priority_updates", "stale_updates_skipped")
 
@@ -217,6 +217,45 @@ class PrioritizedSampler:
         self.alive[:] = alive
         self.size = int(alive.sum())
         self.tree.set_all(self.priorities ** self.priority_exponent * alive)
+
+
+class UniformSampler(PrioritizedSampler):
+    """``priority_exponent`` 0: every live entry equally likely, importance weights 1.
+
+    Keys, priorities (kept for ``update_priorities`` and statistics) and eviction are the
+    prioritized sampler's; drawing is one ``rng.integers`` over the live slots, no sum tree.
+    """
+
+    def __init__(self, capacity: int, priority_exponent: float = 0.0, importance_exponent: float = 0.6,
+                 seed: int | None = None) -> None:
+        if priority_exponent != 0:
+            raise ValueError(f"UniformSampler samples with priority_exponent 0, got {priority_exponent!r}")
+        super().__init__(capacity, 0.0, importance_exponent, seed)
+
+    def sample(self, batch_size: int) -> Draw:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty SequenceReplay")
+        if batch_size > self.size:
+            raise ValueError(f"batch_size {batch_size} is larger than the {self.size} items held")
+        draws = self.rng.integers(0, self.size, int(batch_size))
+        if self.size == self.capacity or self.alive[: self.size].all():  # live slots 0 .. size - 1
+            slots = draws.astype(np.int64)
+        else:
+            slots = np.flatnonzero(self.alive)[draws]
+        last = self.next_key - 1
+        keys = last - (last - slots) % self.capacity
+        self.counters["sampled_batches"] += 1
+        self.counters["sampled_items"] += int(batch_size)
+        return Draw(keys, slots, np.ones(int(batch_size), np.float32), np.full(int(batch_size), 1.0 / self.size))
+
+
+def make_sampler(capacity: int, priority_exponent: float, importance_exponent: float,
+                 seed: int | None = None) -> PrioritizedSampler:
+    """A uniform sampler for priority_exponent 0, else the prioritized one."""
+    kind = UniformSampler if priority_exponent == 0 else PrioritizedSampler
+    return kind(capacity, priority_exponent, importance_exponent, seed)
 
 
 def _preview(array: np.ndarray) -> str:

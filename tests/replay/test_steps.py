@@ -241,3 +241,24 @@ def test_sequences_round_trip_through_save_and_load(tmp_path):
     other = SequenceReplay(40, capacity_steps=61)
     with pytest.raises(ValueError, match="capacity_steps"):
         other.load(path)
+
+
+def test_uniform_sampling_has_its_own_sampler_and_skips_retired_sequences():
+    from r2d2_state.replay.sampler import UniformSampler
+
+    replay = SequenceReplay(1_000, priority_exponent=0.0, capacity_steps=40, seed=0)
+    adder = SequenceAdder(replay, 2, burn_in=0, trace_length=2, period=1)
+    for t in range(60):
+        adder.add(np.full((2, 1), t, np.float32), np.ones(2, np.int64), np.ones(2), np.zeros(2, bool),
+                  np.zeros(2, bool), [np.zeros((2, 1), np.float32)])
+    assert isinstance(replay._sampler, UniformSampler) and replay.stats()["retired_sequences"] > 0
+    held = set(replay.keys().tolist())
+    counts = np.zeros(replay.stats()["inserted"])
+    for _ in range(200):
+        sample = replay.sample(8)
+        assert set(sample.keys.tolist()) <= held
+        np.testing.assert_array_equal(sample.weights, 1.0)
+        np.testing.assert_allclose(sample.probabilities, 1.0 / len(replay))
+        np.add.at(counts, sample.keys, 1)
+    frequencies = counts[sorted(held)] / counts.sum()
+    assert np.abs(frequencies - 1.0 / len(held)).max() < 4 * np.sqrt(1.0 / len(held) / 1600)
