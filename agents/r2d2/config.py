@@ -33,11 +33,16 @@ FLAT_NETWORK_FIELDS = ("mlp_units", "lstm_units", "head_units", "use_prev_action
 class ConfigMixin:
     """What the frozen config dataclasses share: checked ``replace``, dict/JSON round trip."""
 
+    _TYPE_CHECKED_BY_RANGE: tuple[str, ...] = ()
+    """Fields whose own range check already names a wrong type (and says more)."""
+
     def _check_types(self) -> None:
         """Fields annotated int, float, bool or str (or Optional of one) hold that type: a
         ValueError naming the field, before any range check compares a wrong type."""
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
+            if field.name in self._TYPE_CHECKED_BY_RANGE:
+                continue
             hint, value = hints[field.name], getattr(self, field.name)
             args = typing.get_args(hint)
             optional = type(None) in args
@@ -81,6 +86,8 @@ class ConfigMixin:
 
 @dataclasses.dataclass(frozen=True)
 class R2D2Config(ConfigMixin):
+    _TYPE_CHECKED_BY_RANGE = ("jit_compile",)
+
     # --- sequences
     burn_in: int = 40
     """Steps replayed without gradient to refresh the stored start state."""

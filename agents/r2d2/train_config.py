@@ -61,6 +61,7 @@ class ConfigurationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(ConfigMixin):
+    _TYPE_CHECKED_BY_RANGE = ("seed", "learner_steps_per_call", "tf_threads")
     # --- environment
     env_id: str = "r2d2_state/TMaze-v0"
     """Gymnasium id of any environment with a Discrete (or MultiDiscrete) action space; PACKAGE:ID imports PACKAGE first."""
