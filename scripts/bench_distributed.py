@@ -37,12 +37,7 @@ def _measure(backend: str, num_actors: int, seconds: float, preset: str) -> dict
             run_dir=os.path.join(tmp, "run"), time_budget_s=seconds, total_env_steps=10**9,
             eval_every=0, checkpoint_every=0, progress="none", backend=backend, num_actors=num_actors,
             stop_at_threshold=False)
-        if backend == "ray":
-            from agents.r2d2.ray_backend import RayTrainingLoop
-
-            loop = RayTrainingLoop(config)
-        else:
-            loop = TrainingLoop(config)
+        loop = TrainingLoop(config)
         started = time.perf_counter()
         result = loop.run()
         elapsed = time.perf_counter() - started

@@ -274,16 +274,9 @@ def _main(argv: list[str] | None, stage: list[str]) -> int:
 
     if args.ray_address is not None and config.backend != "ray":
         return _error("--ray-address needs --backend ray")
-    kwargs = dict(resume=bool(args.resume), checkpoint=args.checkpoint, process_start=PROCESS_START)
     try:
-        if config.backend == "ray":
-            try:
-                from agents.r2d2.ray_backend import RayTrainingLoop
-            except ImportError as error:
-                return _error(f"--backend ray needs Ray ({error}); pip install -e '.[ray]'")
-            loop = RayTrainingLoop(config, args.resume or None, ray_address=args.ray_address, **kwargs)
-        else:
-            loop = TrainingLoop(config, args.resume or None, **kwargs)
+        loop = TrainingLoop(config, args.resume or None, resume=bool(args.resume), checkpoint=args.checkpoint,
+                            process_start=PROCESS_START, ray_address=args.ray_address)
     except (CheckpointError, FileExistsError, ConfigurationError) as error:
         return _error(error)
     print(f"run dir: {loop.run_dir}", flush=True)

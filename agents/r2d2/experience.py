@@ -30,7 +30,8 @@ import numpy as np
 from agents.r2d2.acting import Acting
 from r2d2_state.replay import StepChunk
 
-__all__ = ["Chunk", "ExperienceSource", "LocalExperience", "SourceFailedError"]
+__all__ = ["Chunk", "ExperienceSource", "LocalExperience", "SourceFailedError", "frame_stacks", "make_source",
+           "open_environment"]
 
 
 class SourceFailedError(RuntimeError):
@@ -177,3 +178,72 @@ class LocalExperience:
         if self.envs is not None:
             self.envs.close()
             self.envs = None
+
+
+# ---------------------------------------------------------------------- the source for a config
+
+
+def open_environment(config: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The vector env a local actor steps (None for the Ray backend, whose actor processes
+    make their own: a one-env probe describes the environment and is closed at once), its
+    description and its record (``RUN_DIR/env.json``)."""
+    import envs
+
+    cfg = config
+    num_envs = 1 if cfg.backend == "ray" else cfg.r2d2.num_envs
+    vec = envs.make_vector_env(cfg.env_id, num_envs, seed=cfg.seed, **cfg.env_make_kwargs)
+    try:
+        description = envs.describe_env(vec)
+        record = envs.env_record(vec, cfg.env_id, cfg.env_packages, cfg.env_kwargs, cfg.env_actions)
+    except BaseException:
+        vec.close()
+        raise
+    if cfg.backend == "ray":
+        vec.close()
+        vec = None
+    return vec, description, record
+
+
+def frame_stacks(description: Any) -> tuple:
+    """The adder's frame stacks for an env description: each frame of a stacked observation
+    is stored once (``envs.EnvDescription.frame_stack``)."""
+    from r2d2_state.replay import FrameStack
+
+    if description.frame_stack is None:
+        return ()
+    size, padding = description.frame_stack
+    return (FrameStack("observation", size, axis=0, padding=padding),)
+
+
+def chunk_adder(config: Any, description: Any, num_envs: int) -> Any:
+    """The adder of an actor's chunks (no replay: the chunks go to the learner's)."""
+    from r2d2_state.replay import SequenceAdder
+
+    r = config.r2d2
+    # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
+    return SequenceAdder(None, num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
+                         store_states=r.staleness_period > 0, frame_stacks=frame_stacks(description))
+
+
+def make_source(config: Any, envs: Any, description: Any, env_info: dict[str, Any], network_config: Any,
+                learner: Any, *, log: Callable[[str], None] = print, ray_address: str | None = None) -> ExperienceSource:
+    """The experience source ``config.backend`` names: one actor on ``envs`` in this process
+    (:class:`LocalExperience`), or actor processes on Ray
+    (:class:`agents.r2d2.ray_backend.RayExperience`; ``ray_address`` as there)."""
+    r = config.r2d2
+    if config.backend == "ray":
+        from agents.r2d2.train_config import ConfigurationError
+
+        try:
+            from agents.r2d2.ray_backend import RayExperience
+        except ImportError as error:
+            raise ConfigurationError(f"--backend ray needs Ray ({error}); pip install -e '.[ray]'") from None
+        return RayExperience(config, description, env_info, learner.get_weights,
+                             lambda: int(learner.num_steps.numpy()), ray_address=ray_address, log=log)
+    from agents.r2d2.actor import R2D2Actor
+    from agents.r2d2.config import actor_epsilons
+
+    actor = R2D2Actor(network_config, r.num_envs, actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha),
+                      seed=config.seed, backend=r.actor_backend)
+    return LocalExperience(envs, description, env_info, actor, chunk_adder(config, description, r.num_envs),
+                           learner.get_weights, r.actor_update_period)

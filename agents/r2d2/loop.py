@@ -49,7 +49,7 @@ import numpy as np
 
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager, check_config_matches_checkpoint
 from agents.r2d2.counters import Counters
-from agents.r2d2.experience import Chunk, ExperienceSource, LocalExperience, SourceFailedError
+from agents.r2d2.experience import Chunk, ExperienceSource, SourceFailedError, make_source, open_environment
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.schedule import Schedule
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
@@ -92,17 +92,6 @@ class LoopResult:
     """The signal number that stopped the run (``stopped_by == "signal"``), else None."""
     nothing_to_do: str | None = None
     """Why a resumed run trained nothing and wrote nothing (its budget was met already), else None."""
-
-
-def frame_stacks(description: Any) -> tuple:
-    """The adder's frame stacks for an env description: each frame of a stacked observation
-    is stored once (``envs.EnvDescription.frame_stack``)."""
-    from r2d2_state.replay import FrameStack
-
-    if description.frame_stack is None:
-        return ()
-    size, padding = description.frame_stack
-    return (FrameStack("observation", size, axis=0, padding=padding),)
 
 
 def replay_steps(config: TrainConfig) -> int | None:
@@ -154,6 +143,9 @@ class TrainingLoop:
         inserted and counted.
       on_learner_step: called after every learner step with its metrics (``loss``,
         ``mean_abs_td``, ``mean_q``, ``grad_norm``, ``staleness/...`` when measured).
+      ray_address: with ``config.backend == "ray"``: the Ray cluster to join (None: start a
+        local one); the backend's experience source comes from
+        :func:`agents.r2d2.experience.make_source`.
 
     The constructor checks and builds; it writes nothing. It checks the run directory (a
     new run refuses one holding another run's config.json or checkpoints: FileExistsError;
@@ -169,7 +161,8 @@ class TrainingLoop:
                  checkpoint: str | None = None, process_start: float | None = None,
                  on_eval: Callable[[dict[str, Any]], bool] | None = None,
                  on_insert: Callable[[Chunk], None] | None = None,
-                 on_learner_step: Callable[[dict[str, float]], None] | None = None) -> None:
+                 on_learner_step: Callable[[dict[str, float]], None] | None = None,
+                 ray_address: str | None = None) -> None:
         import keras
 
         from agents.r2d2.evaluation import network_config_for
@@ -203,7 +196,7 @@ class TrainingLoop:
         r = config.r2d2
         keras.utils.set_random_seed(config.seed)
         try:
-            self._env, self.description, env_info = self._open_environment()
+            self._env, self.description, env_info = open_environment(config)
         except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
             self.close()
             raise ConfigurationError(
@@ -214,7 +207,9 @@ class TrainingLoop:
             self.tf_pools = configure_tf_threads(config.tf_threads, self.network_config, self.notes, xla=r.xla)
             self.tf_threads = self.tf_pools[0]
             self.learner = R2D2Learner(r, self.network_config)
-            self.source = self._make_source(env_info)
+            self.source = make_source(config, self._env, self.description, env_info, self.network_config,
+                                      self.learner, log=lambda line: self.logger.message(line),
+                                      ray_address=ray_address)
             self._env = None
         except (ValueError, TypeError) as error:
             self.close()
@@ -250,35 +245,6 @@ class TrainingLoop:
         # Everything checked; run() writes to disk and launches the actors.
 
     # ------------------------------------------------------------------ the experience source
-
-    def _open_environment(self) -> tuple[Any, Any, dict[str, Any]]:
-        """The vector env the local actor steps, its description and its record."""
-        import envs
-
-        cfg = self.config
-        vec = envs.make_vector_env(cfg.env_id, cfg.r2d2.num_envs, seed=cfg.seed, **cfg.env_make_kwargs)
-        try:
-            return vec, envs.describe_env(vec), envs.env_record(vec, cfg.env_id, cfg.env_packages, cfg.env_kwargs,
-                                                                         cfg.env_actions)
-        except BaseException:
-            vec.close()
-            raise
-
-    def _make_source(self, env_info: dict[str, Any]) -> ExperienceSource:
-        """One actor with per-env epsilons on the vector env, and an adder."""
-        from agents.r2d2.actor import R2D2Actor
-        from agents.r2d2.config import actor_epsilons
-        from r2d2_state.replay import SequenceAdder
-
-        cfg, r = self.config, self.config.r2d2
-        actor = R2D2Actor(self.network_config, r.num_envs,
-                          actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha), seed=cfg.seed,
-                          backend=r.actor_backend)
-        # Per-step states are kept only for the staleness diagnostic (they cost L x state bytes).
-        adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
-                              store_states=r.staleness_period > 0, frame_stacks=frame_stacks(self.description))
-        return LocalExperience(self._env, self.description, env_info, actor, adder, self.learner.get_weights,
-                               r.actor_update_period)
 
     # ------------------------------------------------------------------ start-up checks
 

@@ -58,11 +58,10 @@ import numpy as np
 
 from agents.r2d2 import limiter
 from agents.r2d2.experience import Chunk, SourceFailedError
-from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
 from r2d2_state.replay import StepChunk
 
-__all__ = ["ActorWorker", "RayExperience", "RayTrainingLoop", "worker_epsilons", "error_buffer"]
+__all__ = ["ActorWorker", "RayExperience", "worker_epsilons", "error_buffer"]
 
 # A worker unavailable (restarting) for longer than this ends the run like a failed one.
 _MAX_OUTAGE_S = 300.0
@@ -113,7 +112,7 @@ class ActorWorker:
         from agents.r2d2.evaluation import network_config_for
         from agents.r2d2.acting import Acting
         from r2d2_state.networks import build_q_network
-        from r2d2_state.replay import SequenceAdder, SequenceReplay
+        from r2d2_state.replay import SequenceReplay
 
         cfg = TrainConfig.from_dict(config)
         r = cfg.r2d2
@@ -129,11 +128,9 @@ class ActorWorker:
                                backend=r.actor_backend)
         # The stateless twin unrolls whole emitted sequences from their start states.
         self.twin = build_q_network(self.network_config, stateful=False, name="priority_twin")
-        from agents.r2d2.loop import frame_stacks
+        from agents.r2d2.experience import chunk_adder
 
-        self.adder = SequenceAdder(None, r.num_envs, r.burn_in, r.trace_length, r.sequence_period, r.n_step,
-                                   store_states=r.staleness_period > 0,
-                                   frame_stacks=frame_stacks(envs.describe_env(self.envs)))
+        self.adder = chunk_adder(cfg, envs.describe_env(self.envs), r.num_envs)
         # The chunk's sequences, read back for their priorities: a replay of a few chunks.
         self._chunk_steps = r.actor_update_period
         per_chunk = r.num_envs * r.actor_update_period
@@ -418,55 +415,6 @@ class RayExperience:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
-
-
-class RayTrainingLoop(TrainingLoop):
-    """:class:`TrainingLoop` with :class:`RayExperience` as its experience source.
-
-    ``ray_address``: see :class:`RayExperience`. Learner, replay, checkpoints, logging,
-    evaluation and the run loop are the same as in the single-process loop.
-    """
-
-    worker_class: type | None = None
-    """The actor process class (None: :class:`ActorWorker`, looked up when the actors launch)."""
-
-    def __init__(self, config: TrainConfig, run_dir: str | None = None, *, ray_address: str | None = None,
-                 **kwargs: Any) -> None:
-        self._ray_address = ray_address
-        super().__init__(config, run_dir, **kwargs)
-
-    def _open_environment(self) -> tuple[Any, Any, dict[str, Any]]:
-        """A one-env probe for the spaces and env.json, closed at once: the workers act."""
-        import envs
-
-        cfg = self.config
-        probe = envs.make_vector_env(cfg.env_id, 1, seed=cfg.seed, **cfg.env_make_kwargs)
-        try:
-            return None, envs.describe_env(probe), envs.env_record(probe, cfg.env_id, cfg.env_packages,
-                                                                   cfg.env_kwargs, cfg.env_actions)
-        finally:
-            probe.close()
-
-    def _make_source(self, env_info: dict[str, Any]) -> RayExperience:
-        source = RayExperience(self.config, self.description, env_info, self.learner.get_weights,
-                               lambda: int(self.learner.num_steps.numpy()), ray_address=self._ray_address,
-                               worker_class=self.worker_class, log=lambda line: self.logger.message(line))
-        return source
-
-    @property
-    def workers(self) -> list[Any]:
-        """The worker actor handles."""
-        return self.source.workers
-
-    @property
-    def chunks_per_worker(self) -> list[int]:
-        """Chunks delivered by each worker."""
-        return self.source.chunks_per_worker
-
-    @property
-    def restarts_per_worker(self) -> list[int]:
-        """Failures seen of each worker."""
-        return self.source.restarts_per_worker
 
 
 def _error_summary(error: BaseException) -> str:

@@ -67,7 +67,7 @@ def _smoke(tmp_path, name: str = "run", **changes) -> TrainConfig:
 
 def test_ray_that_cannot_start_is_one_error_and_writes_nothing(tmp_path, monkeypatch):
     """Starting or joining Ray is checked before anything is written to the run directory."""
-    from agents.r2d2.ray_backend import RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
     from agents.r2d2.train_config import ConfigurationError
 
     def refuse(*args, **kwargs):
@@ -77,7 +77,7 @@ def test_ray_that_cannot_start_is_one_error_and_writes_nothing(tmp_path, monkeyp
     monkeypatch.setattr(ray, "init", refuse)
     config = _smoke(tmp_path)
     with pytest.raises(ConfigurationError, match="cannot join Ray at '127.0.0.1:1'.*no cluster here"):
-        RayTrainingLoop(config, ray_address="127.0.0.1:1")
+        TrainingLoop(config, ray_address="127.0.0.1:1")
     assert not os.path.exists(config.run_dir) or os.listdir(config.run_dir) == []
 
 
@@ -135,7 +135,7 @@ def test_worker_priorities_equal_the_learners_at_equal_weights(start_state):
 
 
 def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_cluster):
-    from agents.r2d2.ray_backend import RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
 
     config = _smoke(tmp_path, total_env_steps=60_000, log_every=40)  # a safety cap: SIGINT below ends the run
     config = config.replace(r2d2=config.r2d2.replace(replay_capacity=20_000))
@@ -145,14 +145,14 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
         if "before" not in seen and loop.counters.inserted_sequences >= 100 and loop.learner.num_steps.numpy() > 0:
             seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
                               "learner_steps": int(loop.learner.num_steps.numpy()),
-                              "chunks0": loop.chunks_per_worker[0]}
-            os.kill(ray.get(loop.workers[0].pid.remote()), signal.SIGKILL)  # run() launched the workers
-        elif "before" in seen and loop.chunks_per_worker[0] >= seen["before"]["chunks0"] + 3 \
+                              "chunks0": loop.source.chunks_per_worker[0]}
+            os.kill(ray.get(loop.source.workers[0].pid.remote()), signal.SIGKILL)  # run() launched the workers
+        elif "before" in seen and loop.source.chunks_per_worker[0] >= seen["before"]["chunks0"] + 3 \
                 and "stopped" not in seen:
             seen["stopped"] = True
             os.kill(os.getpid(), signal.SIGINT)  # handled by the loop: checkpoint and return
 
-    loop = RayTrainingLoop(config, on_insert=insert)
+    loop = TrainingLoop(config, on_insert=insert)
     result = loop.run()
     before = seen["before"]
     assert result.stopped_by == "signal", result
@@ -160,7 +160,7 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
     assert loop.replay.stats()["inserted"] > before["inserted"]
     assert len(loop.replay) >= before["size"]  # capacity > run: nothing inserted was dropped
     assert result.learner_steps > before["learner_steps"]
-    assert loop.chunks_per_worker[0] >= before["chunks0"] + 3  # the restarted process delivers again
+    assert loop.source.chunks_per_worker[0] >= before["chunks0"] + 3  # the restarted process delivers again
     from agents.r2d2.run_logger import read_metrics
 
     rows = read_metrics(os.path.join(result.run_dir, "metrics.csv"))
@@ -171,7 +171,8 @@ def test_ray_mode_builds_no_driver_side_env_actor_or_adder(tmp_path, ray_cluster
     """The driver only probes the environment (one env, closed at once); the workers act."""
     import envs
     from agents.r2d2.actor import R2D2Actor
-    from agents.r2d2.ray_backend import RayExperience, RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.ray_backend import RayExperience
     from r2d2_state.replay import SequenceAdder
 
     made, closed, built = [], [], []
@@ -189,26 +190,26 @@ def test_ray_mode_builds_no_driver_side_env_actor_or_adder(tmp_path, ray_cluster
         init = cls.__init__
         monkeypatch.setattr(cls, "__init__", lambda self, *a, _init=init, _cls=cls, **k: (
             built.append(_cls.__name__), _init(self, *a, **k))[1])
-    loop = RayTrainingLoop(_smoke(tmp_path))
+    loop = TrainingLoop(_smoke(tmp_path))
     try:
         assert made == [1] and closed == [1], (made, closed)
         assert built == [], f"the driver built {built}"
-        assert isinstance(loop.source, RayExperience) and loop.workers == []  # launched by run()
+        assert isinstance(loop.source, RayExperience) and loop.source.workers == []  # launched by run()
         assert loop.source.env_info["num_actions"] == loop.network_config.num_actions
         assert not os.path.exists(loop.run_dir)  # the constructor writes nothing
         loop.source.launch(0)
-        assert len(loop.workers) == 2 and built == []
+        assert len(loop.source.workers) == 2 and built == []
     finally:
         loop.close()
 
 
 def test_checkpoint_and_resume_with_ray_backend(tmp_path, ray_cluster):
-    from agents.r2d2.ray_backend import RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
 
     config = _smoke(tmp_path, total_env_steps=800)
-    first = RayTrainingLoop(config).run()
+    first = TrainingLoop(config).run()
     assert first.stopped_by == "env_steps" and first.learner_steps > 0
-    resumed_loop = RayTrainingLoop(config.replace(total_env_steps=1_600), resume=True)
+    resumed_loop = TrainingLoop(config.replace(total_env_steps=1_600), resume=True)
     assert resumed_loop.counters.env_steps == first.env_steps
     assert int(resumed_loop.learner.num_steps.numpy()) == first.learner_steps
     size_at_resume = len(resumed_loop.replay)
@@ -222,12 +223,12 @@ def test_checkpoint_and_resume_with_ray_backend(tmp_path, ray_cluster):
 def test_default_preset_learns_short_tmaze_with_two_ray_actors(tmp_path, ray_cluster):
     """As test_default_preset_learns_short_tmaze (tests/agents/test_loop.py), on Ray."""
     from agents.r2d2.evaluation import evaluate_weights
-    from agents.r2d2.ray_backend import RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
 
     config = get_preset("tmaze").replace(
         env_kwargs={"corridor_length": 3, "max_steps": 14}, progress="none", run_dir=str(tmp_path / "run"),
         time_budget_s=150.0, solve_threshold=0.9, backend="ray", num_actors=2)
-    loop = RayTrainingLoop(config)
+    loop = TrainingLoop(config)
     result = loop.run()
     final, _ = evaluate_weights(config, loop.learner.get_weights(), episodes=100, num_envs=20)
     assert final.mean > 0.5, (result, final.summary())
@@ -237,7 +238,8 @@ def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cl
     from agents.r2d2 import ray_backend
     from agents.r2d2.checkpoint import CheckpointManager
     from agents.r2d2.loop import RunFailedError
-    from agents.r2d2.ray_backend import ActorWorker, RayTrainingLoop
+    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.ray_backend import ActorWorker
 
     class BrokenWorker(ActorWorker):
         def __init__(self, config, actor_index, num_actors, seed=None):
@@ -247,10 +249,10 @@ def test_a_worker_that_always_fails_ends_the_run_with_its_error(tmp_path, ray_cl
 
     monkeypatch.setattr(ray_backend, "ActorWorker", BrokenWorker)
     config = _smoke(tmp_path, total_env_steps=4_000, max_actor_restarts=2)
-    loop = RayTrainingLoop(config)
+    loop = TrainingLoop(config)
     with pytest.raises(RunFailedError, match=r"actor 1 failed 3 times \(max_actor_restarts=2.*broken actor 1"):
         loop.run()
-    assert loop.restarts_per_worker == [0, 3]
+    assert loop.source.restarts_per_worker == [0, 3]
     assert loop.counters.env_steps < config.total_env_steps  # ended by the failure, not the budget
     CheckpointManager(loop.run_dir).verify()  # what the driver held was checkpointed
 
