@@ -135,8 +135,12 @@ def _tensors(inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
 
 def burn_in_and_unroll(core: StatefulCore | StatelessCore, inputs: Mapping[str, Any],
                        start_state: Any | None, burn_in: int, *,
-                       tape: tf.GradientTape | None = None, training: bool = False) -> tf.Tensor:
+                       tape: tf.GradientTape | None = None, training: bool = False, all_valid: bool = False,
+                       trained: int | None = None) -> Any:
     """Restore ``start_state``, run ``burn_in`` steps without gradient, unroll the rest.
+
+    The one burn-in and unroll: the learner (online and target networks), the actors'
+    initial priorities and the staleness diagnostic all call it.
 
     Args:
       core: a :class:`StatefulCore` or :class:`StatelessCore`.
@@ -145,17 +149,31 @@ def burn_in_and_unroll(core: StatefulCore | StatelessCore, inputs: Mapping[str, 
         for the zero state (the ``zero`` start strategy).
       burn_in: number of leading steps to run without gradient (0 allowed).
       tape: the active ``GradientTape``, if any: burn-in is not recorded on it.
+      training: the unroll after the burn-in runs in training mode.
+      all_valid: after the burn-in, every step counts as valid and the LSTMs take their
+        unmasked loop. True for replayed R2D2 sequences: their front padding lies inside the
+        burn-in, and what follows an episode's final observation is never used.
+      trained: only this many steps after the burn-in are unrolled with ``training`` and
+        recorded on ``tape``; the rest (the n-step tail) without gradient.
 
     Returns:
-      Q-values ``[B, L - burn_in, A]`` for the steps after the burn-in.
+      Q-values ``[B, L - burn_in, A]`` for the steps after the burn-in; with ``trained``,
+      ``(q_trained [B, trained, A], q_tail [B, L - burn_in - trained, A])``.
     """
     if burn_in < 0:
         raise ValueError(f"burn_in must be >= 0, got {burn_in!r}")
     length = inputs["valid"].shape[1]
     if length is not None and burn_in >= length:
         raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence ({length} steps)")
+    no_gradient = tape.stop_recording if tape is not None else contextlib.nullcontext
     core.begin(start_state)
     if burn_in:
-        with (tape.stop_recording() if tape is not None else contextlib.nullcontext()):
+        with no_gradient():
             core.unroll(time_slice(inputs, 0, burn_in), training=False)
-    return core.unroll(time_slice(inputs, burn_in, None), training=training)
+    rest = dict(inputs, valid=tf.ones_like(inputs["valid"])) if all_valid else inputs
+    if trained is None:
+        return core.unroll(time_slice(rest, burn_in, None), training=training, all_valid=all_valid)
+    q = core.unroll(time_slice(rest, burn_in, burn_in + trained), training=training, all_valid=all_valid)
+    with no_gradient():
+        tail = core.unroll(time_slice(rest, burn_in + trained, None), all_valid=all_valid)
+    return q, tail

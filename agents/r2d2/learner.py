@@ -291,26 +291,14 @@ class R2D2Learner:
         start = batch["start_state"] if cfg.start_state == "stored" else None
         inputs = {k: batch[k] for k in NETWORK_INPUTS}
 
-        # Front padding lies inside the burn-in (the adder pads at most burn_in steps) and
-        # the outputs after an episode's final observation are never used, so everything
-        # after the burn-in may run as all-valid: the LSTMs then take their unmasked loop,
-        # and with all_valid=True only that loop is traced (no masked branch, no tf.cond).
-        plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
-        online, target = self._online_core, self._target_core
-        # Target first: its unroll does not depend on the online network's.
-        target.begin(start)
-        if burn:
-            target.unroll(time_slice(inputs, 0, burn))
-        q_target = target.unroll(time_slice(plain, burn, None), all_valid=True)
+        # Target first: its unroll does not depend on the online network's. After the burn-in
+        # every step runs as valid (burn_in_and_unroll's all_valid): the LSTMs' unmasked loop.
+        q_target = burn_in_and_unroll(self._target_core, inputs, start, burn, all_valid=True)
         with tf.GradientTape() as tape:
             # Online: burn-in and the n-step tail are not recorded; only the trace is trained.
+            q_trace, q_tail = burn_in_and_unroll(self._online_core, inputs, start, burn, tape=tape, training=True,
+                                                 all_valid=True, trained=trace)
             with tape.stop_recording():
-                online.begin(start)
-                if burn:
-                    online.unroll(time_slice(inputs, 0, burn))
-            q_trace = online.unroll(time_slice(plain, burn, burn + trace), training=True, all_valid=True)
-            with tape.stop_recording():
-                q_tail = online.unroll(time_slice(plain, burn + trace, None), all_valid=True)
                 # The targets' argmax needs no gradient; the gradient reaches q_trace directly
                 # (a concat and slice on its path cost ~3% of the step).
                 q_online = tf.concat([tf.stop_gradient(q_trace), q_tail], axis=1)  # [B, trace + n, A]

@@ -200,22 +200,15 @@ class ActorWorker:
 
 def _priority_function(twin: Any, r: Any) -> Any:
     """``fn(batch, start=None) -> priorities [k]`` unrolling the stateless ``twin`` network."""
-    import tensorflow as tf
-
     from r2d2_state import losses
-    from r2d2_state.burn_in import NETWORK_INPUTS, StatelessCore, time_slice
+    from r2d2_state.burn_in import NETWORK_INPUTS, StatelessCore, burn_in_and_unroll
 
     burn, trace = r.burn_in, r.trace_length
     core = StatelessCore(twin)
 
     def priorities(batch: dict[str, Any], start: Any = None) -> Any:
-        inputs = {k: batch[k] for k in NETWORK_INPUTS}
-        # As in the learner: after the burn-in everything may run as all-valid.
-        plain = dict(inputs, valid=tf.ones_like(inputs["valid"]))
-        core.begin(start)
-        if burn:
-            core.unroll(time_slice(inputs, 0, burn))
-        q = core.unroll(time_slice(plain, burn, None))  # [k, trace + n, A]
+        q = burn_in_and_unroll(core, {k: batch[k] for k in NETWORK_INPUTS}, start, burn,
+                               all_valid=True)  # [k, trace + n, A], as in the learner
         # The learner's function with this one network as online and target network.
         return losses.loss_and_priorities(
             q, q, batch["action"], batch["reward"], batch["discount"], batch["mask"],
