@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from agents.r2d2.quiet import import_tensorflow_quietly  # noqa: E402
+from agents.r2d2.tf_runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
 

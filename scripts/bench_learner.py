@@ -207,7 +207,7 @@ def _configs(units: int):
 def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "auto") -> dict[str, float]:
     """The learner steps, in this (fresh) process; ``pools`` "auto": TensorFlow's thread
     pools as training sizes them (``TrainConfig.tf_threads`` 0), "default": TensorFlow's."""
-    from agents.r2d2.loop import configure_tf_threads
+    from agents.r2d2.tf_runtime import configure_tf_threads
 
     config, network_config = _configs(units)
     intra, inter = configure_tf_threads(0, network_config, xla=config.xla) if pools == "auto" else (0, 0)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, root)
     if args._part:
-        from agents.r2d2.quiet import import_tensorflow_quietly
+        from agents.r2d2.tf_runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
         part, units = args._part[0], int(args._part[1])

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from agents.r2d2.quiet import import_tensorflow_quietly
+    from agents.r2d2.tf_runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
 

@@ -449,7 +449,7 @@ def _progress(agent: str, record: dict[str, Any]) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     if args.agent == "ours":
-        from agents.r2d2.quiet import import_tensorflow_quietly
+        from agents.r2d2.tf_runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
     task = _task(args.task, args.eval_every, args.max_env_steps)

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from agents.r2d2.quiet import import_tensorflow_quietly  # noqa: E402
+from agents.r2d2.tf_runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
 

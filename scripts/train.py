@@ -46,7 +46,7 @@ import os  # noqa: E402
 from typing import Annotated, Literal, Optional  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from agents.r2d2.quiet import import_tensorflow_quietly, quiet_tensorflow  # noqa: E402
+from agents.r2d2.tf_runtime import import_tensorflow_quietly, quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 

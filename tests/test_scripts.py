@@ -531,7 +531,7 @@ def test_resume_refuses_flags_outside_budget_and_output(finished_run, tmp_path, 
 @pytest.mark.slow
 def test_a_short_run_prints_no_cuda_probe_noise(tmp_path):
     """TensorFlow's CPU-only start-up lines (before its logging starts) are filtered out of stderr."""
-    from agents.r2d2.quiet import NOISE
+    from agents.r2d2.tf_runtime import NOISE
 
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user starts it
     result = subprocess.run([sys.executable, TRAIN, "--preset", "smoke", "--total_env_steps", "100", "--log_every", "50",
@@ -672,7 +672,7 @@ def test_importing_the_project_in_a_users_script_quiets_tensorflows_start_up(lev
     """Issue 26.12: the README's own example printed TensorFlow's CUDA probe (an E-level
     'failed call to cuInit' on a CPU machine) when the project imported TensorFlow; a user
     who asks for TensorFlow's info lines (TF_CPP_MIN_LOG_LEVEL 0) still gets them."""
-    from agents.r2d2.quiet import NOISE
+    from agents.r2d2.tf_runtime import NOISE
 
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     if level is not None:
@@ -697,7 +697,7 @@ def test_a_ray_run_piped_prints_no_tensorflow_start_up_colour_codes_or_auth_noti
     """Issue 26.12: Ray workers printed TensorFlow's start-up lines again, with ANSI colour
     codes when piped, and Ray a token-authentication notice."""
     pytest.importorskip("ray")
-    from agents.r2d2.quiet import NOISE
+    from agents.r2d2.tf_runtime import NOISE
 
     env = {k: v for k, v in ENV.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "RAY_COLOR_PREFIX")}
     result = subprocess.run([sys.executable, *_smoke_args(str(tmp_path / "run"), "--backend", "ray", "--num-actors",

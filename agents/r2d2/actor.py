@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from agents.r2d2.config import ACTOR_BACKENDS
-from agents.r2d2.graph_call import flat_caller
+from agents.r2d2.tf_runtime import flat_caller
 from agents.r2d2.numpy_step import NumpyQStep, numpy_step_unsupported
 from r2d2_state.autoreset import NextStepAutoreset
 from r2d2_state.networks import QNetworkConfig, build_q_network

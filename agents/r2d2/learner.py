@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from agents.r2d2.config import R2D2Config
-from agents.r2d2.graph_call import flat_caller
+from agents.r2d2.tf_runtime import flat_caller
 from agents.r2d2.optimizer import FusedAdam
 from r2d2_state import losses
 from r2d2_state.burn_in import NETWORK_INPUTS, StatefulCore, StatelessCore, burn_in_and_unroll, time_slice

@@ -52,6 +52,7 @@ from agents.r2d2.counters import Counters
 from agents.r2d2.experience import Chunk, ExperienceSource, SourceFailedError, make_source, open_environment
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.schedule import Schedule
+from agents.r2d2.tf_runtime import configure_tf_threads
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
 from r2d2_state.files import atomic_write_text
 from r2d2_state.replay import per_batch_weights
@@ -672,53 +673,3 @@ def sequence_longer_than_episodes(burn_in: int, trace_length: int, max_episode_s
             f"sequence, but {env_id}'s episodes end by {max_episode_steps:,d} steps (max_episode_steps): every "
             f"sequence is mostly padding, and the learner unrolls all {length:,d} steps of each; keep burn_in + "
             f"trace_length <= {max_episode_steps:,d}")
-
-
-OP_PARALLEL_MAX_UNITS = 128
-"""Widest LSTM layer for which ``tf_threads`` auto runs one thread per op, two ops at once."""
-
-
-def configure_tf_threads(requested: int, network_config: Any, notes: list[str] | None = None, *,
-                         xla: bool = False) -> tuple[int, int]:
-    """Set TensorFlow's intra- and inter-op thread pools for this process; returns the
-    pools in effect, ``(intra, inter)`` (0: TensorFlow's default).
-
-    ``requested`` N > 0: N threads in both pools. 0 (auto): one thread within an op and two
-    ops at once (``(1, 2)``) for networks whose widest LSTM has at most
-    ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA;
-    TensorFlow's default otherwise. Such a learner step is two independent recurrences
-    (online and target network) of small ops: each on its own core beats splitting every op
-    over both. ``python scripts/bench_threads.py --threads 0 1 1x2`` on 2 idle cores
-    (``docs/learner.md``, "Threads"), learner step time against the default pools: T-maze
-    preset 0.78x, CartPole 0.75x, MiniGrid 0.85x, batch 64 x 125 at LSTM 64 0.89x; at LSTM
-    256 1.28x and at 512 2.0x (there a matmul needs both cores). Beside another busy
-    process (T-maze 0.74x, LSTM 64 0.85x) it degrades like one thread does, not like a pool.
-
-    TensorFlow fixes its pools when it runs its first op; if that happened before this call
-    with other sizes, the pools stay as they are and, for an explicit request, ``notes``
-    gets a line saying so.
-    """
-    import tensorflow as tf
-
-    from r2d2_state.networks import NATURE_MIN_SIZE
-
-    threading = tf.config.threading
-    frame = network_config.image_shape or (network_config.observation_shape if network_config.is_image else None)
-    large_images = frame is not None and min(frame[:2]) >= NATURE_MIN_SIZE
-    narrow = max(network_config.lstm_units) <= OP_PARALLEL_MAX_UNITS
-    if requested > 0:
-        pools = (requested, requested)
-    else:
-        pools = (1, 2) if narrow and not large_images and not xla else (0, 0)
-    if pools == (0, 0):
-        return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
-    try:
-        threading.set_intra_op_parallelism_threads(pools[0])
-        threading.set_inter_op_parallelism_threads(pools[1])
-    except RuntimeError:
-        current = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
-        if requested > 0 and notes is not None:
-            notes.append(f"tf_threads={requested} not applied: TensorFlow ran before the run started and keeps "
-                         f"its thread pools ({current[0] or 'its default'} threads)")
-        return current
-    return pools

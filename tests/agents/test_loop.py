@@ -192,7 +192,7 @@ def test_tf_threads_set_before_tensorflow_starts(tmp_path, requested, expected):
 def test_tf_threads_after_tensorflow_started_keeps_the_pools_and_says_so(tmp_path):
     import tensorflow as tf
 
-    from agents.r2d2.loop import configure_tf_threads
+    from agents.r2d2.tf_runtime import configure_tf_threads
     from r2d2_state.network_config import QNetworkConfig
 
     tf.constant(1.0) + 1.0  # TensorFlow is running: its pools are fixed
@@ -224,7 +224,7 @@ def test_learner_steps_per_call_validation(value):
 def test_tf_threads_auto_runs_narrow_lstms_one_thread_per_op_two_ops_at_once(monkeypatch, shape, units, xla, expected):
     import tensorflow as tf
 
-    from agents.r2d2.loop import configure_tf_threads
+    from agents.r2d2.tf_runtime import configure_tf_threads
     from r2d2_state.network_config import QNetworkConfig
 
     calls: list[tuple[str, int]] = []

@@ -1,4 +1,11 @@
-"""Quiet TensorFlow's start-up on a machine without a GPU.
+"""The TensorFlow runtime of a training process: a quiet start-up, thread pools, direct graph calls.
+
+- :func:`quiet_tensorflow` / :func:`import_tensorflow_quietly`: TensorFlow without the
+  CUDA-probe lines a CPU-only machine prints (below);
+- :func:`configure_tf_threads`: the intra- and inter-op thread pools for the network's size;
+- :func:`flat_caller`: a traced graph called without ``tf.function``'s per-call argument binding.
+
+Quiet TensorFlow's start-up on a machine without a GPU.
 
 TensorFlow 2.21 prints its CUDA probe on every start of a CPU-only machine, before its
 logging is initialised (so ``TF_CPP_MIN_LOG_LEVEL`` does not reach these lines)::
@@ -26,9 +33,10 @@ import importlib.util
 import os
 import sys
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["NOISE", "quiet_tensorflow", "import_tensorflow_quietly", "install_quiet_tensorflow_import"]
+__all__ = ["NOISE", "OP_PARALLEL_MAX_UNITS", "configure_tf_threads", "flat_caller", "import_tensorflow_quietly",
+           "install_quiet_tensorflow_import", "quiet_tensorflow"]
 
 NOISE = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -141,3 +149,67 @@ def install_quiet_tensorflow_import() -> None:
         return
     if not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def flat_caller(concrete: Any) -> Callable[..., Any]:
+    """A caller of a traced graph whose arguments are already tensors of its signature.
+
+    ``ConcreteFunction._call_flat`` skips re-binding and type-checking the arguments
+    (~50 us per call for the actor's step, ~0.25 ms for the learner's); it is not public API, so
+    the public call is the fallback when it is missing.
+    """
+    call_flat = getattr(concrete, "_call_flat", None)
+    captured = getattr(concrete, "captured_inputs", None)
+    if call_flat is None or captured is None:
+        return concrete
+    return lambda *args: call_flat(list(args), captured)
+
+
+OP_PARALLEL_MAX_UNITS = 128
+"""Widest LSTM layer for which ``tf_threads`` auto runs one thread per op, two ops at once."""
+
+
+def configure_tf_threads(requested: int, network_config: Any, notes: list[str] | None = None, *,
+                         xla: bool = False) -> tuple[int, int]:
+    """Set TensorFlow's intra- and inter-op thread pools for this process; returns the
+    pools in effect, ``(intra, inter)`` (0: TensorFlow's default).
+
+    ``requested`` N > 0: N threads in both pools. 0 (auto): one thread within an op and two
+    ops at once (``(1, 2)``) for networks whose widest LSTM has at most
+    ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA;
+    TensorFlow's default otherwise. Such a learner step is two independent recurrences
+    (online and target network) of small ops: each on its own core beats splitting every op
+    over both. ``python scripts/bench_threads.py --threads 0 1 1x2`` on 2 idle cores
+    (``docs/learner.md``, "Threads"), learner step time against the default pools: T-maze
+    preset 0.78x, CartPole 0.75x, MiniGrid 0.85x, batch 64 x 125 at LSTM 64 0.89x; at LSTM
+    256 1.28x and at 512 2.0x (there a matmul needs both cores). Beside another busy
+    process (T-maze 0.74x, LSTM 64 0.85x) it degrades like one thread does, not like a pool.
+
+    TensorFlow fixes its pools when it runs its first op; if that happened before this call
+    with other sizes, the pools stay as they are and, for an explicit request, ``notes``
+    gets a line saying so.
+    """
+    import tensorflow as tf
+
+    from r2d2_state.networks import NATURE_MIN_SIZE
+
+    threading = tf.config.threading
+    frame = network_config.image_shape or (network_config.observation_shape if network_config.is_image else None)
+    large_images = frame is not None and min(frame[:2]) >= NATURE_MIN_SIZE
+    narrow = max(network_config.lstm_units) <= OP_PARALLEL_MAX_UNITS
+    if requested > 0:
+        pools = (requested, requested)
+    else:
+        pools = (1, 2) if narrow and not large_images and not xla else (0, 0)
+    if pools == (0, 0):
+        return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
+    try:
+        threading.set_intra_op_parallelism_threads(pools[0])
+        threading.set_inter_op_parallelism_threads(pools[1])
+    except RuntimeError:
+        current = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
+        if requested > 0 and notes is not None:
+            notes.append(f"tf_threads={requested} not applied: TensorFlow ran before the run started and keeps "
+                         f"its thread pools ({current[0] or 'its default'} threads)")
+        return current
+    return pools
