@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -51,13 +50,13 @@ from agents.r2d2.checkpoint import CheckpointError, CheckpointManager, check_con
 from agents.r2d2.counters import Counters
 from agents.r2d2.experience import Chunk, ExperienceSource, SourceFailedError, make_source, open_environment
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
+from agents.r2d2.run_dir import check_fresh, check_metrics_readable, check_writable, default_run_dir, write_run_files
 from agents.r2d2.schedule import Schedule
 from agents.r2d2.tf_runtime import configure_tf_threads
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
-from r2d2_state.files import atomic_write_text
 from r2d2_state.replay import per_batch_weights
 
-__all__ = ["LoopResult", "RunFailedError", "TrainingLoop", "default_run_dir"]
+__all__ = ["LoopResult", "RunFailedError", "TrainingLoop"]
 
 STOP_REASONS = ("env_steps", "time_budget", "solved", "signal", "on_eval")
 
@@ -109,11 +108,6 @@ def replay_steps(config: TrainConfig) -> int | None:
     return steps + steps // 8  # each env's partly filled block of the store (r2d2_state.replay.steps)
 
 
-def default_run_dir(config: TrainConfig, root: str = "runs") -> str:
-    name = config.env_id.split(":")[-1].split("/")[-1].lower()  # PACKAGE:NS/Name-v0 -> name-v0
-    return os.path.join(root, f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
 class TrainingLoop:
     """One training run: an experience source, the replay, the learner, logging, checkpoints.
 
@@ -127,7 +121,7 @@ class TrainingLoop:
 
     Args:
       config: the resolved training config (written to ``RUN_DIR/config.json``).
-      run_dir: output directory; default ``config.run_dir`` or :func:`default_run_dir`.
+      run_dir: output directory; default ``config.run_dir`` or :func:`agents.r2d2.run_dir.default_run_dir`.
       resume: restore the run's latest checkpoint (or ``checkpoint``) first; raises
         :class:`CheckpointError` if it is missing or corrupt (never trains from scratch),
         :class:`ConfigurationError` if ``config`` differs from the checkpoint's in a field
@@ -185,13 +179,13 @@ class TrainingLoop:
         self.notes: list[str] = []  # what the start-up found or changed on disk, printed when the run starts
 
         # 1. Check the run directory and the checkpoint (reading only).
-        self._check_run_dir_writable()
+        check_writable(self.run_dir)
         if resume:
             checkpoint_path, _ = self.checkpoints.verify(checkpoint)  # never trains from scratch instead
             self._check_resume_config(self.checkpoints.read_state(checkpoint_path), checkpoint_path)
-            self._check_metrics_readable()
+            check_metrics_readable(self.run_dir)
         else:
-            self._check_fresh_run_dir()
+            check_fresh(self.run_dir, self.checkpoints)
 
         # 2. Build and check environment, networks, source, replay (nothing written yet).
         r = config.r2d2
@@ -249,54 +243,10 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ start-up checks
 
-    def _check_run_dir_writable(self) -> None:
-        """The run directory must be a directory this process can create and write
-        (ConfigurationError naming ``run_dir`` otherwise; nothing is created here)."""
-        path = self.run_dir
-        existing = path
-        while not os.path.lexists(existing):
-            parent = os.path.dirname(existing)
-            if parent == existing:
-                break
-            existing = parent
-        if not os.path.isdir(existing):
-            what = "is" if existing == path else f"would be under {existing!r}, which is"
-            raise ConfigurationError(f"run_dir {path!r} {what} a file, not a directory: pick another --run_dir")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            what = "is not writable" if existing == path else f"cannot be created: {existing!r} is not writable"
-            raise ConfigurationError(f"run_dir {path!r} {what} by this user: pick another --run_dir")
-        if existing == path:
-            for name in ("checkpoints", "metrics.csv", "tb"):
-                inner = os.path.join(path, name)
-                if os.path.lexists(inner) and not os.access(inner, os.W_OK | (os.X_OK if os.path.isdir(inner) else 0)):
-                    raise ConfigurationError(f"run_dir {path!r}: {inner!r} is not writable by this user")
-
-    def _check_fresh_run_dir(self) -> None:
-        """A new run needs a directory without another run's config or checkpoints."""
-        config_path = os.path.join(self.run_dir, "config.json")
-        if os.path.exists(config_path):
-            raise FileExistsError(f"{self.run_dir!r} already holds a run (config.json exists): "
-                                  "resume it with --resume, or pick another --run_dir")
-        names = self.checkpoints.names()
-        if names or os.path.lexists(os.path.join(self.checkpoints.directory, "latest")):
-            raise FileExistsError(
-                f"{self.run_dir!r} holds checkpoints of another run ({names or 'a latest pointer'}) but no "
-                "config.json: a new run there would mix with them. Pick another --run_dir, or move "
-                f"{self.checkpoints.directory!r} away")
-
     def _check_resume_config(self, state: dict[str, Any], checkpoint_path: str) -> None:
         """The run's config.json (plus budget overrides) must match what the checkpoint trained."""
         check_config_matches_checkpoint(self.config, state, checkpoint_path,
                                         os.path.join(self.run_dir, "config.json"))
-
-    def _check_metrics_readable(self) -> None:
-        from agents.r2d2.run_logger import read_metrics
-
-        try:
-            read_metrics(os.path.join(self.run_dir, "metrics.csv"))
-        except ValueError as error:
-            raise ConfigurationError(f"{error}; move it away to resume (it is rewritten from the checkpoint's "
-                                     "step on)") from None
 
     def _write_run_dir(self) -> None:
         """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back.
@@ -304,19 +254,7 @@ class TrainingLoop:
         Raises:
           ConfigurationError: the run directory cannot be written (e.g. no permission).
         """
-        try:
-            self._write_run_dir_files()
-        except OSError as error:
-            raise ConfigurationError(f"cannot write the run directory {self.run_dir!r} "
-                                     f"({type(error).__name__}: {error}): pick another --run_dir") from error
-
-    def _write_run_dir_files(self) -> None:
-        cfg = self.config
-        os.makedirs(self.run_dir, exist_ok=True)
-        atomic_write_text(os.path.join(self.run_dir, "config.json"),
-                          json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        # What evaluate.py checks when it rebuilds the env: id, packages, conversion.
-        atomic_write_text(os.path.join(self.run_dir, "env.json"), json.dumps(self.source.env_info, indent=2))
+        write_run_files(self.run_dir, self.config, self.source.env_info)
         if self.resumed_from is None:
             return
         target, moved = self.checkpoints.supersede_newer_than(self.resumed_from)
