@@ -28,7 +28,7 @@ import numpy as np
 from agents.r2d2.acting import Acting
 from r2d2_state.files import atomic_write, atomic_write_text
 
-__all__ = ["EvalResult", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
+__all__ = ["EvalResult", "Evaluator", "run_episodes", "evaluate_run", "plot_learning_curve", "network_config_for"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,36 @@ def run_episodes(actor: Any, vec_env: Any, episodes: int, seed: int | None = Non
     else:
         raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
     return returns, lengths
+
+
+class Evaluator:
+    """The periodic evaluation of a training run: greedy (``eval_epsilon``) episodes on
+    ``eval_num_envs`` envs of its own, with the weights it is given.
+
+    ``evaluator(weights, env_steps)`` returns the returns of ``eval_episodes`` episodes; the
+    envs reset from a seed derived from the run's seed and ``env_steps``, so an evaluation is
+    the same whenever it is repeated at the same point.
+    """
+
+    def __init__(self, config: Any, network_config: Any) -> None:
+        import envs
+        from agents.r2d2.actor import R2D2Actor
+
+        self.config = config
+        self.envs = envs.make_vector_env(config.env_id, config.eval_num_envs, **config.env_make_kwargs)
+        self.actor = R2D2Actor(network_config, config.eval_num_envs, config.r2d2.eval_epsilon, seed=config.seed + 1,
+                               backend=config.r2d2.actor_backend)
+
+    def __call__(self, weights: list[np.ndarray], env_steps: int) -> list[float]:
+        self.actor.set_weights(weights)
+        seed = int(np.random.SeedSequence([self.config.seed, 7, env_steps]).generate_state(1)[0] % 2**31)
+        returns, _ = run_episodes(self.actor, self.envs, self.config.eval_episodes, seed=seed)
+        return returns
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
 
 
 def _render_first(vec_env: Any) -> np.ndarray | None:

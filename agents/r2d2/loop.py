@@ -174,8 +174,7 @@ class TrainingLoop:
         self.checkpoints = CheckpointManager(self.run_dir, keep=config.keep_checkpoints)
         self.source: ExperienceSource | None = None
         self._env: Any = None  # the local vector env until the source owns it
-        self._eval_actor = None
-        self._eval_envs = None
+        self._evaluator = None  # made at the first evaluation
         self.notes: list[str] = []  # what the start-up found or changed on disk, printed when the run starts
 
         # 1. Check the run directory and the checkpoint (reading only).
@@ -386,7 +385,7 @@ class TrainingLoop:
 
     def close(self) -> None:
         """Release the envs and the actors (idempotent)."""
-        for part in (getattr(self, "source", None), getattr(self, "_env", None), getattr(self, "_eval_envs", None)):
+        for part in (getattr(self, "source", None), getattr(self, "_env", None), getattr(self, "_evaluator", None)):
             if part is not None:
                 part.close()
         self._env = None
@@ -566,22 +565,15 @@ class TrainingLoop:
 
     def _evaluate(self) -> dict[str, Any]:
         """Greedy (eval_epsilon) episodes with the learner's current weights."""
-        import envs
-        from agents.r2d2.actor import R2D2Actor
-        from agents.r2d2.evaluation import run_episodes
+        from agents.r2d2.evaluation import Evaluator
 
-        cfg = self.config
-        if self._eval_actor is None:
-            self._eval_envs = envs.make_vector_env(cfg.env_id, cfg.eval_num_envs, **cfg.env_make_kwargs)
-            self._eval_actor = R2D2Actor(self.network_config, cfg.eval_num_envs, cfg.r2d2.eval_epsilon,
-                                         seed=cfg.seed + 1, backend=cfg.r2d2.actor_backend)
-        self._eval_actor.set_weights(self.learner.get_weights())
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.config, self.network_config)
         c = self.counters
-        seed = int(np.random.SeedSequence([cfg.seed, 7, c.env_steps]).generate_state(1)[0] % 2**31)
         # wall_time_s was updated just before this evaluation; earlier ones are subtracted.
         train_time_s = c.wall_time_s - c.eval_time_s
         started = time.perf_counter()
-        returns, _ = run_episodes(self._eval_actor, self._eval_envs, cfg.eval_episodes, seed=seed)
+        returns = self._evaluator(self.learner.get_weights(), c.env_steps)
         c.eval_time_s += time.perf_counter() - started
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.last_eval = {"env_steps": c.env_steps, "mean": mean, "std": std, "episodes": len(returns),
