@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,bench,ray,minigrid,atari]"
+	$(BIN)/python -m pip install -q -e ".[test,bench,ray,minigrid,atari,wandb]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -90,3 +90,16 @@ def test_every_phony_make_target_exists_and_bench_runs_real_scripts():
     assert "scripts/bench_learning.py" in scripts and len(scripts) >= 3, targets["bench"]
     for script in scripts:
         assert (ROOT / script).is_file(), f"make bench runs missing {script}"
+
+
+def test_make_installs_the_wandb_extra_and_ci_has_it():
+    """The tracking tests skip without wandb: make test installs it, so CI runs them."""
+    import importlib.util
+    import os
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    extras = re.search(r'pip install -q -e "\.\[([^\]]*)\]"', (root / "Makefile").read_text(encoding="utf-8"))
+    assert extras and "wandb" in extras.group(1).split(","), extras
+    if os.environ.get("CI") == "true":
+        assert importlib.util.find_spec("wandb") is not None
