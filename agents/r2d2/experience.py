@@ -57,8 +57,6 @@ class Chunk:
     """Returns of the episodes that finished, in order."""
     episode_lengths: list[int]
     """Their lengths (transitions)."""
-    source_index: int = 0
-    """Which actor made it (the Ray worker's index; 0 for the local actor)."""
 
     @property
     def num_sequences(self) -> int:

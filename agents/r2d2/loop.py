@@ -58,8 +58,6 @@ from r2d2_state.replay import per_batch_weights
 
 __all__ = ["LoopResult", "RunFailedError", "TrainingLoop"]
 
-STOP_REASONS = ("env_steps", "time_budget", "solved", "signal", "on_eval")
-
 
 class RunFailedError(RuntimeError):
     """Training cannot go on (e.g. a Ray actor failed more than max_actor_restarts times).

@@ -376,7 +376,7 @@ class RayExperience:
             self.shipped_bytes += int(out.get("bytes", 0))
             chunks.append(Chunk(out["steps"], out["priorities"], int(out["env_steps"]),
                                 int(out["env_steps"]) // self.config.r2d2.num_envs,
-                                list(out["episode_returns"]), list(out["episode_lengths"]), index))
+                                list(out["episode_returns"]), list(out["episode_lengths"])))
         return chunks
 
     def learner_stepped(self, steps: int) -> None:
