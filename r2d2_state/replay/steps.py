@@ -184,7 +184,7 @@ class StepStore:
         self.records: np.ndarray | None = None  # the small leaves, one record per step
         self.packed: frozenset[int] = frozenset()  # leaves that are fields of ``records``
         self.head = 0  # the end of the last block handed out
-        self.block = 64  # ids per block (smaller for small stores: see allocate)
+        self.block = 64  # ids per block at most (smaller for small stores: see ids_for)
         self._lanes: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # writer -> each env's next id, block end
         self.written = 0  # steps written
 
@@ -194,7 +194,6 @@ class StepStore:
         step's fields costs one cache line, not one per field; large ones (frames) stand alone.
         np.zeros maps pages lazily: capacity nobody wrote yet costs no memory."""
         self.spec = spec
-        self.block = 64
         rows = self.capacity + 1
         small = [i for i, leaf in enumerate(spec.leaves)
                  if int(np.prod(leaf.shape, dtype=np.int64)) * leaf.dtype.itemsize <= _PACKED_LEAF_BYTES]
