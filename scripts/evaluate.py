@@ -53,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = cli.parse(EvaluateArgs, sys.argv[1:] if argv is None else list(argv), description=__doc__)
     except ConfigurationError as error:
-        return _error(error)
+        return cli.error_exit(error)
     if args.episodes < 1:
-        return _error(f"--episodes must be >= 1, got {args.episodes!r}")
+        return cli.error_exit(f"--episodes must be >= 1, got {args.episodes!r}")
     if not 0.0 <= args.epsilon <= 1.0:
-        return _error(f"--epsilon must be in [0, 1], got {args.epsilon!r}")
+        return cli.error_exit(f"--epsilon must be in [0, 1], got {args.epsilon!r}")
     if args.num_envs < 1:
-        return _error(f"--num-envs must be >= 1, got {args.num_envs!r}")
+        return cli.error_exit(f"--num-envs must be >= 1, got {args.num_envs!r}")
 
     import_tensorflow_quietly()  # before anything imports TensorFlow: no CUDA-probe noise
     from agents.r2d2.checkpoint import CheckpointError
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluate_run(args.run_dir, episodes=args.episodes, epsilon=args.epsilon, num_envs=args.num_envs,
                            checkpoint=args.checkpoint, video=args.video, seed=args.seed)
     except (CheckpointError, FileNotFoundError, ConfigurationError) as error:
-        return _error(error)
+        return cli.error_exit(error)
     print(f"{out['env_id']} checkpoint {out['checkpoint']} ({out['env_steps']:,d} env steps): {out['summary']}")
     if out["solve_threshold"] is not None:
         print(f"solve threshold {out['solve_threshold']:g}: {'solved' if out['solved'] else 'not solved'}")
@@ -78,11 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"eval json: {out['eval_json']}\n{out['learning_curve_message']}")
     return 0
 
-
-def _error(message: object) -> int:
-    """Configuration errors: one line on stderr, exit status 2 (no usage text, no traceback)."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = cli.parse(ExportArgs, sys.argv[1:] if argv is None else list(argv), description=__doc__)
     except ConfigurationError as error:
-        return _error(error)
+        return cli.error_exit(error)
     import_tensorflow_quietly()
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.export import export_saved_model
@@ -56,16 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         policy = R2D2Policy.load(args.run_dir, checkpoint=args.checkpoint)
         path = export_saved_model(policy, args.out_dir, overwrite=args.overwrite)
     except (CheckpointError, FileNotFoundError, FileExistsError, ConfigurationError, ValueError) as error:
-        return _error(error)
+        return cli.error_exit(error)
     print(f"exported {policy.config.env_id} checkpoint {policy.checkpoint} to {path} "
           f"(endpoints serve, step; inputs in {os.path.join(path, 'policy.json')})")
     return 0
 
-
-def _error(message: object) -> int:
-    """One line on stderr, exit status 2 (no usage text, no traceback)."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -228,11 +228,6 @@ def stop_line(result, config: TrainConfig, argv: list[str]) -> str:
     return line
 
 
-def _error(message: object) -> int:
-    """Configuration and environment errors: one line on stderr, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
 
 def main(argv: list[str] | None = None) -> int:
     """Train (and evaluate); returns the exit status: 0, 1 (the run failed), 2 (a bad flag,
@@ -253,7 +248,7 @@ def _main(argv: list[str] | None, stage: list[str]) -> int:
     try:
         args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
     except ValueError as error:  # ConfigurationError, or a config value out of range
-        return _error(error)
+        return cli.error_exit(error)
     argv = sys.argv[1:] if argv is None else list(argv)
     note = dropped_preset_env_settings(argv)
     if args.print_config:
@@ -266,26 +261,26 @@ def _main(argv: list[str] | None, stage: list[str]) -> int:
     try:  # an unknown id or a missing package: one line, before anything is written
         envs.resolve_env_id(config.env_id, config.env_packages)
     except ValueError as error:
-        return _error(error)
+        return cli.error_exit(error)
 
     import_tensorflow_quietly()  # before anything imports TensorFlow: no CUDA-probe noise
     from agents.r2d2.checkpoint import CheckpointError
     from agents.r2d2.loop import RunFailedError, TrainingLoop
 
     if args.ray_address is not None and config.backend != "ray":
-        return _error("--ray-address needs --backend ray")
+        return cli.error_exit("--ray-address needs --backend ray")
     try:
         loop = TrainingLoop(config, args.resume or None, resume=bool(args.resume), checkpoint=args.checkpoint,
                             process_start=PROCESS_START, ray_address=args.ray_address)
     except (CheckpointError, FileExistsError, ConfigurationError) as error:
-        return _error(error)
+        return cli.error_exit(error)
     print(f"run dir: {loop.run_dir}", flush=True)
     if note:  # after the start succeeded: a failed start stays one error line
         print(note, file=sys.stderr, flush=True)
     try:
         result = loop.run()
     except ConfigurationError as error:  # the run directory could not be written: nothing was trained
-        return _error(error)
+        return cli.error_exit(error)
     except RunFailedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

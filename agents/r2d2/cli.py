@@ -28,6 +28,7 @@ import dataclasses
 import io
 import json
 import re
+import sys
 import types
 import typing
 from typing import Any, Sequence, TypeVar
@@ -39,7 +40,7 @@ from agents.r2d2.config import FLAT_NETWORK_FIELDS
 from agents.r2d2.train_config import ConfigurationError
 from r2d2_state.network_config import ENV_FIELDS, QNetworkConfig
 
-__all__ = ["REGISTRY", "parse", "given_fields", "parse_bool"]
+__all__ = ["REGISTRY", "parse", "given_fields", "parse_bool", "error_exit"]
 
 T = TypeVar("T")
 
@@ -270,3 +271,10 @@ def _dotted_fields(cls: type, prefix: str = "") -> set[str]:
         else:
             out.add(f"{prefix}{field.name}")
     return out
+
+
+def error_exit(message: object) -> int:
+    """The scripts' bad input: one ``error:`` line on stderr, exit status 2 (no usage text,
+    no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2

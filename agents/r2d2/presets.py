@@ -155,8 +155,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 10_000,
         "checkpoint_every": 250_000,
         "r2d2": {
-            # The paper's 4M observations take ~29 GB stored once: 1M (~7.3 GB) leaves the
-            # learner room on a 24 GB machine; the table holds every sequence of those steps.
+            # The paper's 4M observations, even stored once, leave the learner no room on a
+            # 24 GB machine (docs/presets.md); the table holds every sequence of 1M steps.
             "replay_capacity_steps": 1_000_000, "replay_capacity": 51_024,
         },
     },

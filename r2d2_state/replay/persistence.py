@@ -313,7 +313,6 @@ def apply(replay: Any, loaded: Loaded) -> None:
     on file content; the caller holds the replay's lock."""
     from r2d2_state.replay.items import ItemStore
     from r2d2_state.replay.sequences import SequenceIndex
-    from r2d2_state.replay.steps import StepChunk, StepStore  # noqa: F401
 
     if loaded.mode is None:
         return

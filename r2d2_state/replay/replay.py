@@ -47,7 +47,7 @@ import numpy as np
 from r2d2_state.replay import persistence
 from r2d2_state.replay.items import ItemStore
 from r2d2_state.replay.sampler import PrioritizedSampler, make_sampler
-from r2d2_state.replay.sequences import SequenceIndex, frame_shape
+from r2d2_state.replay.sequences import SequenceIndex
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.steps import SequenceLayout, StepChunk, StepStore
 

@@ -132,14 +132,18 @@ class PrioritizedSampler:
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self, batch_size: int) -> Draw:
-        """Draw ``batch_size`` live entries with replacement (ValueError if impossible)."""
+    def _check_batch(self, batch_size: Any) -> None:
+        """ValueError unless ``batch_size`` entries can be drawn (with replacement)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if self.size == 0:
             raise ValueError("cannot sample from an empty SequenceReplay")
         if batch_size > self.size:
             raise ValueError(f"batch_size {batch_size} is larger than the {self.size} items held")
+
+    def sample(self, batch_size: int) -> Draw:
+        """Draw ``batch_size`` live entries with replacement (ValueError if impossible)."""
+        self._check_batch(batch_size)
         total = self.tree.total
         if not total > 0.0:
             raise ValueError("every stored priority is zero (alpha > 0): nothing to sample")
@@ -233,12 +237,7 @@ class UniformSampler(PrioritizedSampler):
         super().__init__(capacity, 0.0, importance_exponent, seed)
 
     def sample(self, batch_size: int) -> Draw:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if self.size == 0:
-            raise ValueError("cannot sample from an empty SequenceReplay")
-        if batch_size > self.size:
-            raise ValueError(f"batch_size {batch_size} is larger than the {self.size} items held")
+        self._check_batch(batch_size)
         draws = self.rng.integers(0, self.size, int(batch_size))
         if self.size == self.capacity or self.alive[: self.size].all():  # live slots 0 .. size - 1
             slots = draws.astype(np.int64)

@@ -23,7 +23,6 @@ import heapq
 from typing import Any
 
 import numpy as np
-import tree
 
 from r2d2_state.replay.pool import BufferPool
 from r2d2_state.replay.spec import ItemSpec

@@ -265,10 +265,6 @@ class StepStore:
             return None
         return np.take(self.records, rows, axis=0, mode="clip")
 
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of store ids (any shape); -1 reads the zero row."""
-        return np.where(ids >= 0, ids % self.capacity, self.capacity)
-
     def nbytes(self) -> int:
         return int(sum(array.nbytes for array in self._owned))
 
