@@ -144,8 +144,10 @@ def atari_like_frames(count: int, seed: int) -> np.ndarray:
     return frames
 
 
-def make_replay(case: Case, capacity_steps: int, seed: int) -> tuple[SequenceReplay, SequenceAdder]:
-    replay = SequenceReplay(capacity_steps=capacity_steps, priority_exponent=0.9, importance_exponent=0.6, seed=seed)
+def make_replay(case: Case, capacity_steps: int, seed: int,
+                compression: str | None = None) -> tuple[SequenceReplay, SequenceAdder]:
+    replay = SequenceReplay(capacity_steps=capacity_steps, priority_exponent=0.9, importance_exponent=0.6, seed=seed,
+                            compression=compression)
     stacks = [FrameStack("observation", case.stack)] if case.stack else []
     adder = SequenceAdder(replay, NUM_ENVS, case.burn_in, case.trace_length, case.period, case.n_step,
                           frame_stacks=stacks)
@@ -294,11 +296,11 @@ def run_case(case: Case, frames: np.ndarray, cpprb, quick: bool, seed: int) -> d
     return result
 
 
-def bytes_per_step(stack: int, frames: np.ndarray, steps: int, seed: int) -> dict:
+def bytes_per_step(stack: int, frames: np.ndarray, steps: int, seed: int, compression: str | None = None) -> dict:
     """Stored bytes per env step at the R2D2 Atari shape, full and in steady state."""
     case = Case("r2d2_atari", 0, (84, 84), 512, 0, stack=stack, burn_in=40, trace_length=80, n_step=5)
     stream = Stream(case, frames, seed)
-    replay, adder = make_replay(case, steps, seed)
+    replay, adder = make_replay(case, steps, seed, compression)
     fill(replay, adder, stream, steps + 4 * case.length * NUM_ENVS)
     stats = replay.stats()
     sample_s = timed(lambda: replay.sample(BATCH), 10)
@@ -310,9 +312,9 @@ def bytes_per_step(stack: int, frames: np.ndarray, steps: int, seed: int) -> dic
     return out
 
 
-def paper_scale(steps: int, frames_path: str, seed: int) -> dict:
-    """1M (or ``steps``) Atari steps, single frames, LSTM 512, period 40, filled then sampled,
-    in a process of its own: its peak resident memory."""
+def paper_scale(steps: int, frames_path: str, seed: int, compression: str | None = None) -> dict:
+    """``steps`` Atari steps, single frames, LSTM 512, period 40, filled then sampled, in a
+    process of its own: its peak resident memory."""
     code = (
         "import json, resource, sys, time, numpy as np\n"
         f"sys.path[:0] = [{os.path.dirname(os.path.abspath(__file__))!r}, "
@@ -320,7 +322,7 @@ def paper_scale(steps: int, frames_path: str, seed: int) -> dict:
         "import bench_replay as b\n"
         f"frames = np.load({frames_path!r})\n"
         "case = b.Case('paper', 0, (84, 84), 512, 0, burn_in=40, trace_length=80, n_step=5)\n"
-        f"replay, adder = b.make_replay(case, {steps}, {seed})\n"
+        f"replay, adder = b.make_replay(case, {steps}, {seed}, {compression!r})\n"
         f"stream = b.Stream(case, frames, {seed})\n"
         "start = time.perf_counter()\n"
         f"b.fill(replay, adder, stream, {steps} + 4 * case.length * b.NUM_ENVS)\n"
@@ -346,8 +348,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and smaller replays (a smoke run)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the samplers")
-    parser.add_argument("--paper-scale", action="store_true", help="also fill and sample 1M Atari steps")
-    parser.add_argument("--paper-steps", type=int, default=1_000_000, help="steps of the --paper-scale replay")
+    parser.add_argument("--paper-scale", action="store_true",
+                        help="also fill and sample 1M Atari steps raw, and the paper's 4M compressed")
+    parser.add_argument("--paper-steps", type=int, default=1_000_000, help="steps of the raw --paper-scale replay")
+    parser.add_argument("--paper-steps-lz4", type=int, default=4_000_000,
+                        help="steps of the compressed --paper-scale replay")
     parser.add_argument("--reverb-python", default=None,
                         help="the Reverb peer venv's python (default: $REVERB_PEER_PYTHON or .reverb-venv/bin/python)")
     parser.add_argument("--reverb-steps", type=int, default=1_000_000, help="env steps Reverb is filled with")
@@ -377,6 +382,15 @@ def main() -> None:
     stack4 = bytes_per_step(4, frames, shape_steps, args.seed)
     print(f"R2D2 Atari shape (L 125, period 40, LSTM 512), {shape_steps} steps: single frames {single}, "
           f"4-frame stacks {stack4}")
+    try:
+        import cramjam  # noqa: F401 - the codec of compression="lz4"
+    except ImportError:
+        single_lz4 = stack4_lz4 = None
+        print("cramjam is not installed (pip install -e '.[atari]'): the compressed figures are skipped")
+    else:
+        single_lz4 = bytes_per_step(0, frames, shape_steps, args.seed, "lz4")
+        stack4_lz4 = bytes_per_step(4, frames, shape_steps, args.seed, "lz4")
+        print(f"  compressed (lz4): single frames {single_lz4}, 4-frame stacks {stack4_lz4}")
 
     small, atari, atari4 = results["small"], results["atari"], results["atari_stack4"]
     summary = {
@@ -397,6 +411,18 @@ def main() -> None:
         "adder_and_insert_ms_per_vector_step_atari_stack4": round(
             atari4["adder_and_insert_ms_per_vector_step_ours"], 4),
     }
+    if single_lz4 is not None:
+        summary.update({
+            "stored_bytes_per_env_step_over_frame_atari_lz4": round(single_lz4["bytes_per_env_step"] / FRAME_BYTES, 4),
+            "stored_bytes_per_env_step_over_frame_atari_stack4_lz4": round(
+                stack4_lz4["bytes_per_env_step"] / FRAME_BYTES, 4),
+            "stored_bytes_per_env_step_atari_lz4": round(single_lz4["bytes_per_env_step"], 1),
+            "step_store_bytes_per_env_step_atari_lz4": round(single_lz4["step_store_bytes"] / shape_steps, 1),
+            "sequence_index_bytes_per_env_step_atari": round(single_lz4["sequence_index_bytes"] / shape_steps, 1),
+            "sample_ms_r2d2_atari_shape_lz4": round(single_lz4["sample_ms"], 3),
+            "sample_ms_r2d2_atari_shape_stack4": round(stack4["sample_ms"], 3),
+            "sample_ms_r2d2_atari_shape_stack4_lz4": round(stack4_lz4["sample_ms"], 3),
+        })
     if cpprb is not None:
         summary.update({
             "sample_update_ms_cpprb_small": round(small["sample_update_ms_cpprb"], 4),
@@ -425,16 +451,26 @@ def main() -> None:
             summary["bytes_per_env_step_vs_reverb"] = round(single["bytes_per_env_step"] / peer[bytes_key], 3)
             if summary["reverb_sample_ms"]:
                 summary["sample_vs_reverb"] = round(summary["reverb_sample_ms"] / single["sample_ms"], 3)
+            if single_lz4 is not None:
+                summary["bytes_per_env_step_vs_reverb_lz4"] = round(single_lz4["bytes_per_env_step"] / peer[bytes_key], 3)
+                if summary["reverb_sample_ms"]:
+                    summary["sample_vs_reverb_lz4"] = round(summary["reverb_sample_ms"] / single_lz4["sample_ms"], 3)
             summary["reverb"] = peer
     if args.paper_scale:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "frames.npy")
             np.save(path, frames)
             paper = paper_scale(args.paper_steps, path, args.seed)
+            paper_lz4 = paper_scale(args.paper_steps_lz4, path, args.seed, "lz4") if single_lz4 is not None else None
         summary["paper_scale"] = paper
+        if paper_lz4 is not None:
+            summary["paper_scale_lz4"] = paper_lz4
+            summary["paper_scale_lz4_peak_rss_gb"] = round(paper_lz4["peak_rss_bytes"] / 1e9, 3)
         summary["paper_scale_peak_rss_gb"] = round(paper["peak_rss_bytes"] / 1e9, 3)
         summary["paper_scale_peak_rss_over_frames"] = round(paper["peak_rss_bytes"] / (args.paper_steps * FRAME_BYTES), 3)
         summary["paper_4m_steps_gb"] = round(4_000_000 * single["bytes_per_env_step"] / 1e9, 1)
+        if single_lz4 is not None:
+            summary["paper_4m_steps_gb_lz4"] = round(4_000_000 * single_lz4["bytes_per_env_step"] / 1e9, 2)
     summary["peak_rss_gb_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3)
     print(json.dumps(summary))
 

@@ -105,6 +105,8 @@ class R2D2Config(ConfigMixin):
     """Sequences held by the replay (FIFO eviction)."""
     replay_capacity_steps: int | None = None
     """Env steps held by the replay, each stored once (the paper's unit: 4M); a sequence is retired when one of its steps is overwritten. None: enough steps for the last replay_capacity sequences."""
+    replay_compression: str | None = None
+    """"lz4": the replay keeps large observations (frames) as one LZ4 block per step, decompressed when sampled (needs cramjam: the [atari] extra); None: stored raw."""
     priority_exponent: float = 0.9
     """alpha: sampling probability proportional to priority ** alpha."""
     importance_exponent: float = 0.6
@@ -170,6 +172,7 @@ class R2D2Config(ConfigMixin):
             (self.replay_capacity >= 1, "replay_capacity", ">= 1"),
             (self.replay_capacity_steps is None or self.replay_capacity_steps >= 1, "replay_capacity_steps",
              ">= 1 or None"),
+            (self.replay_compression in (None, "lz4"), "replay_compression", "'lz4' or None"),
             (self.priority_exponent >= 0.0, "priority_exponent", ">= 0"),
             (self.importance_exponent >= 0.0, "importance_exponent", ">= 0"),
             (0.0 <= self.priority_eta <= 1.0, "priority_eta", "in [0, 1]"),

@@ -214,7 +214,8 @@ class TrainingLoop:
         if sequence_note:
             self.notes.append(sequence_note)
         self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
-                                     seed=config.seed, capacity_steps=replay_steps(config))
+                                     seed=config.seed, capacity_steps=replay_steps(config),
+                                     compression=r.replay_compression)
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
                                 title=f"R2D2 {config.env_id}")
 

@@ -12,7 +12,8 @@ Layout of the file (a zip of ``.npy`` arrays, readable with ``numpy.load`` and n
 - items: ``rows`` uint8 [held, row_bytes], the packed items of those slots.
 - sequences: ``ids`` int64 [held, width] (their step ids), ``state_<i>`` (start-state
   leaves), and ``step_<i>`` [steps held, ...]: the step store's leaves from its oldest
-  step to its head, each step once.
+  step to its head, each step once; a compressed leaf as ``step_<i>_lz4`` uint8 (its
+  blocks, concatenated) and ``step_<i>_lz4_sizes`` int64 [steps held].
 
 Writing goes to a temporary file in the destination directory, is flushed and fsynced,
 then ``os.replace``d over the destination (atomic on POSIX and Windows), and the directory
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from r2d2_state.files import atomic_write
+from r2d2_state.replay.compression import CompressedRows, check_compression
 from r2d2_state.replay.sampler import COUNTER_KEYS, PrioritizedSampler, make_sampler
 from r2d2_state.replay.spec import ItemSpec
 from r2d2_state.replay.steps import SequenceLayout
@@ -102,7 +104,7 @@ def save(replay: Any, path: str | os.PathLike) -> None:
     meta: dict[str, Any] = {
         "mode": replay._mode, "capacity": replay.capacity, "capacity_steps": replay.capacity_steps,
         "priority_exponent": replay.priority_exponent, "importance_exponent": replay.importance_exponent,
-        "next_key": 0, "max_priority": 1.0, "counters": dict.fromkeys(COUNTER_KEYS, 0),
+        "compression": replay.compression, "next_key": 0, "max_priority": 1.0, "counters": dict.fromkeys(COUNTER_KEYS, 0),
         "rng": np.random.default_rng(replay._seed).bit_generator.state,
     }
     arrays: dict[str, np.ndarray] = {}
@@ -124,8 +126,12 @@ def save(replay: Any, path: str | os.PathLike) -> None:
         arrays["ids"] = index.ids(arrays["slots"], steps.head)
         for i, leaf in enumerate(index.states):
             arrays[f"state_{i}"] = leaf[arrays["slots"]]
-        for i, leaf in enumerate(steps.read_range(steps.oldest, steps.head)):
-            arrays[f"step_{i}"] = leaf
+        rows = np.arange(steps.oldest, steps.head) % steps.capacity
+        for i, leaf in enumerate(steps.arrays):
+            if isinstance(leaf, CompressedRows):  # as stored: no decompressed copy of the whole store
+                arrays[f"step_{i}_lz4"], arrays[f"step_{i}_lz4_sizes"] = leaf.export(rows)
+            else:
+                arrays[f"step_{i}"] = leaf[rows]
     write(path, meta, arrays)
 
 
@@ -195,6 +201,7 @@ def constructor_args(path: str | os.PathLike) -> dict[str, Any]:
         "capacity": _field(name, "capacity", lambda: _int(meta["capacity"], 1, allow_none=True)),
         "capacity_steps": _field(name, "capacity_steps", lambda: _int(meta["capacity_steps"], 1, allow_none=True)),
         "priority_exponent": meta["priority_exponent"], "importance_exponent": meta["importance_exponent"],
+        "compression": _field(name, "compression", lambda: check_compression(meta.get("compression"))),
     }
 
 
@@ -302,8 +309,8 @@ def load(replay: Any, path: str | os.PathLike) -> Loaded:
         ids = _field(name, "ids", check_ids)
         states = [_field(name, f"state_{i}", lambda i=i, leaf=leaf: _array(
             arrays, f"state_{i}", leaf.dtype, (held,) + leaf.shape)) for i, leaf in enumerate(state_spec.leaves)]
-        steps = [_field(name, f"step_{i}", lambda i=i, leaf=leaf: _array(
-            arrays, f"step_{i}", leaf.dtype, (head - oldest,) + leaf.shape)) for i, leaf in enumerate(step_spec.leaves)]
+        steps = [_field(name, f"step_{i}", lambda i=i, leaf=leaf: _step_leaf(arrays, i, leaf, head - oldest))
+                 for i, leaf in enumerate(step_spec.leaves)]
     return Loaded(mode, capacity, capacity_steps, table, next_key, top, counts, rng, slots, raw, spec, rows, step_spec,
                   state_spec, layout, head, written, ids, states, steps, retired, dropped)
 
@@ -340,7 +347,12 @@ def apply(replay: Any, loaded: Loaded) -> None:
     oldest = store.oldest
     rows = np.arange(oldest, loaded.head) % store.capacity
     for array, leaf in zip(store.arrays, loaded.steps):
-        array[rows] = leaf
+        if isinstance(leaf, CompressedSteps) and isinstance(array, CompressedRows):
+            array.put_blocks(rows, leaf.blocks)
+        elif isinstance(leaf, CompressedSteps):  # into a replay that stores this leaf raw
+            array[rows] = leaf.rows[np.arange(rows.size)]
+        else:
+            array[rows] = leaf
     index.rows[:] = index.pad
     if loaded.slots.size:
         index.rows[loaded.slots] = np.where(loaded.ids >= 0, loaded.ids % index.pad, index.pad)
@@ -352,6 +364,26 @@ def apply(replay: Any, loaded: Loaded) -> None:
     index.rebuild_heap(keys, loaded.slots)
     replay._writers.clear()
     replay._retired, replay._dropped = loaded.retired, loaded.dropped
+
+
+class CompressedSteps(NamedTuple):
+    """A compressed step leaf read from a file: its checked blocks, and them installed in
+    rows of their own (to decompress into a replay that stores the leaf raw)."""
+
+    blocks: list[bytes]
+    rows: CompressedRows
+
+
+def _step_leaf(arrays: dict, i: int, leaf: Any, count: int) -> np.ndarray | CompressedSteps:
+    """Step leaf ``i`` of ``count`` steps: an array, or checked compressed blocks."""
+    if f"step_{i}_lz4" not in arrays:
+        return _array(arrays, f"step_{i}", leaf.dtype, (count,) + leaf.shape)
+    check_compression("lz4")  # the blocks need the codec, whatever this replay's own setting
+    rows = CompressedRows(count, leaf.shape, leaf.dtype)
+    sizes = _array(arrays, f"step_{i}_lz4_sizes", np.int64, (count,))
+    blocks = rows.check_blocks(np.asarray(arrays[f"step_{i}_lz4"]), sizes)
+    rows.put_blocks(np.arange(count), blocks)
+    return CompressedSteps(blocks, rows)
 
 
 def _mode(value: Any) -> str | None:

@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from r2d2_state.replay.compression import CompressedRows
+
 __all__ = ["BufferPool"]
 
 _HAS_REFCOUNT = hasattr(sys, "getrefcount")
@@ -43,8 +45,12 @@ class BufferPool:
         del buffers[:-self.per_shape]
         return buffer
 
-    def take(self, array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def take(self, array: np.ndarray | CompressedRows, rows: np.ndarray) -> np.ndarray:
         """``array[rows]`` (rows int of any shape) into a recycled buffer."""
+        if isinstance(array, CompressedRows):
+            out = self.empty(rows.shape + array.shape[1:], array.dtype)
+            array.take_into(rows, out)
+            return out
         if not _HAS_REFCOUNT or rows.size * array[:1].nbytes < _MIN_BYTES:
             return np.take(array, rows, axis=0, mode="clip")
         out = self.empty(rows.shape + array.shape[1:], array.dtype)

@@ -16,7 +16,8 @@ over their max; keys are insert ids for ``update_priorities``.
 
 Capacities. ``capacity`` counts items or sequences, ``capacity_steps`` env steps (the
 paper's unit: 4M observations). For sequences give ``capacity_steps``; the sequence table
-then holds up to ``2 * capacity_steps / period + 1024`` sequences. Given only ``capacity``
+then holds up to ``1.25 * capacity_steps / period + 1024`` sequences (enough for episodes of
+four periods or longer; give ``capacity`` as well for shorter ones). Given only ``capacity``
 (sequences), the step store is sized so that the last ``capacity`` sequences of one
 writer always fit (``(capacity + num_envs) * (trace_length + n_step + 1)`` steps plus the
 lookback of every env): first-in first-out by sequences, exactly as a replay that copies
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from r2d2_state.replay import persistence
+from r2d2_state.replay.compression import check_compression
 from r2d2_state.replay.items import ItemStore
 from r2d2_state.replay.sampler import PrioritizedSampler, make_sampler
 from r2d2_state.replay.sequences import SequenceIndex
@@ -54,6 +56,10 @@ from r2d2_state.replay.steps import SequenceLayout, StepChunk, StepStore
 __all__ = ["Sample", "SequenceReplay"]
 
 _SEQUENCE_SLACK = 1024
+# An env completes a sequence every period steps of an episode, plus one at its end: a
+# quarter more covers episodes of four periods or longer (shorter ones: give capacity).
+_SEQUENCES_PER_PERIOD = 1.25
+_COMPRESS_FROM_BYTES = 1024  # smaller rows: the codec's per-row cost outweighs what it saves
 
 
 class Sample(NamedTuple):
@@ -100,10 +106,14 @@ class SequenceReplay:
       importance_exponent: beta (0: unit weights).
       seed: the sampling generator's seed.
       capacity_steps: env steps held (sequences only).
+      compression: ``"lz4"`` keeps each step's large observation leaves (frames: rows of
+        at least 1 KiB) as one LZ4 block each, decompressed when sampled (needs ``cramjam``);
+        None (default) stores them raw.
     """
 
     def __init__(self, capacity: int | None = None, priority_exponent: float = 0.9, importance_exponent: float = 0.6,
-                 seed: int | None = None, *, capacity_steps: int | None = None) -> None:
+                 seed: int | None = None, *, capacity_steps: int | None = None,
+                 compression: str | None = None) -> None:
         if capacity is None and capacity_steps is None:
             raise ValueError("give capacity (items or sequences) and/or capacity_steps (env steps)")
         for name, value in (("capacity", capacity), ("capacity_steps", capacity_steps)):
@@ -112,6 +122,7 @@ class SequenceReplay:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         # Checks the exponents (and capacity) before anything is kept.
         probe = make_sampler(capacity or capacity_steps, priority_exponent, importance_exponent, seed)
+        self.compression = check_compression(compression)
         self.capacity = None if capacity is None else int(capacity)
         self.capacity_steps = None if capacity_steps is None else int(capacity_steps)
         self.priority_exponent = probe.priority_exponent
@@ -272,7 +283,7 @@ class SequenceReplay:
 
     def _sequence_capacity(self, chunk: StepChunk) -> int:
         period = max(1, chunk.layout.period)
-        return 2 * math.ceil(self.capacity_steps / period) + _SEQUENCE_SLACK
+        return math.ceil(_SEQUENCES_PER_PERIOD * self.capacity_steps / period) + _SEQUENCE_SLACK
 
     def _steps_for(self, chunk: StepChunk) -> int:
         """Steps that keep the last ``capacity`` sequences of one writer (module docstring)."""
@@ -331,7 +342,7 @@ class SequenceReplay:
         self._step_spec = step_spec
         self._sampler = sampler
         self._steps = StepStore(self.capacity_steps)
-        self._steps.allocate(step_spec)
+        self._steps.allocate(step_spec, self._compressed_leaves(step_spec))
         self._index = SequenceIndex(sampler.capacity)
         self._index.allocate(layout, state_spec, self.capacity_steps)
         names = [leaf.path[0] for leaf in step_spec.leaves]
@@ -345,6 +356,14 @@ class SequenceReplay:
             _unstacked(leaf, stacks.get(i)) for i, leaf in enumerate(stored.leaves)))
         self._stacks = {i: (s.size, s.axis % len(self._obs_spec.leaves[i].shape), s.padding)
                         for i, s in stacks.items()}
+
+    def _compressed_leaves(self, step_spec: ItemSpec) -> frozenset[int]:
+        """Store leaves kept compressed: the observation leaves of at least 1 KiB a step."""
+        if self.compression is None:
+            return frozenset()
+        return frozenset(i for i, leaf in enumerate(step_spec.leaves)
+                         if leaf.path[0] == "observation"
+                         and int(np.prod(leaf.shape, dtype=np.int64)) * leaf.dtype.itemsize >= _COMPRESS_FROM_BYTES)
 
     def _retire(self, cut: int) -> None:
         """Retire every live sequence that refers to a step older than store id ``cut``."""
@@ -463,7 +482,7 @@ class SequenceReplay:
             sampler = self._sampler
             out: dict[str, Any] = {
                 "size": len(self), "capacity": None if sampler is None else sampler.capacity,
-                "capacity_steps": self.capacity_steps,
+                "capacity_steps": self.capacity_steps, "compression": self.compression,
                 "inserted": 0 if sampler is None else sampler.next_key,
             }
             counters = dict.fromkeys(("sampled_batches", "sampled_items", "priority_updates",

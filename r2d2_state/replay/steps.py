@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from r2d2_state.replay.compression import CompressedRows
 from r2d2_state.replay.spec import ItemSpec
 
 __all__ = ["FrameStack", "SequenceLayout", "StepChunk", "StepStore", "TRANSITION", "TERMINATED", "STORED"]
@@ -179,7 +180,7 @@ class StepStore:
             raise ValueError(f"capacity_steps must be a positive int, got {capacity!r}")
         self.capacity = int(capacity)
         self.spec: ItemSpec | None = None
-        self.arrays: list[np.ndarray] = []  # per leaf, [capacity + 1, ...]; the last row stays zero
+        self.arrays: list[np.ndarray | CompressedRows] = []  # per leaf, [capacity + 1, ...]; the last row stays zero
         self._owned: list[np.ndarray] = []  # the allocations behind them
         self.records: np.ndarray | None = None  # the small leaves, one record per step
         self.packed: frozenset[int] = frozenset()  # leaves that are fields of ``records``
@@ -188,10 +189,11 @@ class StepStore:
         self._lanes: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # writer -> each env's next id, block end
         self.written = 0  # steps written
 
-    def allocate(self, spec: ItemSpec) -> None:
+    def allocate(self, spec: ItemSpec, compressed: frozenset[int] = frozenset()) -> None:
         """One array per leaf, [capacity + 1, ...]. The small leaves (an action, a reward, the
         flags, a short vector observation) are fields of one record per step, so reading a
-        step's fields costs one cache line, not one per field; large ones (frames) stand alone.
+        step's fields costs one cache line, not one per field; large ones (frames) stand alone,
+        those in ``compressed`` as one compressed block per row (:mod:`.compression`).
         np.zeros maps pages lazily: capacity nobody wrote yet costs no memory."""
         self.spec = spec
         rows = self.capacity + 1
@@ -209,7 +211,10 @@ class StepStore:
                 self.arrays[i] = self.records[f"f{i}"]  # a strided view: gather with take_records
         for i, leaf in enumerate(spec.leaves):
             if self.arrays[i] is None:
-                self.arrays[i] = np.zeros((rows,) + leaf.shape, leaf.dtype)
+                if i in compressed:
+                    self.arrays[i] = CompressedRows(rows, leaf.shape, leaf.dtype)
+                else:
+                    self.arrays[i] = np.zeros((rows,) + leaf.shape, leaf.dtype)
                 self._owned.append(self.arrays[i])
 
     @property
@@ -267,8 +272,3 @@ class StepStore:
 
     def nbytes(self) -> int:
         return int(sum(array.nbytes for array in self._owned))
-
-    def read_range(self, first: int, stop: int) -> list[np.ndarray]:
-        """Copies of the leaves of store ids [first, stop) (all held), in id order."""
-        rows = np.arange(first, stop) % self.capacity
-        return [array[rows] for array in self.arrays]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from r2d2_state.replay import SequenceAdder, SequenceReplay
+from r2d2_state.replay.compression import CompressedRows
 
 
 def make_item(value: float) -> dict:
@@ -24,8 +25,8 @@ def _arrays(part) -> list[np.ndarray]:
     for _, value in sorted(vars(part).items()) if part is not None else ():
         if isinstance(value, np.ndarray):
             out.append(value.copy())
-        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
-            out.extend(v.copy() for v in value)
+        elif isinstance(value, list) and value and all(isinstance(v, (np.ndarray, CompressedRows)) for v in value):
+            out.extend(v.blocks.copy() if isinstance(v, CompressedRows) else v.copy() for v in value)
         elif isinstance(value, list) and value and isinstance(value[0], tuple):  # the eviction heap
             out.append(np.array(sorted(value)))
     return out
