@@ -13,25 +13,14 @@ from __future__ import annotations
 import gymnasium as gym
 
 from envs.cartpole import hide_velocities, make_cartpole_no_velocity
-from envs.make import (
-    Conversion,
-    EnvIdError,
-    PackedObservation,
-    check_env_record,
-    env_record,
-    import_env_packages,
-    resolve_env_id,
-    EnvDescription,
-    check_discrete_actions,
-    check_env_actions,
-    convert_observations,
-    describe_env,
-    make_env,
-    make_vector_env,
-    restrict_actions,
-)
+from envs.actions import check_discrete_actions, check_env_actions, restrict_actions
+from envs.ids import EnvIdError, import_env_packages, resolve_env_id
+from envs.make import make_env
+from envs.observations import PackedObservation, convert_observations
+from envs.record import Conversion, EnvDescription, check_env_record, describe_env, env_record
 from envs.tmaze import TMazeEnv
 from envs.tmaze_vector import TMazeVectorEnv
+from envs.vector import make_vector_env
 
 NAMESPACE = "r2d2_state"
 TMAZE_ID = f"{NAMESPACE}/TMaze-v0"
