@@ -54,7 +54,7 @@ class QNetworkConfig:
     use_prev_reward: bool = True
     """Feed the previous reward to the LSTM, as in R2D2."""
     image_shape: tuple[int, ...] | None = None
-    """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict / Tuple observation with an image part, see ``envs.make``): multi-input torso. None: no such part."""
+    """Flat observations (F,) whose first prod(image_shape) entries are an HxWxC image (a Dict / Tuple observation with an image part, see ``envs.observations``): multi-input torso. None: no such part."""
     observation_dtype: str | None = None
     """dtype of the observation input; None: uint8 for images, float32 otherwise."""
     image_channels_first: bool | None = None

@@ -58,6 +58,7 @@ class PrioritizedSampler:
         self.size = 0
         self.max_priority = 1.0
         self.counters = dict.fromkeys(COUNTER_KEYS, 0)
+        self._max_allowed: float | None = None  # max_allowed_priority(), once
 
     # ------------------------------------------------------------------ keys
 
@@ -119,9 +120,12 @@ class PrioritizedSampler:
     def update(self, keys: np.ndarray, raw: np.ndarray) -> int:
         """Set fresh keys' raw priorities (keys checked by :meth:`check_keys`, priorities by
         :meth:`check_priorities`); stale keys are skipped. Returns how many were applied."""
-        fresh = self.is_fresh(keys)
-        slots = keys[fresh] % self.capacity
-        applied = raw[fresh]
+        slots = keys % self.capacity
+        # Checked keys are < next_key: fresh if not evicted by a later key, nor retired.
+        fresh = (keys >= self.next_key - self.capacity) & self.alive[slots]
+        if not fresh.all():  # the usual batch is all fresh: no masking then
+            slots, raw = slots[fresh], raw[fresh]
+        applied = raw
         if slots.size:
             self.priorities[slots] = applied
             self.tree.set(slots, applied ** self.priority_exponent)
@@ -147,8 +151,8 @@ class PrioritizedSampler:
         total = self.tree.total
         if not total > 0.0:
             raise ValueError("every stored priority is zero (alpha > 0): nothing to sample")
-        slots = self.tree.sample(self.rng, int(batch_size))
-        probabilities = self.tree.get(slots) / total
+        slots, values = self.tree.sample(self.rng, int(batch_size))
+        probabilities = values / total
         weights = (self.size * probabilities) ** -self.importance_exponent
         weights = (weights / weights.max()).astype(np.float32)
         last = self.next_key - 1
@@ -158,6 +162,11 @@ class PrioritizedSampler:
         return Draw(keys, slots, weights, probabilities)
 
     # ------------------------------------------------------------------ priorities
+
+    def _limit(self) -> float:
+        if self._max_allowed is None:
+            self._max_allowed = self.max_allowed_priority()
+        return self._max_allowed
 
     def max_allowed_priority(self) -> float:
         """The largest raw priority accepted: ``p ** alpha`` may be at most ``float64 max /
@@ -172,6 +181,10 @@ class PrioritizedSampler:
     def check_priorities(self, priorities: Any, count: int, what: str = "priorities") -> np.ndarray:
         """float64 [count] raw priorities, or a TypeError/ValueError naming the bad values."""
         array = np.asarray(priorities)
+        if array.dtype.kind == "f" and array.shape == (count,):  # the learner's priorities: one pass
+            raw = array.astype(np.float64, copy=False)
+            if count == 0 or (raw.min() >= 0.0 and raw.max() <= self._limit()):  # NaN fails both
+                return raw
         if array.dtype == object or array.dtype.kind not in "iuf":
             raise TypeError(f"{what} must be real numbers (int or float), got dtype {array.dtype} "
                             f"({_preview(array)})")
@@ -182,7 +195,7 @@ class PrioritizedSampler:
             raise ValueError(f"{what} must be finite, got {raw[~np.isfinite(raw)][:5].tolist()!r}")
         if np.any(raw < 0):
             raise ValueError(f"{what} must be >= 0, got {raw[raw < 0][:5].tolist()!r}")
-        limit = self.max_allowed_priority()
+        limit = self._limit()
         if np.any(raw > limit):
             raise ValueError(
                 f"{what} too large to sample: {raw[raw > limit][:5].tolist()!r}; with priority_exponent "

@@ -59,7 +59,7 @@ _FLAG_FIELDS = _flag_fields()
 def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``array[index]`` along the first axis (np.take: faster than fancy indexing; the
     indices are in range, so mode='clip' skips the bounds-check buffering)."""
-    return np.take(array, index, axis=0, mode="clip")
+    return array.take(index, axis=0, mode="clip")
 
 
 class SequenceIndex:

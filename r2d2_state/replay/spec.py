@@ -109,6 +109,8 @@ class ItemSpec:
         """The item with the skeleton's structure and these leaves (dm-tree order)."""
         # A plain recursive rebuild: several times faster than tree.unflatten_as, and on
         # the sampling path. dm-tree orders dict leaves by sorted key; so does this.
+        if self.skeleton is None:  # a single array
+            return leaves[0]
         return _rebuild(self.skeleton, iter(leaves))
 
     def describe(self) -> str:

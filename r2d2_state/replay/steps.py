@@ -268,7 +268,7 @@ class StepStore:
         ``i`` is the field ``f"f{i}"``. (np.take would first copy a strided field view whole.)"""
         if self.records is None:
             return None
-        return np.take(self.records, rows, axis=0, mode="clip")
+        return self.records.take(rows, axis=0, mode="clip")
 
     def nbytes(self) -> int:
         return int(sum(array.nbytes for array in self._owned))

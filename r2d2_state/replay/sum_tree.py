@@ -37,10 +37,13 @@ class SumTree:
         self._blocks = self._leaves.reshape(self.num_blocks, self.block_size)  # a view
         self._block_sums = np.zeros(self.num_blocks, np.float64)
         self._prefix: np.ndarray | None = np.zeros(self.num_blocks, np.float64)  # None = stale
+        self._before = np.zeros(self.num_blocks, np.float64)  # the prefix sum before each block
+        self._row_starts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per draw size (find)
 
     def _block_prefix(self) -> np.ndarray:
         if self._prefix is None:
             self._prefix = np.cumsum(self._block_sums)
+            np.subtract(self._prefix, self._block_sums, out=self._before)
         return self._prefix
 
     @property
@@ -89,21 +92,25 @@ class SumTree:
         size = self.block_size
         prefix = self._block_prefix()
         block = np.minimum(np.searchsorted(prefix, targets, side="right"), self.num_blocks - 1)
-        inside = targets - (prefix[block] - self._block_sums[block])
+        inside = targets - self._before[block]
         rows = self._blocks[block]  # [K, block_size]
         # One 1-D cumsum over all K rows (numpy's row-wise cumsum is much slower) and one
         # searchsorted: row k's prefix sums start after the k rows before it.
         cumulative = np.cumsum(rows.ravel())
-        row_starts = np.arange(count, dtype=np.int64) * size
-        offsets = cumulative[row_starts - 1]
+        if count not in self._row_starts:
+            starts = np.arange(count, dtype=np.int64) * size
+            self._row_starts[count] = (starts, starts - 1)
+        row_starts, row_ends_before = self._row_starts[count]
+        offsets = cumulative[row_ends_before]
         if count:
             offsets[0] = 0.0
         flat = np.searchsorted(cumulative, offsets + inside, side="right")
         child = np.minimum(np.maximum(flat - row_starts, 0), size - 1)
         return block * size + child
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """int64 [count]: leaves drawn with probability proportional to their value.
+    def sample(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 [count] leaves drawn with probability proportional to their value, float64
+        [count] their values).
 
         Raises ValueError if the total is zero.
         """
@@ -113,10 +120,11 @@ class SumTree:
         indices = self.find(rng.random(count) * total)
         # A zero leaf can only be hit on a floating-point boundary; redraw those rows.
         for _ in range(100):
-            bad = self._leaves[indices] <= 0.0
+            values = self._leaves[indices]
+            bad = values <= 0.0
             if not bad.any():
-                return indices
+                return indices, values
             indices[bad] = self.find(rng.random(int(bad.sum())) * total)
         nonzero = np.flatnonzero(self._leaves > 0.0)
         indices[bad] = nonzero[-1]
-        return indices
+        return indices, self._leaves[indices]

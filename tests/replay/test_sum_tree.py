@@ -22,7 +22,9 @@ def test_matches_brute_force(capacity, block_size):
             targets = rng.random(50) * values.sum()
             expected = np.searchsorted(np.cumsum(values), targets, side="right")
             np.testing.assert_array_equal(tree.find(targets), expected)
-            assert (values[tree.sample(rng, 50)] > 0).all()
+            drawn, drawn_values = tree.sample(rng, 50)
+            assert (values[drawn] > 0).all()
+            np.testing.assert_array_equal(drawn_values, values[drawn])
 
 
 def test_set_all_and_zero_total():
