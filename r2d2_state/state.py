@@ -25,7 +25,7 @@ assigns anything, so a bad call raises and leaves every state as it was.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import keras
 import numpy as np

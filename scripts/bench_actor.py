@@ -18,7 +18,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 from agents.r2d2.tf_runtime import import_tensorflow_quietly  # noqa: E402
 

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
