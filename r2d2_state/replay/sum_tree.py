@@ -42,7 +42,7 @@ class SumTree:
 
     def _block_prefix(self) -> np.ndarray:
         if self._prefix is None:
-            self._prefix = np.cumsum(self._block_sums)
+            self._prefix = self._block_sums.cumsum()
             np.subtract(self._prefix, self._block_sums, out=self._before)
         return self._prefix
 
@@ -91,12 +91,12 @@ class SumTree:
         count = targets.shape[0]
         size = self.block_size
         prefix = self._block_prefix()
-        block = np.minimum(np.searchsorted(prefix, targets, side="right"), self.num_blocks - 1)
+        block = np.minimum(prefix.searchsorted(targets, side="right"), self.num_blocks - 1)
         inside = targets - self._before[block]
         rows = self._blocks[block]  # [K, block_size]
         # One 1-D cumsum over all K rows (numpy's row-wise cumsum is much slower) and one
         # searchsorted: row k's prefix sums start after the k rows before it.
-        cumulative = np.cumsum(rows.ravel())
+        cumulative = rows.ravel().cumsum()
         if count not in self._row_starts:
             starts = np.arange(count, dtype=np.int64) * size
             self._row_starts[count] = (starts, starts - 1)
@@ -104,7 +104,7 @@ class SumTree:
         offsets = cumulative[row_ends_before]
         if count:
             offsets[0] = 0.0
-        flat = np.searchsorted(cumulative, offsets + inside, side="right")
+        flat = cumulative.searchsorted(offsets + inside, side="right")
         child = np.minimum(np.maximum(flat - row_starts, 0), size - 1)
         return block * size + child
 
