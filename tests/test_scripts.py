@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -165,7 +164,7 @@ def test_help_does_not_import_tensorflow():
     (["--stop_at_threshold", "maybe"], ["--stop_at_threshold", "'maybe'", "true or false"]),
     (["--r2d2.batch_size", "0"], ["--r2d2.batch_size", ">= 1", "0"]),
     (["--r2d2.start_state", "bogus"], ["--r2d2.start_state", "'bogus'", "stored"]),
-    (["--r2d2.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
+    (["--r2d2.network.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
     (["--env_kwargs", "[1]"], ["--env_kwargs", "'[1]'", "JSON object"]),
     (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "true, false or auto"]),
     (["--no_such_flag", "1"], ["--no_such_flag"]),
@@ -179,9 +178,9 @@ def test_bad_flag_is_one_error_line_naming_it(capsys, flags, words):
 
 
 def test_flag_spellings_and_value_forms(capsys):
-    """Underscores and dashes, the older flat network names, true/false words, comma lists, none."""
+    """Underscores and dashes, true/false words, comma lists, none."""
     assert _script("train").main([
-        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.lstm_units", "8,8", "--r2d2.network.head_units", "12",
+        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.network.lstm_units", "8,8", "--r2d2.network.head_units", "12",
         "--stop_at_threshold", "false", "--solve_threshold", "none", "--eval-every", "100", "--num-actors", "3",
         "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
     config = json.loads(capsys.readouterr().out)
@@ -245,7 +244,7 @@ def test_an_env_without_a_preset_gets_no_note_about_the_generic_presets_settings
 
 
 def test_print_config_applies_overrides():
-    result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.lstm_units", "32",
+    result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.network.lstm_units", "32",
                   "--print-config", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads(result.stdout)
@@ -468,53 +467,27 @@ def test_learning_curve_is_written_atomically(finished_run, tmp_path, monkeypatc
     assert png.read_bytes() == b"old picture" and os.listdir(tmp_path) == ["curve.png"]
 
 
-def _flatten_network(values: dict) -> dict:
-    """A config dict as written before the network config was nested in r2d2."""
-    from agents.r2d2.config import FLAT_NETWORK_FIELDS
-
-    network = values["r2d2"].pop("network")
-    values["r2d2"].update({name: network[name] for name in FLAT_NETWORK_FIELDS})
-    return values
-
-
-def test_a_run_with_an_older_flat_config_resumes_and_evaluates(finished_run, tmp_path, capsys):
+def test_a_run_with_a_flat_network_field_in_its_config_is_refused_in_one_line(finished_run, tmp_path, capsys):
+    """Issue 25.5: a config.json with the network fields flat under r2d2 was loaded as if nested."""
     run_dir = _copy_run(finished_run, tmp_path)
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    with open(os.path.join(checkpoints, "latest")) as file:
-        state_path = os.path.join(checkpoints, file.read().strip(), "state.json")
-    for path, key in ((os.path.join(run_dir, "config.json"), None), (state_path, "config")):
-        with open(path) as file:
-            values = json.load(file)
-        if key is None:
-            values = _flatten_network(values)
-        else:
-            values[key] = _flatten_network(values[key])
-        with open(path, "w") as file:
-            json.dump(values, file)
-    manifest_path = os.path.join(os.path.dirname(state_path), "MANIFEST.json")  # as that run wrote it
-    with open(manifest_path) as file:
-        manifest = json.load(file)
-    with open(state_path, "rb") as file:
-        data = file.read()
-    manifest["files"]["state.json"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    with open(manifest_path, "w") as file:
-        json.dump(manifest, file)
-    assert "lstm_units" in json.load(open(os.path.join(run_dir, "config.json")))["r2d2"]
-
-    assert _script("evaluate").main([run_dir, "--episodes", "2"]) == 0
-    assert "+-" in capsys.readouterr().out
-    code = _script("train").main(["--resume", run_dir, "--total_env_steps", "600", "--progress", "none"])
-    out = capsys.readouterr()
-    assert code == 0, out.err[-3000:]
-    assert "stopped by env_steps: 600 env steps" in out.out
-    with open(os.path.join(run_dir, "config.json")) as file:  # rewritten in the nested form
-        assert json.load(file)["r2d2"]["network"]["lstm_units"] == [16]
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as file:
+        values = json.load(file)
+    values["r2d2"]["lstm_units"] = values["r2d2"]["network"].pop("lstm_units")
+    with open(path, "w") as file:
+        json.dump(values, file)
+    before = _files(run_dir)
+    for script, args in (("evaluate", [run_dir, "--episodes", "2"]), ("train", ["--resume", run_dir])):
+        assert _script(script).main(args) == 2
+        line = _one_error_line(capsys)
+        assert "config.json" in line and "r2d2.lstm_units" in line and "r2d2.network.lstm_units" in line, line
+    assert _files(run_dir) == before
 
 
 def test_resume_refuses_flags_outside_budget_and_output(finished_run, tmp_path, capsys):
     run_dir = _copy_run(finished_run, tmp_path)
     before = _files(run_dir)
-    for flags, word in ((["--seed", "3"], "seed"), (["--r2d2.lstm_units", "8"], "r2d2.network.lstm_units"),
+    for flags, word in ((["--seed", "3"], "seed"), (["--r2d2.network.lstm_units", "8"], "r2d2.network.lstm_units"),
                         (["--env", "CartPole-v1"], "env_id")):
         assert _script("train").main(["--resume", run_dir, *flags]) == 2
         line = _one_error_line(capsys)

@@ -12,8 +12,7 @@ the way this project's command lines always have, :data:`REGISTRY` adds:
 - optional numbers accept ``none``: ``--solve_threshold none``; optional switches ``auto``:
   ``--r2d2.jit_compile auto``;
 - the network's observation and action fields are not flags (the environment sets
-  them), and its architecture flags keep their older spelling as aliases
-  (``--r2d2.lstm_units`` for ``--r2d2.network.lstm_units``).
+  them).
 
 :func:`parse` turns tyro's boxed error messages into one line (raised as
 :class:`~agents.r2d2.train_config.ConfigurationError`), so every script reports a bad
@@ -36,7 +35,6 @@ from typing import Any, Sequence, TypeVar
 import tyro
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec, PrimitiveTypeInfo, StructTypeInfo
 
-from agents.r2d2.config import FLAT_NETWORK_FIELDS
 from agents.r2d2.train_config import ConfigurationError
 from r2d2_state.network_config import ENV_FIELDS, QNetworkConfig
 
@@ -45,8 +43,6 @@ __all__ = ["REGISTRY", "parse", "given_fields", "parse_bool", "error_exit"]
 T = TypeVar("T")
 
 REGISTRY = ConstructorRegistry()
-
-_FLAT_NETWORK_ALIASES = frozenset(FLAT_NETWORK_FIELDS)
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _NONE = ("none", "null", "")
@@ -160,11 +156,11 @@ _building_network: list[bool] = []
 
 @REGISTRY.struct_rule
 def _network_rule(info: StructTypeInfo):
-    """QNetworkConfig without its env fields; architecture flags also under their pre-nesting names."""
+    """QNetworkConfig without its env fields."""
     if info.type is not QNetworkConfig or _building_network:
         return None
     _building_network.append(True)
-    try:  # tyro's own dataclass rule, then hide and alias fields
+    try:  # tyro's own dataclass rule, then hide the env fields
         spec = ConstructorRegistry.get_struct_spec(info)
     finally:
         _building_network.pop()
@@ -174,9 +170,6 @@ def _network_rule(info: StructTypeInfo):
     for field in spec.fields:
         if field.name in ENV_FIELDS:
             field = dataclasses.replace(field, type=typing.Annotated[field.type, tyro.conf.Suppress])
-        elif field.name in _FLAT_NETWORK_ALIASES:
-            field = dataclasses.replace(field, type=typing.Annotated[
-                field.type, tyro.conf.arg(aliases=(f"--r2d2.{field.name}",))])
         fields.append(field)
     return dataclasses.replace(spec, fields=tuple(fields))
 
@@ -243,19 +236,13 @@ def one_line(message: str) -> str:
 
 
 def given_fields(args: Sequence[str], cls: type) -> set[str]:
-    """Dotted names of ``cls``'s fields (nested ones ``r2d2.x``) that ``args`` sets explicitly.
-
-    The older flat network names count as the nested ones (``r2d2.lstm_units`` is
-    ``r2d2.network.lstm_units``).
-    """
+    """Dotted names of ``cls``'s fields (nested ones ``r2d2.x``) that ``args`` sets explicitly."""
     names = _dotted_fields(cls)
     given = set()
     for word in args:
         if not word.startswith("--"):
             continue
         name = word[2:].split("=", 1)[0].replace("-", "_")
-        if name.startswith("r2d2.") and name[len("r2d2."):] in _FLAT_NETWORK_ALIASES:
-            name = "r2d2.network." + name[len("r2d2."):]
         if name in names:
             given.add(name)
     return given

@@ -197,14 +197,6 @@ class TrainConfig(ConfigMixin):
         return {"env_packages": self.env_packages, "env_actions": self.env_actions, **self.env_kwargs}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        cls._reject_unknown(values)
-        values = dict(values)
-        if isinstance(values.get("r2d2"), dict):  # also an older run's flat network fields
-            values["r2d2"] = R2D2Config.from_dict(values["r2d2"])
-        return cls(**values)
-
-    @classmethod
     def from_json_file(cls, path: str) -> "TrainConfig":
         """The config saved in ``path``.
 
