@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def test_help_lists_every_field():
     result = _run(TRAIN, "--help", timeout=120)
     assert result.returncode == 0
     for flag in ("--r2d2.batch_size", "--replay_ratio", "--env ENV_ID", "--resume RUN_DIR", "--preset",
-                 "--r2d2.network.lstm_units", "--stop_at_threshold {true,false}", "--backend {single,ray}",
+                 "--r2d2.network.lstm_units", "--stop_at_threshold, --no_stop_at_threshold", "--backend {single,ray}",
                  "--progress {auto,rich,plain,none}", "--r2d2.start_state {stored,zero}"):
         assert flag in result.stdout, f"{flag!r} not in --help"
     # The env fields of the network are the environment's, not flags.
@@ -161,12 +162,12 @@ def test_help_does_not_import_tensorflow():
 
 @pytest.mark.parametrize("flags,words", [
     (["--seed", "x"], ["--seed", "'x'"]),
-    (["--stop_at_threshold", "maybe"], ["--stop_at_threshold", "'maybe'", "true or false"]),
     (["--r2d2.batch_size", "0"], ["--r2d2.batch_size", ">= 1", "0"]),
     (["--r2d2.start_state", "bogus"], ["--r2d2.start_state", "'bogus'", "stored"]),
-    (["--r2d2.network.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
+    (["--r2d2.network.lstm_units", "a,b"], ["--r2d2.network.lstm_units", "'a,b'"]),
     (["--env_kwargs", "[1]"], ["--env_kwargs", "'[1]'", "JSON object"]),
-    (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "true, false or auto"]),
+    (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "'True'", "'None'"]),
+    (["--no_stop_at_threshold", "false"], ["unrecognized", "false"]),  # a switch takes no value
     (["--no_such_flag", "1"], ["--no_such_flag"]),
     (["--preset", "nope"], ["--preset", "'nope'", "tmaze"]),
 ])
@@ -178,19 +179,48 @@ def test_bad_flag_is_one_error_line_naming_it(capsys, flags, words):
 
 
 def test_flag_spellings_and_value_forms(capsys):
-    """Underscores and dashes, true/false words, comma lists, none."""
+    """Underscores and dashes, switches with their --no_ form, tuples as several words, None."""
     assert _script("train").main([
-        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.network.lstm_units", "8,8", "--r2d2.network.head_units", "12",
-        "--stop_at_threshold", "false", "--solve_threshold", "none", "--eval-every", "100", "--num-actors", "3",
-        "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
+        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.network.lstm_units", "8", "8",
+        "--r2d2.network.head_units", "12", "--no-stop-at-threshold", "--solve_threshold", "None", "--eval-every", "100",
+        "--num-actors", "3", "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["r2d2"]["batch_size"] == 4 and config["r2d2"]["network"]["lstm_units"] == [8, 8]
     assert config["r2d2"]["network"]["head_units"] == 12 and config["stop_at_threshold"] is False
     assert config["solve_threshold"] is None and config["eval_every"] == 100 and config["num_actors"] == 3
     assert config["env_kwargs"] == {"corridor_length": 3} and config["min_replay_size"] == 16  # the rest: smoke's
-    for word, value in (("auto", None), ("none", None), ("on", True), ("false", False)):
+    for word, value in (("None", None), ("True", True), ("False", False)):
         assert _script("train").main(["--preset", "smoke", "--r2d2.jit_compile", word, "--print-config"]) == 0
         assert json.loads(capsys.readouterr().out)["r2d2"]["jit_compile"] is value
+
+
+@pytest.mark.parametrize("flag,suggestion", [
+    ("--batch_size", "--r2d2.batch_size"), ("--r2d2.lstm_units", "--r2d2.network.lstm_units"),
+    ("--replay-ratio2", "--replay_ratio"),
+])
+def test_an_unknown_flag_suggests_the_closest_real_one(capsys, flag, suggestion):
+    """Issue 25.6: an unknown flag named itself only; tyro's own suggestion is passed on."""
+    assert _script("train").main(["--preset", "smoke", flag, "8"]) == 2
+    line = _one_error_line(capsys)
+    assert flag in line and line.endswith(f"did you mean {suggestion}?"), line
+
+
+def test_help_shows_the_chosen_presets_values(capsys):
+    """Issue 25.6: --help's defaults are the values that apply for the chosen preset."""
+    from agents.r2d2.presets import get_preset
+
+    tmaze, novel = get_preset("tmaze"), get_preset("cartpole_novel")
+    values = {"--env_id STR": (tmaze.env_id, novel.env_id), "--r2d2.discount FLOAT": (tmaze.r2d2.discount,
+                                                                                         novel.r2d2.discount),
+              "--r2d2.burn_in INT": (tmaze.r2d2.burn_in, novel.r2d2.burn_in)}
+    assert all(a != b for a, b in values.values())  # else the test tells nothing
+    for preset, index in (("tmaze", 0), ("cartpole_novel", 1)):
+        with pytest.raises(SystemExit):
+            _script("train").main(["--preset", preset, "--help"])
+        out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+        for flag, defaults in values.items():
+            shown = re.search(re.escape(flag) + r" .*?\(default: (\S+?)\)", out)
+            assert shown and shown.group(1) == str(defaults[index]), (preset, flag, shown and shown.group(0))
 
 
 def test_env_package_flag_adds_to_the_presets_packages(capsys):
@@ -599,15 +629,17 @@ def test_the_stop_line_says_which_budget_stopped_the_run_and_counts_in_words():
 
     train = _script("train")
     config = get_preset("tmaze").replace(total_env_steps=2_000)
-    line = train.stop_line(_result(), config, ["--preset", "tmaze"])
+    line = train.stop_line(_result(), config, config)
     assert "1 episode," in line and "10 learner steps" in line and "past" not in line
-    line = train.stop_line(_result(env_steps=2_048), config, [])
+    line = train.stop_line(_result(env_steps=2_048), config, config)
     assert "48 past --total_env_steps 2,000" in line
-    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, ["--preset", "tmaze"])
+    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, config)
     assert "stopped by time_budget" in line and "570 s of training" in line
     assert "--time_budget_s 570, the preset's" in line and "set 0 for none" in line
-    line = train.stop_line(_result(stopped_by="time_budget"), config, ["--time_budget_s", "570"])
-    assert "--time_budget_s 570, given" in line
+    assert "--time_budget_s 570, the run's" in train.stop_line(_result(stopped_by="time_budget"), config, config,
+                                                               resumed=True)
+    line = train.stop_line(_result(stopped_by="time_budget"), config.replace(time_budget_s=60), config)
+    assert "--time_budget_s 60, given" in line
 
 
 def test_progress_lines_name_their_numbers_in_words():

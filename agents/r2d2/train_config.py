@@ -126,7 +126,7 @@ class TrainConfig(ConfigMixin):
     progress: ProgressMode = "auto"
     """Progress display: auto (rich on a TTY, plain lines otherwise), rich, plain or none."""
     track: bool = False
-    """Also log the metrics to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works without an account); --track alone is --track true."""
+    """Also log the metrics to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works without an account)."""
     wandb_project: str = "r2d2_state"
     """Weights & Biases project of a tracked run."""
     wandb_entity: str | None = None
