@@ -99,9 +99,9 @@ def parse(cls: type[T], args: Sequence[str], *, default: T | None = None, prog: 
 
 def _one_line(box: str) -> str:
     """The message of a tyro error box on one line, with the flag tyro suggests for an unknown one."""
-    lines = [line.strip("╭╮╰╯│─┃━┏┓┗┛ ") for line in box.splitlines()[1:]]  # under the title
-    parts = "\n".join(lines).strip().split("\n\n")  # separator rows strip to empty lines
-    text = " ".join(parts[0].split())
+    lines = [line.strip("│┃ ") for line in box.splitlines()[1:]]  # under the title
+    lines = ["" if set(line) <= set("─━-╰╯┗┛") else line for line in lines]  # rules, UTF-8 or ASCII drawn
+    text = " ".join("\n".join(lines).strip().split("\n\n")[0].split())  # the first section
     suggestion = re.search(r"Perhaps you meant:\n(-\S+)", "\n".join(lines))
     if suggestion:
         text += f"; did you mean {suggestion.group(1)}?"
