@@ -54,14 +54,15 @@ import tyro  # noqa: E402
 
 from agents.r2d2 import cli  # noqa: E402
 from agents.r2d2.presets import DEFAULT_PRESET, GENERIC_PRESET, PRESETS, get_preset  # noqa: E402
-from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig  # noqa: E402
+from agents.r2d2.train_config import (RESUME_OVERRIDABLE, ConfigurationError, TrainConfig,  # noqa: E402
+                                      config_differences)
 
 PresetName = Literal[tuple(sorted(PRESETS))]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainArgs:
-    config: Annotated[TrainConfig, tyro.conf.arg(name=""), tyro.conf.FlagConversionOff]
+    config: Annotated[TrainConfig, tyro.conf.arg(name="")]
     """The run's TrainConfig (default: the preset's value)."""
     preset: Annotated[Optional[PresetName], tyro.conf.arg(
         help=f"Starting config; the flags override its fields (default: {DEFAULT_PRESET}, or {GENERIC_PRESET} "
@@ -82,56 +83,44 @@ class TrainArgs:
     """With --backend ray: join this Ray cluster ('auto', 'HOST:6379' or 'ray://HOST:10001'); default: start a local one."""
 
 
-def _flag_value(argv: list[str], *names: str) -> str | None:
-    """The value of the last ``--name VALUE`` / ``--name=VALUE`` in argv (dashes and underscores alike)."""
-    wanted = {n.replace("-", "_") for n in names}
-    value = None
-    for i, word in enumerate(argv):
-        name, eq, rest = word.partition("=")
-        if name.replace("-", "_") in wanted:
-            value = rest if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-    return value
+@dataclasses.dataclass(frozen=True)
+class StartArgs:
+    """The flags that choose the config the others override, parsed first: tyro's defaults cannot depend on a flag."""
+
+    preset: Optional[PresetName] = None
+    env: Annotated[Optional[str], tyro.conf.arg(aliases=("--env_id",))] = None
+    resume: Optional[str] = None
+
+    @property
+    def preset_name(self) -> str:
+        # Another env without a preset gets the hyperparameters meant for any small memory task.
+        return self.preset or (GENERIC_PRESET if self.env is not None else DEFAULT_PRESET)
 
 
-def _preset_and_env(argv: list[str]) -> tuple[str, str | None]:
-    """The preset a run starts from and the ``--env`` / ``--env_id`` given, if any."""
-    env_id = _flag_value(argv, "--env", "--env_id")
-    # Another env without a preset gets the hyperparameters meant for any small memory task.
-    preset = _flag_value(argv, "--preset")
-    if preset is None:
-        preset = GENERIC_PRESET if env_id is not None else DEFAULT_PRESET
-    return preset, env_id
-
-
-def _base_config(argv: list[str]) -> TrainConfig:
+def _base_config(start: StartArgs) -> TrainConfig:
     """The defaults the flags override: the resumed run's config, or the preset's."""
-    run_dir = _flag_value(argv, "--resume")
-    if run_dir is not None:
-        config_path = os.path.join(run_dir, "config.json")
+    if start.resume is not None:
+        config_path = os.path.join(start.resume, "config.json")
         if not os.path.isfile(config_path):
-            raise ConfigurationError(f"--resume {run_dir!r}: not a run directory ({config_path!r} does not exist)")
+            raise ConfigurationError(f"--resume {start.resume!r}: not a run directory ({config_path!r} does not exist)")
         return TrainConfig.from_json_file(config_path)
-    preset, env_id = _preset_and_env(argv)
-    if preset not in PRESETS:
-        raise ConfigurationError(f"--preset {preset!r}: expected one of {sorted(PRESETS)}")
-    base = get_preset(preset)
-    if env_id is not None and env_id != base.env_id:
+    base = get_preset(start.preset_name)
+    if start.env is not None and start.env != base.env_id:
         # The preset's env kwargs and action subset belong to the preset's env.
-        base = base.replace(env_id=env_id, env_kwargs={}, env_actions=())
+        base = base.replace(env_id=start.env, env_kwargs={}, env_actions=())
     return base
 
 
-def _defaults_note(argv: list[str], base: TrainConfig) -> str:
+def _defaults_note(start: StartArgs, base: TrainConfig) -> str:
     """Where ``--help``'s defaults come from, and the preset's time budget if it has one."""
-    if _flag_value(argv, "--resume") is not None:
+    if start.resume is not None:
         where = "the resumed run's config.json"
     else:
-        preset, env_id = _preset_and_env(argv)
-        where = f"the {preset!r} preset's" if preset in PRESETS else f"the {DEFAULT_PRESET!r} preset's"
-        if _flag_value(argv, "--preset") is None and env_id is None:
+        where = f"the {start.preset_name!r} preset's"
+        if start.preset is None and start.env is None:
             where += (f" (the default preset; --env ID --help shows the {GENERIC_PRESET!r} preset's, which --env "
                       "runs start from; --preset NAME --help another's)")
-        elif _flag_value(argv, "--preset") is None:
+        elif start.preset is None:
             where += " (the one --env runs start from; --preset NAME --help shows another's)"
     note = f"\n\nThe defaults below are {where}."
     if base.time_budget_s:
@@ -140,91 +129,82 @@ def _defaults_note(argv: list[str], base: TrainConfig) -> str:
     return note
 
 
-def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig]:
-    """The script's flags and the resolved config (``--help`` exits 0 after printing).
+def parse_args(argv: list[str]) -> tuple[TrainArgs, TrainConfig, StartArgs, TrainConfig]:
+    """The script's flags, the resolved config, the flags that chose its defaults and those
+    defaults (``--help`` exits 0 after printing).
 
     Raises:
       ConfigurationError: a bad flag or value, a missing run directory, or a --resume
         that would change more than the budget and output fields.
     """
-    try:
-        base = _base_config(argv)
-    except ConfigurationError:
-        if not any(word in ("-h", "--help") for word in argv):
-            raise
-        base = get_preset(DEFAULT_PRESET)  # --help still works beside a bad --resume or --preset
-    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__.rstrip() + _defaults_note(argv, base))
+    start, _ = cli.parse(StartArgs, argv, return_unknown_args=True, add_help=False)
+    base = _base_config(start)
+    args = cli.parse(TrainArgs, argv, default=TrainArgs(config=base), description=__doc__.rstrip() + _defaults_note(start, base))
     config = args.config
     if args.env is not None:
         config = config.replace(env_id=args.env)
     if args.env_package:  # added to --env_packages, or to the preset's packages
         config = config.replace(env_packages=tuple(dict.fromkeys([*config.env_packages, *args.env_package])))
     if args.resume:
-        given = cli.given_fields(argv, TrainConfig)
-        if args.env is not None:
-            given.add("env_id")
-        if args.env_package:
-            given.add("env_packages")
-        refused = sorted(given - RESUME_OVERRIDABLE)
+        refused = sorted(set(config_differences(base.to_dict(), config.to_dict())) - RESUME_OVERRIDABLE)
         if refused:
             raise ConfigurationError(f"--resume keeps the run's config; these flags cannot change: {refused}")
     elif args.checkpoint is not None:
         raise ConfigurationError(f"--checkpoint {args.checkpoint!r} needs --resume RUN_DIR (it picks the checkpoint "
                                  "to resume from)")
-    return args, config
+    return args, config, start, base
 
 
 def _bare_id(env_id: str) -> str:
     return env_id.split(":")[-1]  # PACKAGE:ID -> ID
 
 
-def dropped_preset_env_settings(argv: list[str]) -> str | None:
+def dropped_preset_env_settings(start: StartArgs, config: TrainConfig) -> str | None:
     """The note for ``--env OTHER``: with ``--preset NAME`` whose env kwargs or action subset
     belong to another env, that they are not used; without ``--preset``, the preset tuned
     for this env if there is one (None if there is nothing to say)."""
-    if _flag_value(argv, "--resume") is not None:
+    if start.resume is not None or start.env is None:
         return None
-    preset, env_id = _preset_and_env(argv)
-    if env_id is None or preset not in PRESETS:
+    preset, env_id = get_preset(start.preset_name), start.env
+    if env_id == preset.env_id:
         return None
-    base = get_preset(preset)
-    if env_id == base.env_id:
-        return None
-    if _flag_value(argv, "--preset") is None:
+    if start.preset is None:
         # The generic preset's env settings were never the user's choice: nothing to say about
         # them, but a preset made for this env is worth knowing.
         tuned = [name for name in sorted(PRESETS)
-                 if name != preset and _bare_id(get_preset(name).env_id) == _bare_id(env_id)]
+                 if name != start.preset_name and _bare_id(get_preset(name).env_id) == _bare_id(env_id)]
         if not tuned:
             return None
-        return (f"note: --env {env_id}: this run starts from the generic {preset!r} preset; --preset {tuned[0]} "
-                "is tuned for this env")
-    dropped = [f"{name} {value!r}" for name, value in (("env_kwargs", base.env_kwargs), ("env_actions", base.env_actions))
-               if value and _flag_value(argv, f"--{name}") is None]
+        return (f"note: --env {env_id}: this run starts from the generic {start.preset_name!r} preset; --preset "
+                f"{tuned[0]} is tuned for this env")
+    dropped = [f"{name} {value!r}" for name, value in (("env_kwargs", preset.env_kwargs),
+                                                       ("env_actions", preset.env_actions))
+               if value and not getattr(config, name)]  # not set again by its flag
     if not dropped:
         return None
-    return (f"note: --env {env_id}: the {preset!r} preset's {' and '.join(dropped)} are for {base.env_id} and "
-            "not used (set them with the same flags)")
+    return (f"note: --env {env_id}: the {start.preset!r} preset's {' and '.join(dropped)} are for {preset.env_id} "
+            "and not used (set them with the same flags)")
 
 
 def _count(n: int, word: str) -> str:
     return f"{n:,d} {word}" + ("" if n == 1 else "s")
 
 
-def stop_line(result, config: TrainConfig, argv: list[str]) -> str:
-    """The line saying why and where a run stopped, with the budget that stopped it."""
+def stop_line(result, config: TrainConfig, base: TrainConfig, resumed: bool = False) -> str:
+    """The line saying why and where a run stopped, with the budget that stopped it (``base``:
+    the preset's or resumed run's config the flags changed)."""
     line = (f"stopped by {result.stopped_by}: {_count(result.env_steps, 'env step')}, "
             f"{_count(result.learner_steps, 'learner step')}, {_count(result.episodes, 'episode')}, "
             f"{result.wall_time_s:.0f} s of training")
     if result.stopped_by == "time_budget":
-        given = _flag_value(argv, "--time_budget_s", "--time-budget-s") is not None
-        whose = "given" if given else ("the run's" if _flag_value(argv, "--resume") is not None else "the preset's")
+        whose = ("given" if config.time_budget_s != base.time_budget_s else "the run's" if resumed else
+                 "the preset's")
         line += f" (--time_budget_s {config.time_budget_s:g}, {whose}; raise it, or set 0 for none)"
     elif result.stopped_by == "env_steps" and result.env_steps > config.total_env_steps:
         line += (f" ({result.env_steps - config.total_env_steps:,d} past --total_env_steps "
                  f"{config.total_env_steps:,d}: the actors' last collection is used whole)")
     elif result.stopped_by == "solved":
-        line += " (an evaluation reached the solve threshold; --stop_at_threshold false trains on)"
+        line += " (an evaluation reached the solve threshold; --no_stop_at_threshold trains on)"
     return line
 
 
@@ -246,11 +226,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, stage: list[str]) -> int:
     try:
-        args, config = parse_args(sys.argv[1:] if argv is None else list(argv))
+        args, config, start, base = parse_args(sys.argv[1:] if argv is None else list(argv))
     except ValueError as error:  # ConfigurationError, or a config value out of range
         return cli.error_exit(error)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    note = dropped_preset_env_settings(argv)
+    note = dropped_preset_env_settings(start, config)
     if args.print_config:
         print(config.to_json())
         if note:
@@ -285,7 +264,7 @@ def _main(argv: list[str] | None, stage: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if result.nothing_to_do is None:  # else the loop said why it trained nothing
-        print(stop_line(result, config, argv), flush=True)
+        print(stop_line(result, config, base, resumed=bool(args.resume)), flush=True)
     stage[0] = "the end of the run"
     if result.stop_signal is not None:  # the checkpoint is written; the exit status says how the run ended
         print(f"run dir: {result.run_dir} (--resume {result.run_dir} continues it)")

@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,7 +141,7 @@ def test_help_lists_every_field():
     result = _run(TRAIN, "--help", timeout=120)
     assert result.returncode == 0
     for flag in ("--r2d2.batch_size", "--replay_ratio", "--env ENV_ID", "--resume RUN_DIR", "--preset",
-                 "--r2d2.network.lstm_units", "--stop_at_threshold {true,false}", "--backend {single,ray}",
+                 "--r2d2.network.lstm_units", "--stop_at_threshold, --no_stop_at_threshold", "--backend {single,ray}",
                  "--progress {auto,rich,plain,none}", "--r2d2.start_state {stored,zero}"):
         assert flag in result.stdout, f"{flag!r} not in --help"
     # The env fields of the network are the environment's, not flags.
@@ -162,12 +162,12 @@ def test_help_does_not_import_tensorflow():
 
 @pytest.mark.parametrize("flags,words", [
     (["--seed", "x"], ["--seed", "'x'"]),
-    (["--stop_at_threshold", "maybe"], ["--stop_at_threshold", "'maybe'", "true or false"]),
     (["--r2d2.batch_size", "0"], ["--r2d2.batch_size", ">= 1", "0"]),
     (["--r2d2.start_state", "bogus"], ["--r2d2.start_state", "'bogus'", "stored"]),
-    (["--r2d2.lstm_units", "a,b"], ["lstm_units", "'a,b'", "ints"]),
+    (["--r2d2.network.lstm_units", "a,b"], ["--r2d2.network.lstm_units", "'a,b'"]),
     (["--env_kwargs", "[1]"], ["--env_kwargs", "'[1]'", "JSON object"]),
-    (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "true, false or auto"]),
+    (["--r2d2.jit_compile", "maybe"], ["--r2d2.jit_compile", "'maybe'", "'True'", "'None'"]),
+    (["--no_stop_at_threshold", "false"], ["unrecognized", "false"]),  # a switch takes no value
     (["--no_such_flag", "1"], ["--no_such_flag"]),
     (["--preset", "nope"], ["--preset", "'nope'", "tmaze"]),
 ])
@@ -179,19 +179,50 @@ def test_bad_flag_is_one_error_line_naming_it(capsys, flags, words):
 
 
 def test_flag_spellings_and_value_forms(capsys):
-    """Underscores and dashes, the older flat network names, true/false words, comma lists, none."""
+    """Underscores and dashes, switches with their --no_ form, tuples as several words, None."""
     assert _script("train").main([
-        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.lstm_units", "8,8", "--r2d2.network.head_units", "12",
-        "--stop_at_threshold", "false", "--solve_threshold", "none", "--eval-every", "100", "--num-actors", "3",
-        "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
+        "--preset", "smoke", "--r2d2.batch-size", "4", "--r2d2.network.lstm_units", "8", "8",
+        "--r2d2.network.head_units", "12", "--no-stop-at-threshold", "--solve_threshold", "None", "--eval-every", "100",
+        "--num-actors", "3", "--env_kwargs", '{"corridor_length": 3}', "--print-config"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["r2d2"]["batch_size"] == 4 and config["r2d2"]["network"]["lstm_units"] == [8, 8]
     assert config["r2d2"]["network"]["head_units"] == 12 and config["stop_at_threshold"] is False
     assert config["solve_threshold"] is None and config["eval_every"] == 100 and config["num_actors"] == 3
     assert config["env_kwargs"] == {"corridor_length": 3} and config["min_replay_size"] == 16  # the rest: smoke's
-    for word, value in (("auto", None), ("none", None), ("on", True), ("false", False)):
+    for word, value in (("None", None), ("True", True), ("False", False)):
         assert _script("train").main(["--preset", "smoke", "--r2d2.jit_compile", word, "--print-config"]) == 0
         assert json.loads(capsys.readouterr().out)["r2d2"]["jit_compile"] is value
+
+
+@pytest.mark.parametrize("flag,suggestion", [
+    ("--batch_size", "--r2d2.batch_size"), ("--r2d2.lstm_units", "--r2d2.network.lstm_units"),
+    ("--replay-ratio2", "--replay_ratio"),
+])
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])  # tyro draws its error box with either
+def test_an_unknown_flag_suggests_the_closest_real_one(flag, suggestion, encoding):
+    """Issue 25.6: an unknown flag named itself only; tyro's own suggestion is passed on."""
+    result = subprocess.run([sys.executable, TRAIN, "--preset", "smoke", flag, "8"], capture_output=True, text=True,
+                            timeout=120, env={**ENV, "PYTHONIOENCODING": encoding}, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: unrecognized flags: {flag}, 8; did you mean {suggestion}?"
+
+
+def test_help_shows_the_chosen_presets_values(capsys):
+    """Issue 25.6: --help's defaults are the values that apply for the chosen preset."""
+    from agents.r2d2.presets import get_preset
+
+    tmaze, novel = get_preset("tmaze"), get_preset("cartpole_novel")
+    values = {"--env_id STR": (tmaze.env_id, novel.env_id), "--r2d2.discount FLOAT": (tmaze.r2d2.discount,
+                                                                                         novel.r2d2.discount),
+              "--r2d2.burn_in INT": (tmaze.r2d2.burn_in, novel.r2d2.burn_in)}
+    assert all(a != b for a, b in values.values())  # else the test tells nothing
+    for preset, index in (("tmaze", 0), ("cartpole_novel", 1)):
+        with pytest.raises(SystemExit):
+            _script("train").main(["--preset", preset, "--help"])
+        out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+        for flag, defaults in values.items():
+            shown = re.search(re.escape(flag) + r" .*?\(default: (\S+?)\)", out)
+            assert shown and shown.group(1) == str(defaults[index]), (preset, flag, shown and shown.group(0))
 
 
 def test_env_package_flag_adds_to_the_presets_packages(capsys):
@@ -245,7 +276,7 @@ def test_an_env_without_a_preset_gets_no_note_about_the_generic_presets_settings
 
 
 def test_print_config_applies_overrides():
-    result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.lstm_units", "32",
+    result = _run(TRAIN, "--preset", "tmaze", "--env", "CartPole-v1", "--r2d2.network.lstm_units", "32",
                   "--print-config", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads(result.stdout)
@@ -468,53 +499,27 @@ def test_learning_curve_is_written_atomically(finished_run, tmp_path, monkeypatc
     assert png.read_bytes() == b"old picture" and os.listdir(tmp_path) == ["curve.png"]
 
 
-def _flatten_network(values: dict) -> dict:
-    """A config dict as written before the network config was nested in r2d2."""
-    from agents.r2d2.config import FLAT_NETWORK_FIELDS
-
-    network = values["r2d2"].pop("network")
-    values["r2d2"].update({name: network[name] for name in FLAT_NETWORK_FIELDS})
-    return values
-
-
-def test_a_run_with_an_older_flat_config_resumes_and_evaluates(finished_run, tmp_path, capsys):
+def test_a_run_with_a_flat_network_field_in_its_config_is_refused_in_one_line(finished_run, tmp_path, capsys):
+    """Issue 25.5: a config.json with the network fields flat under r2d2 was loaded as if nested."""
     run_dir = _copy_run(finished_run, tmp_path)
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    with open(os.path.join(checkpoints, "latest")) as file:
-        state_path = os.path.join(checkpoints, file.read().strip(), "state.json")
-    for path, key in ((os.path.join(run_dir, "config.json"), None), (state_path, "config")):
-        with open(path) as file:
-            values = json.load(file)
-        if key is None:
-            values = _flatten_network(values)
-        else:
-            values[key] = _flatten_network(values[key])
-        with open(path, "w") as file:
-            json.dump(values, file)
-    manifest_path = os.path.join(os.path.dirname(state_path), "MANIFEST.json")  # as that run wrote it
-    with open(manifest_path) as file:
-        manifest = json.load(file)
-    with open(state_path, "rb") as file:
-        data = file.read()
-    manifest["files"]["state.json"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    with open(manifest_path, "w") as file:
-        json.dump(manifest, file)
-    assert "lstm_units" in json.load(open(os.path.join(run_dir, "config.json")))["r2d2"]
-
-    assert _script("evaluate").main([run_dir, "--episodes", "2"]) == 0
-    assert "+-" in capsys.readouterr().out
-    code = _script("train").main(["--resume", run_dir, "--total_env_steps", "600", "--progress", "none"])
-    out = capsys.readouterr()
-    assert code == 0, out.err[-3000:]
-    assert "stopped by env_steps: 600 env steps" in out.out
-    with open(os.path.join(run_dir, "config.json")) as file:  # rewritten in the nested form
-        assert json.load(file)["r2d2"]["network"]["lstm_units"] == [16]
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as file:
+        values = json.load(file)
+    values["r2d2"]["lstm_units"] = values["r2d2"]["network"].pop("lstm_units")
+    with open(path, "w") as file:
+        json.dump(values, file)
+    before = _files(run_dir)
+    for script, args in (("evaluate", [run_dir, "--episodes", "2"]), ("train", ["--resume", run_dir])):
+        assert _script(script).main(args) == 2
+        line = _one_error_line(capsys)
+        assert "config.json" in line and "r2d2.lstm_units" in line and "r2d2.network.lstm_units" in line, line
+    assert _files(run_dir) == before
 
 
 def test_resume_refuses_flags_outside_budget_and_output(finished_run, tmp_path, capsys):
     run_dir = _copy_run(finished_run, tmp_path)
     before = _files(run_dir)
-    for flags, word in ((["--seed", "3"], "seed"), (["--r2d2.lstm_units", "8"], "r2d2.network.lstm_units"),
+    for flags, word in ((["--seed", "3"], "seed"), (["--r2d2.network.lstm_units", "8"], "r2d2.network.lstm_units"),
                         (["--env", "CartPole-v1"], "env_id")):
         assert _script("train").main(["--resume", run_dir, *flags]) == 2
         line = _one_error_line(capsys)
@@ -626,15 +631,17 @@ def test_the_stop_line_says_which_budget_stopped_the_run_and_counts_in_words():
 
     train = _script("train")
     config = get_preset("tmaze").replace(total_env_steps=2_000)
-    line = train.stop_line(_result(), config, ["--preset", "tmaze"])
+    line = train.stop_line(_result(), config, config)
     assert "1 episode," in line and "10 learner steps" in line and "past" not in line
-    line = train.stop_line(_result(env_steps=2_048), config, [])
+    line = train.stop_line(_result(env_steps=2_048), config, config)
     assert "48 past --total_env_steps 2,000" in line
-    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, ["--preset", "tmaze"])
+    line = train.stop_line(_result(stopped_by="time_budget", wall_time_s=570.2), config, config)
     assert "stopped by time_budget" in line and "570 s of training" in line
     assert "--time_budget_s 570, the preset's" in line and "set 0 for none" in line
-    line = train.stop_line(_result(stopped_by="time_budget"), config, ["--time_budget_s", "570"])
-    assert "--time_budget_s 570, given" in line
+    assert "--time_budget_s 570, the run's" in train.stop_line(_result(stopped_by="time_budget"), config, config,
+                                                               resumed=True)
+    line = train.stop_line(_result(stopped_by="time_budget"), config.replace(time_budget_s=60), config)
+    assert "--time_budget_s 60, given" in line
 
 
 def test_progress_lines_name_their_numbers_in_words():

@@ -25,10 +25,6 @@ XLA_MIN_LSTM_UNITS = 512
 """``jit_compile=None`` (auto) compiles the learner step with XLA from this LSTM width on: on a
 CPU XLA shortens the step of wide LSTMs and lengthens that of narrow ones (docs/learner.md, XLA)."""
 
-# Network fields that R2D2Config held itself before it nested a QNetworkConfig: an older
-# run's config.json has them flat (``r2d2.lstm_units``); from_dict moves them into ``network``.
-FLAT_NETWORK_FIELDS = ("mlp_units", "lstm_units", "head_units", "use_prev_action", "use_prev_reward")
-
 
 class ConfigMixin:
     """What the frozen config dataclasses share: checked ``replace``, dict/JSON round trip."""
@@ -198,16 +194,19 @@ class R2D2Config(ConfigMixin):
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "R2D2Config":
-        """From ``to_dict()`` (JSON lists for tuples), or an older config with the network fields flat."""
+        """From ``to_dict()`` (JSON lists for tuples)."""
+        network_fields = {f.name for f in dataclasses.fields(QNetworkConfig)}
+        misplaced = sorted(set(values) & network_fields)
+        if misplaced:  # a network field one level too high: say where it belongs
+            raise ValueError(f"r2d2.{misplaced[0]} is a network field: it belongs in r2d2.network "
+                             f"(r2d2.network.{misplaced[0]})")
         values = dict(values)
-        flat = {name: values.pop(name) for name in FLAT_NETWORK_FIELDS if name in values}
         network = values.get("network", {})
         if isinstance(network, QNetworkConfig):
             network = dataclasses.asdict(network)
         if not isinstance(network, dict):
             raise ValueError(f"R2D2Config.network must be a JSON object, got {network!r}")
-        network = {**flat, **network}
-        unknown = set(network) - {f.name for f in dataclasses.fields(QNetworkConfig)}
+        unknown = set(network) - network_fields
         if unknown:
             raise ValueError(f"unknown QNetworkConfig fields: {sorted(unknown)}")
         values["network"] = QNetworkConfig(**network)  # it turns JSON lists into tuples

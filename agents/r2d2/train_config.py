@@ -126,7 +126,7 @@ class TrainConfig(ConfigMixin):
     progress: ProgressMode = "auto"
     """Progress display: auto (rich on a TTY, plain lines otherwise), rich, plain or none."""
     track: bool = False
-    """Also log the metrics to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works without an account); --track alone is --track true."""
+    """Also log the metrics to Weights & Biases (pip install -e .[wandb]; WANDB_MODE=offline works without an account)."""
     wandb_project: str = "r2d2_state"
     """Weights & Biases project of a tracked run."""
     wandb_entity: str | None = None
@@ -195,14 +195,6 @@ class TrainConfig(ConfigMixin):
         """What ``envs.make_vector_env(env_id, n, **this)`` needs besides the id: the packages,
         the action subset and ``env_kwargs``."""
         return {"env_packages": self.env_packages, "env_actions": self.env_actions, **self.env_kwargs}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        cls._reject_unknown(values)
-        values = dict(values)
-        if isinstance(values.get("r2d2"), dict):  # also an older run's flat network fields
-            values["r2d2"] = R2D2Config.from_dict(values["r2d2"])
-        return cls(**values)
 
     @classmethod
     def from_json_file(cls, path: str) -> "TrainConfig":

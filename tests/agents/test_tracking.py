@@ -121,7 +121,7 @@ def test_track_is_a_flag_and_may_change_on_resume(capsys):
     train = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = train
     spec.loader.exec_module(train)
-    for flags, expected in ((["--track"], True), (["--track", "false"], False), ([], False),
+    for flags, expected in ((["--track"], True), (["--no_track"], False), ([], False),
                             (["--track", "--wandb_project", "mine", "--wandb-entity", "team"], True)):
         assert train.main(["--preset", "smoke", *flags, "--print-config"]) == 0
         config = json.loads(capsys.readouterr().out)

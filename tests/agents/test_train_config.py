@@ -13,7 +13,7 @@ import typing
 import pytest
 
 from agents.r2d2 import cli
-from agents.r2d2.config import FLAT_NETWORK_FIELDS, START_STATES, R2D2Config
+from agents.r2d2.config import START_STATES, R2D2Config
 from agents.r2d2.presets import get_preset
 from agents.r2d2.train_config import ConfigurationError, TrainConfig, config_differences
 from r2d2_state.network_config import ENV_FIELDS, QNetworkConfig
@@ -65,25 +65,16 @@ def test_network_is_nested_and_filled_from_the_env():
         R2D2Config(network=filled)
 
 
-def _old_flat_config() -> dict:
-    """A config.json as written before the network was nested (fields flat under r2d2)."""
+def test_a_network_field_outside_the_network_in_a_config_json_is_one_line_naming_its_place(tmp_path):
+    """Issue 25.5: a config.json with the network fields flat under r2d2 was moved into r2d2.network silently."""
     values = json.loads(get_preset("smoke").to_json())
-    network = values["r2d2"].pop("network")
-    for name in FLAT_NETWORK_FIELDS:
-        values["r2d2"][name] = network[name]
-    values["r2d2"]["lstm_units"] = [24]
-    return values
-
-
-def test_an_older_flat_config_json_still_loads(tmp_path):
+    values["r2d2"]["lstm_units"] = values["r2d2"]["network"].pop("lstm_units")
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(_old_flat_config()))
-    config = TrainConfig.from_json_file(str(path))
-    assert config.r2d2.network.lstm_units == (24,) and config.r2d2.network.head_units == 16
-    assert config == get_preset("smoke").replace(
-        r2d2=get_preset("smoke").r2d2.replace(network=QNetworkConfig(mlp_units=(16,), lstm_units=(24,), head_units=16)))
-    # And it compares equal to the same config in the nested form (what --resume checks).
-    assert config_differences(config.to_dict(), TrainConfig.from_dict(_old_flat_config()).to_dict()) == []
+    path.write_text(json.dumps(values))
+    with pytest.raises(ConfigurationError) as error:
+        TrainConfig.from_json_file(str(path))
+    message = str(error.value)
+    assert "\n" not in message and "r2d2.lstm_units" in message and "r2d2.network.lstm_units" in message, message
 
 
 def test_config_differences_name_nested_network_fields():
@@ -101,25 +92,20 @@ def test_unknown_network_fields_in_a_config_json_are_refused(tmp_path):
         TrainConfig.from_json_file(str(path))
 
 
-def test_cli_parses_into_the_default_and_names_given_fields():
+def test_cli_parses_into_the_default():
     base = get_preset("smoke")
-    args = ["--seed", "4", "--r2d2.network.lstm-units", "32", "32", "--r2d2.head_units=8", "--eval-every", "7"]
+    args = ["--seed", "4", "--r2d2.network.lstm-units", "32", "32", "--r2d2.network.head_units=8", "--eval-every", "7"]
     config = cli.parse(TrainConfig, args, default=base)
     assert config.seed == 4 and config.r2d2.network.lstm_units == (32, 32) and config.r2d2.network.head_units == 8
     assert config.eval_every == 7 and config.r2d2.batch_size == base.r2d2.batch_size
-    assert cli.given_fields(args, TrainConfig) == {"seed", "r2d2.network.lstm_units", "r2d2.network.head_units",
-                                                  "eval_every"}
+    assert config_differences(base.to_dict(), config.to_dict()) == ["eval_every", "r2d2.network.head_units",
+                                                                   "r2d2.network.lstm_units", "seed"]
 
 
 def test_cli_error_is_one_line():
     with pytest.raises(ConfigurationError) as info:
         cli.parse(TrainConfig, ["--r2d2.discount", "2"], default=get_preset("smoke"))
     assert str(info.value) == "--r2d2.discount must be in [0, 1], got 2.0"
-
-
-@pytest.mark.parametrize("text,value", [("true", True), ("No", False), ("1", True), ("off", False)])
-def test_bool_words(text, value):
-    assert cli.parse_bool(text) is value
 
 
 def test_cli_modules_import_no_framework():
