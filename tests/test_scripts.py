@@ -108,7 +108,6 @@ def test_kill9_then_resume_loses_nothing_checkpointed(tmp_path):
     final = _latest_state(run_dir)
     assert final["env_steps"] >= steps + 400
     assert final["learner_steps"] > checkpointed["learner_steps"]
-    assert final["inserted_sequences"] > checkpointed["inserted_sequences"]
     assert final["resumes"] == checkpointed["resumes"] + 1
     # metrics.csv has no rows from the lost stretch twice.
     with open(os.path.join(run_dir, "metrics.csv")) as file:

@@ -1,5 +1,8 @@
 """What a training run has done so far: the loop's counters, saved in every checkpoint.
 
+Sequences inserted and sampled are the replay's own counts (``SequenceReplay.stats()``,
+saved with the replay), so they are not kept here a second time.
+
 ``Counters.to_state()`` writes the same keys (and values) as the string-keyed dict the
 loop kept before, so ``state.json`` keeps its format and older checkpoints resume.
 """
@@ -22,12 +25,8 @@ class Counters:
     """Vector-env steps (the Ray backend: summed over its workers)."""
     episodes: int = 0
     """Completed training episodes."""
-    inserted_sequences: int = 0
-    """Sequences inserted into the replay."""
-    sampled_sequences: int = 0
-    """Sequences sampled by the learner (``batch_size`` per learner step)."""
     inserted_at_learning_start: int | None = None
-    """``inserted_sequences`` when the replay first held ``min_replay_size``; None before."""
+    """The replay's ``stats()["inserted"]`` when it first held ``min_replay_size``; None before."""
     wall_time_s: float = 0.0
     """Training wall-clock time, summed over resumes (evaluation included)."""
     eval_time_s: float = 0.0
@@ -36,18 +35,6 @@ class Counters:
     """How often the run was resumed."""
     actor_restarts: int | None = None
     """Ray backend: failures of actor processes (None in the single-process loop)."""
-
-    @property
-    def inserted_since_learning_start(self) -> int | None:
-        """Sequences inserted since learning started (None before)."""
-        if self.inserted_at_learning_start is None:
-            return None
-        return self.inserted_sequences - self.inserted_at_learning_start
-
-    def samples_per_insert(self) -> float | None:
-        """Sampled / inserted sequences since learning started (None before, or with none inserted)."""
-        inserted = self.inserted_since_learning_start
-        return self.sampled_sequences / inserted if inserted else None
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready; ``actor_restarts`` only when counted (as before)."""

@@ -17,9 +17,10 @@ shared by the local source, the Ray actor processes and evaluation.
 
 Counting. ``env_steps`` counts every sub-env step (``num_envs`` per vector step),
 including the NEXT_STEP autoreset steps, which are not transitions. ``replay_ratio`` is
-sampled sequences per inserted sequence (see :mod:`agents.r2d2.train_config`); learning
-starts when the replay holds ``min_replay_size`` sequences, and from then on
-``sampled ~= replay_ratio * (inserted - inserted_at_start)`` within one batch.
+sampled sequences per inserted sequence (the replay's own counts, ``replay.stats()``; see
+:mod:`agents.r2d2.train_config`); learning starts when the replay holds ``min_replay_size``
+sequences, and from then on ``sampled ~= replay_ratio * (inserted - inserted_at_start)``
+within one batch.
 
 Resuming (``resume=True``) restores from the run's latest verified checkpoint: learner
 networks, optimizer slots and step counter, the replay (contents, priorities, RNG), loop
@@ -415,10 +416,9 @@ class TrainingLoop:
         metric_sums: dict[str, float] = collections.defaultdict(float)
         metric_counts: dict[str, int] = collections.defaultdict(int)
 
-        def steps_due() -> int:
-            return learner_steps_due(c.inserted_since_learning_start, c.sampled_sequences, cfg.replay_ratio,
-                                     r.batch_size, error_buffer=source.error_buffer,
-                                     max_steps=cfg.max_learner_steps_per_env_step)
+        def steps_due(inserted: int | None, sampled: int) -> int:
+            return learner_steps_due(inserted, sampled, cfg.replay_ratio, r.batch_size,
+                                     error_buffer=source.error_buffer, max_steps=cfg.max_learner_steps_per_env_step)
 
         self._logged_at = c.env_steps  # a resumed run's metrics.csv ends at its checkpoint
 
@@ -434,22 +434,21 @@ class TrainingLoop:
                 if stop:
                     return finish(stop)
 
-                may_insert = inserts_allowed(c.inserted_since_learning_start, c.sampled_sequences,
-                                             cfg.replay_ratio, error_buffer=source.error_buffer)
-                for chunk in source.collect(may_insert=may_insert, learner_due=steps_due() > 0):
+                counts = self._counts_since_learning_start()
+                may_insert = inserts_allowed(*counts, cfg.replay_ratio, error_buffer=source.error_buffer)
+                for chunk in source.collect(may_insert=may_insert, learner_due=steps_due(*counts) > 0):
                     self._insert(chunk)
 
                 # Learner: keep sampled ~= replay_ratio * inserted since learning started.
                 if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
-                    c.inserted_at_learning_start = c.inserted_sequences
+                    c.inserted_at_learning_start = self.replay.stats()["inserted"]
                     # Said once: env steps/s drop from here, which the first progress line does not explain.
                     self.logger.message(
                         f"learning starts at {c.env_steps:,d} env steps: the replay holds {len(self.replay):,d} "
                         f"sequences (min_replay_size {cfg.min_replay_size:,d}); the actors only filled it until "
                         "now, so env steps/s drop from here")
-                steps = steps_due()
+                steps = steps_due(*self._counts_since_learning_start())
                 for metrics in self._learner_steps(steps):
-                    c.sampled_sequences += r.batch_size
                     for key, value in metrics.items():
                         metric_sums[key] += value
                         metric_counts[key] += 1
@@ -466,8 +465,7 @@ class TrainingLoop:
         """Insert one chunk's sequences into the replay and count its steps and episodes."""
         c = self.counters
         if chunk.steps is not None:
-            keys = self.replay.add_chunk(chunk.steps, chunk.priorities)
-            c.inserted_sequences += int(np.count_nonzero(keys >= 0))
+            self.replay.add_chunk(chunk.steps, chunk.priorities)
         c.env_steps += chunk.env_steps
         c.vector_steps += chunk.vector_steps
         self.recent_returns.extend(chunk.episode_returns)
@@ -503,9 +501,19 @@ class TrainingLoop:
             self.save_checkpoint()
         return interval, None
 
+    def _counts_since_learning_start(self) -> tuple[int | None, int]:
+        """(sequences inserted since learning started, None before; sequences sampled): the
+        replay's own counts (nothing is sampled before learning starts)."""
+        start = self.counters.inserted_at_learning_start
+        if start is None:
+            return None, 0  # the limiter needs no counts yet
+        stats = self.replay.stats()
+        return stats["inserted"] - start, stats["sampled_items"]
+
     def samples_per_insert(self) -> float | None:
-        """Sampled / inserted sequences since learning started (None before)."""
-        return self.counters.samples_per_insert()
+        """Sampled / inserted sequences since learning started (None before, or with none inserted)."""
+        inserted, sampled = self._counts_since_learning_start()
+        return sampled / inserted if inserted else None
 
     def _log(self, interval: dict[str, Any], metric_sums: dict[str, float], metric_counts: dict[str, int],
              eval_row: dict[str, Any] | None) -> dict[str, Any]:

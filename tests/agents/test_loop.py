@@ -29,18 +29,23 @@ def test_learning_starts_at_min_replay_size_and_ratio_holds(tmp_path, per_call):
     loop = TrainingLoop(config, on_learner_step=lambda metrics: sizes_at_learner_steps.append(len(loop.replay)),
                         on_insert=inserted_chunks.append)
     result = loop.run()
-    c = loop.counters
+    c, stats = loop.counters, loop.replay.stats()
     assert sizes_at_learner_steps, "the learner never ran"
     assert min(sizes_at_learner_steps) >= config.min_replay_size
     assert result.learner_steps == len(sizes_at_learner_steps)
-    assert loop.replay.stats()["sampled_items"] == result.learner_steps * config.r2d2.batch_size
-    # sampled ~= ratio * (inserted since learning started), within one batch.
-    inserted = c.inserted_sequences - c.inserted_at_learning_start
+    # The replay counts what the limiter uses: batch_size sequences per learner step, every inserted sequence.
     sampled = result.learner_steps * config.r2d2.batch_size
+    assert stats["sampled_items"] == sampled
+    assert stats["inserted"] == sum(k.num_sequences for k in inserted_chunks)
+    # sampled ~= ratio * (inserted since learning started), within one batch.
+    inserted = stats["inserted"] - c.inserted_at_learning_start
     assert abs(sampled - config.replay_ratio * inserted) <= config.r2d2.batch_size
+    assert loop.samples_per_insert() == sampled / inserted
     assert result.stopped_by == "env_steps" and result.env_steps >= 600
-    assert c.inserted_sequences == loop.replay.stats()["inserted"] == sum(k.num_sequences for k in inserted_chunks)
     assert len(inserted_chunks) == c.vector_steps  # the local source: one chunk per vector step
+    # One owner per count: the replay's (saved with it), not state.json a second time.
+    with open(os.path.join(result.checkpoint, "state.json")) as file:
+        assert not {"inserted_sequences", "sampled_sequences"} & set(json.load(file))
 
 
 def test_no_learning_below_min_replay_size(tmp_path):

@@ -142,7 +142,7 @@ def test_killed_actor_is_restarted_and_inserted_data_is_kept(tmp_path, ray_clust
     seen: dict = {}
 
     def insert(chunk):
-        if "before" not in seen and loop.counters.inserted_sequences >= 100 and loop.learner.num_steps.numpy() > 0:
+        if "before" not in seen and loop.replay.stats()["inserted"] >= 100 and loop.learner.num_steps.numpy() > 0:
             seen["before"] = {"inserted": loop.replay.stats()["inserted"], "size": len(loop.replay),
                               "learner_steps": int(loop.learner.num_steps.numpy()),
                               "chunks0": loop.source.chunks_per_worker[0]}

@@ -8,8 +8,7 @@ from agents.r2d2.counters import Counters
 from agents.r2d2.schedule import Periodic, Schedule
 
 # state.json keys the loop has always written for its counters and schedule.
-STATE_KEYS = {"env_steps", "vector_steps", "episodes", "inserted_sequences", "sampled_sequences",
-              "inserted_at_learning_start", "wall_time_s", "eval_time_s", "resumes", "next_log",
+STATE_KEYS = {"env_steps", "vector_steps", "episodes", "inserted_at_learning_start", "wall_time_s", "eval_time_s", "resumes", "next_log",
               "next_eval", "next_checkpoint"}
 
 
@@ -49,15 +48,12 @@ def test_counters_read_a_state_written_before_they_were_a_dataclass():
            "next_log": 1400, "replay_size": 500, "resumes": 0, "sampled_sequences": 536, "vector_steps": 300,
            "wall_time_s": 7.66, "recent_returns": [0.0], "actor_rng": None}
     counters = Counters.from_state(old)
-    assert counters == Counters(env_steps=1200, vector_steps=300, episodes=108, inserted_sequences=551,
-                                sampled_sequences=536, inserted_at_learning_start=18, wall_time_s=7.66,
-                                eval_time_s=0.12, resumes=0)
-    assert counters.inserted_since_learning_start == 533
-    assert counters.samples_per_insert() == pytest.approx(536 / 533)
+    assert counters == Counters(env_steps=1200, vector_steps=300, episodes=108, inserted_at_learning_start=18,
+                                wall_time_s=7.66, eval_time_s=0.12, resumes=0)
     written = {**counters.to_state(), **Schedule.from_config(200, 400, 0).to_state()}
     assert set(written) == STATE_KEYS
     assert {k: written[k] for k in counters.to_state()} == {k: old[k] for k in counters.to_state()}
     # Learning not started: no ratio yet; an older state without eval_time_s reads as 0.
     fresh = Counters.from_state({"env_steps": 40, "inserted_at_learning_start": None})
-    assert fresh.inserted_since_learning_start is None and fresh.samples_per_insert() is None
+    assert fresh.inserted_at_learning_start is None
     assert fresh.eval_time_s == 0.0 and isinstance(fresh.eval_time_s, float)
