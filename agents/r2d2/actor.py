@@ -78,11 +78,6 @@ class R2D2Actor:
       backend: ``"auto"`` (default), ``"numpy"`` or ``"tf"`` (module docstring).
 
     Attributes:
-      network: the stateful ``keras.Model`` (batch N). Its state variables are the
-        envs' recurrent states; read them with ``r2d2_state.state.get_states``. With the
-        numpy backend, reading this attribute first writes the numpy state into those
-        variables, and the next ``select_actions`` reads the variables and the weights
-        back: the model stays the actor's state either way.
       backend: the resolved backend, ``"numpy"`` or ``"tf"``.
       epsilons: float64 [N], the per-env exploration rates.
       last_q: float32 [N, A], the Q-values of the last ``select_actions`` (None before).
@@ -143,17 +138,7 @@ class R2D2Actor:
         self._aux = np.zeros((3, n), np.float32)  # prev_action, prev_reward, reset rows
         self._numpy_step = NumpyQStep(self._model, network_config) if self.backend == "numpy" else None
         self._states: list[list[np.ndarray]] = []  # numpy backend: the envs' state rows
-        self._model_lent = False  # numpy backend: `network` was read; re-read the model before stepping
         self.reset()
-
-    @property
-    def network(self) -> keras.Model:
-        if self._numpy_step is not None and not self._model_lent:
-            # The caller may read or write the state or the weights: hand over the current state;
-            # until the next step reads both back, the model is the truth.
-            reset_states(self._model, self._states)
-            self._model_lent = True
-        return self._model
 
     # ------------------------------------------------------------------ public API
 
@@ -202,10 +187,6 @@ class R2D2Actor:
         return self._epsilon_greedy(q), state
 
     def _select_numpy(self, obs: np.ndarray) -> tuple[np.ndarray, list[list[np.ndarray]]]:
-        if self._model_lent:  # `network` was handed out: its state and weights are the truth
-            self._states = [[np.asarray(s, np.float32) for s in layer] for layer in get_states(self._model)]
-            self._numpy_step.load()
-            self._model_lent = False
         if self._pending_reset.any():
             rows = self._pending_reset[:, None]
             self._states = [[np.where(rows, np.float32(0.0), s) for s in layer] for layer in self._states]

@@ -12,7 +12,6 @@ from agents.r2d2.actor import R2D2Actor
 from agents.r2d2.config import actor_epsilons
 from r2d2_state.networks import QNetworkConfig, build_q_network
 from r2d2_state.replay import SequenceAdder, SequenceReplay
-from r2d2_state.state import get_states, reset_states
 
 SMALL = dict(lstm_units=(16,), mlp_units=(16,), head_units=16)
 VECTOR_CONFIG = QNetworkConfig(observation_shape=(4,), num_actions=3, **SMALL)
@@ -20,6 +19,20 @@ VECTOR_CONFIG = QNetworkConfig(observation_shape=(4,), num_actions=3, **SMALL)
 
 def fake_obs(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.normal(size=(n, 4)).astype(np.float32)
+
+
+def fresh_weights() -> list[np.ndarray]:
+    """Weights of VECTOR_CONFIG's architecture, as a learner hands them to actors."""
+    return build_q_network(VECTOR_CONFIG, stateful=False).get_weights()
+
+
+def twin_actors(backend: str, n: int = 4) -> tuple[R2D2Actor, R2D2Actor]:
+    """Two greedy actors with the same weights: fed alike, they act and carry state alike."""
+    weights = fresh_weights()
+    twins = tuple(R2D2Actor(VECTOR_CONFIG, num_envs=n, epsilons=0.0, seed=0, backend=backend) for _ in range(2))
+    for actor in twins:
+        actor.set_weights(weights)
+    return twins
 
 
 def run_tmaze(actor: R2D2Actor, steps: int, seed: int = 0, adder: SequenceAdder | None = None,
@@ -66,39 +79,37 @@ def traces(backend: str) -> int:
     return 1 if backend == "tf" else 0
 
 
-def test_network_is_stateful_with_batch_num_envs(actor4):
-    assert actor4.network.input["observation"].shape[0] == 4
-    assert [s.shape for s in get_states(actor4.network)[0]] == [(4, 16), (4, 16)]
+def test_one_state_row_per_env(actor4):
+    actor4.reset()
+    _, state = actor4.select_actions(fake_obs(np.random.default_rng(0), 4))
+    assert [[s.shape for s in layer] for layer in state] == [[(4, 16), (4, 16)]]
     assert actor4.epsilons.shape == (4,)
     np.testing.assert_allclose(actor4.epsilons, actor_epsilons(4, 0.4, 7.0))
 
 
 def test_state_returned_is_the_state_before_the_step(actor4):
-    """Compared with get_states before the call, and with a stateless network started from it."""
+    """Compared with a stateless network started from it: its Q-values are the step's, its
+    final state the next step's state-before."""
     rng = np.random.default_rng(1)
-    actor4.reset()
     stateless = build_q_network(VECTOR_CONFIG, stateful=False)
-    stateless.set_weights(actor4.network.get_weights())
+    actor4.set_weights(stateless.get_weights())
+    actor4.reset()
+    final = None
     for step in range(4):
         obs = fake_obs(rng, 4)
-        before = get_states(actor4.network)
         prev_action, prev_reward = actor4.prev_action, actor4.prev_reward
         action, state = actor4.select_actions(obs)
-        for layer_got, layer_want in zip(state, before):
-            for got, want in zip(layer_got, layer_want):
-                np.testing.assert_array_equal(got, want)
         if step == 0:
             assert all(not np.any(s) for s in state[0])
+        else:
+            np.testing.assert_allclose(state[0][0], np.asarray(final[0][0]), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(state[0][1], np.asarray(final[0][1]), rtol=1e-5, atol=1e-6)
         q, final = stateless({
             "observation": obs[:, None], "prev_action": prev_action[:, None],
             "prev_reward": prev_reward[:, None], "valid": np.ones((4, 1), np.float32),
             "initial_h0": state[0][0], "initial_c0": state[0][1],
         })
         np.testing.assert_allclose(actor4.last_q, np.asarray(q)[:, 0], rtol=1e-5, atol=1e-6)
-        # ... and the actor's variables now hold the stateless network's final state.
-        after = get_states(actor4.network)[0]
-        np.testing.assert_allclose(after[0], np.asarray(final[0][0]), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(after[1], np.asarray(final[0][1]), rtol=1e-5, atol=1e-6)
         actor4.observe(action, np.full(4, 0.5), np.zeros(4, bool), np.zeros(4, bool))
         if step == 1:
             kept, kept_copy = state, [[x.copy() for x in layer] for layer in state]
@@ -108,37 +119,41 @@ def test_state_returned_is_the_state_before_the_step(actor4):
             np.testing.assert_array_equal(got, want)
 
 
-def test_rows_reset_only_for_envs_that_started_a_new_episode(actor4):
+def test_rows_reset_only_for_envs_that_started_a_new_episode(backend):
+    """Against a twin fed the same steps without the episode ends: only those rows differ."""
+    actor, twin = twin_actors(backend)
     rng = np.random.default_rng(2)
-    actor4.reset()
     no = np.zeros(4, bool)
-    for _ in range(3):
-        action, _ = actor4.select_actions(fake_obs(rng, 4))
-        actor4.observe(action, np.ones(4), no, no)
+
+    def both(obs, action, reward, terminated=no, truncated=no):
+        """One step of each; the twin never sees an episode end. Returns both states-before."""
+        (_, state), (_, twin_state) = actor.select_actions(obs), twin.select_actions(obs)
+        actor.observe(action, reward, terminated, truncated)
+        twin.observe(action, reward, no, no)
+        return state[0], twin_state[0]
+
+    actions = [np.array([0, 1, 2, 0]), np.array([2, 2, 1, 0]), np.array([1, 0, 0, 2])]
+    for action in actions:
+        both(fake_obs(rng, 4), action, np.ones(4))
     # Env 1 terminates and env 2 truncates; the next observation is their final one.
-    action, _ = actor4.select_actions(fake_obs(rng, 4))
-    last_action = action.copy()
-    actor4.observe(action, np.array([0.0, 2.0, 3.0, 0.0]), np.array([False, True, False, False]),
-                   np.array([False, False, True, False]))
-    assert not actor4.pending_resets.any()  # final observations carry the state on
-    np.testing.assert_array_equal(actor4.prev_action[1:3], last_action[1:3])
-    np.testing.assert_array_equal(actor4.prev_reward[1:3], [2.0, 3.0])
-    before_final = get_states(actor4.network)
-    _, state = actor4.select_actions(fake_obs(rng, 4))
-    for got, want in zip(state[0], before_final[0]):
+    both(fake_obs(rng, 4), np.array([1, 2, 0, 1]), np.array([0.0, 2.0, 3.0, 0.0]),
+         np.array([False, True, False, False]), np.array([False, False, True, False]))
+    assert not actor.pending_resets.any()  # final observations carry the state on
+    np.testing.assert_array_equal(actor.prev_action[1:3], [2, 0])
+    np.testing.assert_array_equal(actor.prev_reward[1:3], [2.0, 3.0])
+    state, twin_state = both(fake_obs(rng, 4), np.array([0, 1, 2, 0]), np.zeros(4))
+    for got, want in zip(state, twin_state):
         np.testing.assert_array_equal(got, want)  # no row was reset for F
-    # The step after F returns the new episodes' first observations (reward 0, flags False).
-    actor4.observe(np.array([0, 1, 2, 0]), np.zeros(4), no, no)
-    np.testing.assert_array_equal(actor4.pending_resets, [False, True, True, False])
-    np.testing.assert_array_equal(actor4.prev_action, [0, -1, -1, 0])
-    np.testing.assert_array_equal(actor4.prev_reward, [0.0, 0.0, 0.0, 0.0])
-    before = get_states(actor4.network)
-    _, state = actor4.select_actions(fake_obs(rng, 4))
-    for got, want in zip(state[0], before[0]):
+    # The step after F returned the new episodes' first observations (reward 0, flags False).
+    np.testing.assert_array_equal(actor.pending_resets, [False, True, True, False])
+    np.testing.assert_array_equal(actor.prev_action, [0, -1, -1, 0])
+    np.testing.assert_array_equal(actor.prev_reward, [0.0, 0.0, 0.0, 0.0])
+    state, twin_state = both(fake_obs(rng, 4), np.zeros(4, np.int64), np.zeros(4))
+    for got, want in zip(state, twin_state):
         np.testing.assert_array_equal(got[[0, 3]], want[[0, 3]])  # untouched rows
         np.testing.assert_array_equal(got[[1, 2]], 0.0)  # reset rows
         assert np.all(np.abs(want[[1, 2]]).sum(axis=1) > 0)  # they were not zero before
-    assert not actor4.pending_resets.any()
+    assert not actor.pending_resets.any()
 
 
 def test_epsilon_zero_is_greedy_and_one_is_uniform(backend):
@@ -180,26 +195,32 @@ def test_traces_once_over_episode_ends_and_weight_changes():
     actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=5, backend="tf")
     records, _ = run_tmaze(actor, 20)
     assert any(r["terminated"].any() or r["truncated"].any() for r in records)
-    actor.set_weights([w * 0.5 for w in actor.network.get_weights()])
+    actor.set_weights([w * 0.5 for w in fresh_weights()])
     records, _ = run_tmaze(actor, 10, seed=1)
     assert actor.num_traces == 1
     assert actor._step_fn.experimental_get_tracing_count() == 1
 
 
-def test_set_weights_changes_q_but_keeps_state(actor4):
+def test_set_weights_changes_q_but_keeps_state(backend):
+    actor, twin = twin_actors(backend)
+    original = fresh_weights()
+    actor.set_weights(original)
+    twin.set_weights(original)
     rng = np.random.default_rng(6)
-    actor4.reset()
+    first = fake_obs(rng, 4)
+    for a in (actor, twin):
+        a.select_actions(first)
+    actor.set_weights([w + 0.1 for w in original])
     obs = fake_obs(rng, 4)
-    actor4.select_actions(obs)
-    state = get_states(actor4.network)
-    original = actor4.network.get_weights()
-    actor4.set_weights([w + 0.1 for w in original])
-    for got, want in zip(get_states(actor4.network)[0], state[0]):
-        np.testing.assert_array_equal(got, want)
-    assert not np.array_equal(actor4.network.get_weights()[0], original[0])
-    actor4.set_weights(original)
-    for got, want in zip(actor4.network.get_weights(), original):
-        np.testing.assert_array_equal(got, want)
+    (_, state), (_, twin_state) = actor.select_actions(obs), twin.select_actions(obs)
+    for got, want in zip(state[0], twin_state[0]):
+        np.testing.assert_array_equal(got, want)  # the state was kept
+    assert not np.allclose(actor.last_q, twin.last_q)  # the new weights act
+    actor.set_weights(original)
+    for a in (actor, twin):
+        a.reset()
+        a.select_actions(first)
+    np.testing.assert_array_equal(actor.last_q, twin.last_q)  # the same weights again
 
 
 def test_prev_inputs_and_start_states_agree_with_sequence_adder(backend):
@@ -322,7 +343,7 @@ def test_numpy_and_tf_backends_act_alike_over_episode_ends_and_weight_changes():
     """Same seeds, same weights: the same Q-values, states and actions, step by step."""
     actors = {b: R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=actor_epsilons(4), seed=9, backend=b)
               for b in ("numpy", "tf")}
-    weights = actors["tf"].network.get_weights()
+    weights = fresh_weights()
     runs = {}
     for b, actor in actors.items():
         actor.set_weights(weights)
@@ -337,31 +358,6 @@ def test_numpy_and_tf_backends_act_alike_over_episode_ends_and_weight_changes():
         for g, w in zip(got["state"][0], want["state"][0]):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert actors["numpy"].num_traces == 0 and actors["tf"].num_traces == 1
-
-
-def test_numpy_backend_reads_back_what_is_written_through_network():
-    """``actor.network`` stays the actor's state: writes to it are honoured by the next step."""
-    rng = np.random.default_rng(10)
-    actor = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=0.0, seed=10, backend="numpy")
-    reference = R2D2Actor(VECTOR_CONFIG, num_envs=4, epsilons=0.0, seed=10, backend="tf")
-    reference.set_weights(actor.network.get_weights())
-    for _ in range(3):
-        obs = fake_obs(rng, 4)
-        actor.select_actions(obs)
-        reference.select_actions(obs)
-    written = [[rng.normal(size=(4, 16)).astype(np.float32) for _ in range(2)]]
-    reset_states(actor.network, written)
-    reset_states(reference.network, written)
-    new_weights = [w + 0.05 for w in reference.network.get_weights()]
-    actor.network.set_weights(new_weights)
-    reference.network.set_weights(new_weights)
-    obs = fake_obs(rng, 4)
-    _, state = actor.select_actions(obs)
-    _, want = reference.select_actions(obs)
-    np.testing.assert_array_equal(state[0][0], written[0][0])
-    np.testing.assert_allclose(actor.last_q, reference.last_q, rtol=1e-5, atol=1e-6)
-    for got, expected in zip(get_states(actor.network)[0], get_states(reference.network)[0]):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_backend_choice_and_errors():

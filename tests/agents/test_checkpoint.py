@@ -12,6 +12,7 @@ import numpy as np
 import tree
 import pytest
 
+from agents.r2d2.actor import R2D2Actor
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager
 from agents.r2d2.loop import TrainingLoop
 from agents.r2d2.presets import get_preset
@@ -67,9 +68,15 @@ def test_round_trip_restores_everything(trained, tmp_path):
         assert list(resumed.recent_returns) == list(loop.recent_returns)
         # The actor acts with the restored weights and exploration RNG (run() launches it).
         resumed.source.launch(0)
-        for a, b in zip(resumed.source.actor.network.get_weights(), loop.learner.get_weights()):
-            np.testing.assert_array_equal(a, b)
-        assert resumed.source.actor.rng_state == loop.source.actor.rng_state
+        actor = resumed.source.actor
+        assert actor.rng_state == loop.source.actor.rng_state
+        reference = R2D2Actor(resumed.network_config, actor.num_envs, epsilons=0.0, backend=actor.backend)
+        reference.set_weights(loop.learner.get_weights())
+        obs = np.zeros((actor.num_envs, *actor.observation_shape), actor.observation_dtype)
+        actor.reset()
+        actor.select_actions(obs)
+        reference.select_actions(obs)
+        np.testing.assert_array_equal(actor.last_q, reference.last_q)
         # The replay samples the same batch after the restore (its RNG came back too).
         s1, s2 = resumed.replay.sample(4), loop.replay.sample(4)
         np.testing.assert_array_equal(s1.keys, s2.keys)
