@@ -334,15 +334,15 @@ def check_config_matches_checkpoint(config: Any, state: Mapping[str, Any], check
 
     Raises:
       ConfigurationError: naming each differing field (up to 5) and both values.
-      CheckpointError: the checkpoint's ``state.json`` holds an invalid config.
+      CheckpointError: the checkpoint's ``state.json`` holds no config or an invalid one.
     """
     from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 
-    saved = state.get("config")
-    if saved is None:
-        return  # checkpoints written before the config was stored in them
+    if "config" not in state:
+        raise CheckpointError(f"{checkpoint_path!r}: state.json holds no config (expected the TrainConfig it was "
+                              "trained with)")
     try:
-        trained = TrainConfig.from_dict(saved).to_dict()
+        trained = TrainConfig.from_dict(state["config"]).to_dict()
     except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise CheckpointError(f"{checkpoint_path!r}: state.json holds an invalid config ({error})") from None
     now = config.to_dict()

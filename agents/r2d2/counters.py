@@ -1,16 +1,13 @@
 """What a training run has done so far: the loop's counters, saved in every checkpoint.
 
-Sequences inserted and sampled are the replay's own counts (``SequenceReplay.stats()``,
-saved with the replay), so they are not kept here a second time.
-
-``Counters.to_state()`` writes the same keys (and values) as the string-keyed dict the
-loop kept before, so ``state.json`` keeps its format and older checkpoints resume.
+Each count has one owner: sequences inserted and sampled are the replay's
+(``SequenceReplay.stats()``, saved with the replay), actor restarts the Ray source's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = ["Counters"]
 
@@ -33,22 +30,12 @@ class Counters:
     """Of which evaluating."""
     resumes: int = 0
     """How often the run was resumed."""
-    actor_restarts: int | None = None
-    """Ray backend: failures of actor processes (None in the single-process loop)."""
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-ready; ``actor_restarts`` only when counted (as before)."""
-        state = dataclasses.asdict(self)
-        if state["actor_restarts"] is None:
-            del state["actor_restarts"]
-        return state
+        """JSON-ready: one key per field."""
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Counters:
-        """Counters from a checkpoint's ``state.json`` (other keys ignored, missing ones 0)."""
-        values = {}
-        for field in dataclasses.fields(cls):
-            if state.get(field.name) is not None:
-                kind = float if field.name.endswith("_s") else int
-                values[field.name] = kind(state[field.name])
-        return cls(**values)
+    def from_state(cls, state: Mapping[str, Any]) -> Counters:
+        """Counters from a checkpoint's ``state.json``, which holds every field (other keys ignored)."""
+        return cls(**{field.name: state[field.name] for field in dataclasses.fields(cls)})

@@ -265,7 +265,7 @@ class TrainingLoop:
     # ------------------------------------------------------------------ checkpoints
 
     def _state(self) -> dict[str, Any]:
-        """``state.json``: the keys older checkpoints have (counters, ``next_*``, ...)."""
+        """``state.json``: counters, schedule, the source's RNG / restarts, metric history, config."""
         return {
             **self.counters.to_state(),
             **self.schedule.to_state(),
@@ -310,15 +310,19 @@ class TrainingLoop:
     def _restore(self, name: str | None) -> None:
         loaded = self.checkpoints.load(self.learner.checkpoint_objects(), self.replay, name)
         state = loaded.state
+        missing = sorted(set(self._state()) - set(state))
+        if missing:
+            raise CheckpointError(f"{os.path.join(loaded.path, 'state.json')!r} lacks the keys {missing} "
+                                  "that this loop writes and resumes from")
         self.counters = Counters.from_state(state)
-        self.counters.resumes = int(state.get("resumes", 0)) + 1
+        self.counters.resumes += 1
         steps = self.counters.env_steps
         # Budgets may have been changed on resume: recompute what is due next.
         self.schedule.restore(state, steps)
-        self.recent_returns.extend(state.get("recent_returns", []))
-        self.recent_lengths.extend(state.get("recent_lengths", []))
-        self.last_eval = state.get("last_eval")
-        self.solved_at = state.get("solved_at")
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        self.last_eval = state["last_eval"]
+        self.solved_at = state["solved_at"]
         self.source.restore(state)
         # Fresh episodes after a resume, from a seed that differs from the first run's.
         self._reset_seed = int(np.random.SeedSequence([self.config.seed, steps]).generate_state(1)[0] % 2**31)

@@ -296,33 +296,20 @@ def test_damaged_pointer_or_manifest_is_a_checkpoint_error(trained, tmp_path, da
     assert _snapshot(manager.run_dir) == before
 
 
-def test_a_checkpoint_in_the_earlier_state_format_resumes(trained, tmp_path):
-    """state.json as the loop wrote it with string-keyed counters (None for "never" in the
-    next_* keys, an actor RNG): counters, schedule and actor RNG come back."""
+@pytest.mark.parametrize("dropped", ["resumes", "recent_returns", "actor_rng", "config"])
+def test_a_state_json_lacking_a_key_is_refused_and_left_alone(trained, tmp_path, dropped):
+    """No defaults for keys this loop writes: such a state.json is not one of its checkpoints."""
     manager = _fresh_copy(trained, tmp_path)
+    state = dict(manager.read_state(manager.resolve()))
+    del state[dropped]
     loop = trained
-    c = loop.counters
-    old_state = {
-        "env_steps": c.env_steps, "vector_steps": c.vector_steps, "episodes": c.episodes,
-        "inserted_at_learning_start": c.inserted_at_learning_start, "wall_time_s": c.wall_time_s,
-        "next_log": c.env_steps + 37, "next_checkpoint": None, "next_eval": None, "resumes": 0,
-        "eval_time_s": 0.0, "learner_steps": int(loop.learner.num_steps.numpy()),
-        "recent_returns": [1.0, 0.0], "recent_lengths": [3, 4], "last_eval": None, "solved_at": None,
-        "actor_rng": loop.source.actor.rng_state, "replay_size": len(loop.replay), "config": loop.config.to_dict(),
-    }
-    name = os.path.basename(manager.save(c.env_steps + 4, loop.learner.checkpoint_objects(), loop.replay,
-                                         old_state, loop.learner.get_weights()))
-    config = loop.config.replace(eval_every=100)
-    resumed = TrainingLoop(config, manager.run_dir, resume=True, checkpoint=name)
-    try:
-        assert resumed.counters.env_steps == c.env_steps and resumed.counters.resumes == 1
-        assert resumed.counters.inserted_at_learning_start == c.inserted_at_learning_start
-        assert resumed.schedule.to_state() == {"next_log": c.env_steps + 37, "next_eval": c.env_steps + 100,
-                                               "next_checkpoint": None}
-        assert list(resumed.recent_returns) == [1.0, 0.0]
-        assert resumed.source.actor.rng_state == loop.source.actor.rng_state
-    finally:
-        resumed.close()
+    name = os.path.basename(manager.save(loop.counters.env_steps + 4, loop.learner.checkpoint_objects(), loop.replay,
+                                         state, loop.learner.get_weights()))
+    before = _snapshot(manager.run_dir)
+    match = "holds no config" if dropped == "config" else rf"state.json' lacks the keys \['{dropped}'\]"
+    with pytest.raises(CheckpointError, match=match):
+        TrainingLoop(loop.config, manager.run_dir, resume=True, checkpoint=name)
+    assert _snapshot(manager.run_dir) == before
 
 
 @pytest.mark.parametrize("budget", ["env_steps", "time_budget"])
