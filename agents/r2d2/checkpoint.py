@@ -53,6 +53,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
 from r2d2_state.files import atomic_write_text, creation_mode, fsync_directory, fsync_file
 
 __all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint", "check_config_matches_checkpoint"]
@@ -336,8 +337,6 @@ def check_config_matches_checkpoint(config: Any, state: Mapping[str, Any], check
       ConfigurationError: naming each differing field (up to 5) and both values.
       CheckpointError: the checkpoint's ``state.json`` holds no config or an invalid one.
     """
-    from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
-
     if "config" not in state:
         raise CheckpointError(f"{checkpoint_path!r}: state.json holds no config (expected the TrainConfig it was "
                               "trained with)")

@@ -45,19 +45,24 @@ import threading
 import time
 from typing import Any, Callable
 
+import keras
 import numpy as np
 
 from agents.r2d2.checkpoint import CheckpointError, CheckpointManager, check_config_matches_checkpoint
 from agents.r2d2.counters import Counters
+from agents.r2d2.evaluation import Evaluator, network_config_for
 from agents.r2d2.experience import Chunk, ExperienceSource, SourceFailedError, make_source, open_environment
+from agents.r2d2.learner import R2D2Learner
 from agents.r2d2.limiter import inserts_allowed, learner_steps_due
 from agents.r2d2.run_dir import check_fresh, check_metrics_readable, check_writable, default_run_dir, write_run_files
+from agents.r2d2.run_logger import RunLogger
 from agents.r2d2.schedule import Schedule
 from agents.r2d2.tf_runtime import configure_tf_threads
 from agents.r2d2.train_config import ConfigurationError, TrainConfig
-from r2d2_state.replay import per_batch_weights
+from r2d2_state.network_config import QNetworkConfig
+from r2d2_state.replay import SequenceReplay, per_batch_weights
 
-__all__ = ["LoopResult", "RunFailedError", "TrainingLoop"]
+__all__ = ["LoopResult", "RunFailedError", "TrainingLoop", "build_parts"]
 
 
 class RunFailedError(RuntimeError):
@@ -107,10 +112,50 @@ def replay_steps(config: TrainConfig) -> int | None:
     return steps + steps // 8  # each env's partly filled block of the store (r2d2_state.replay.steps)
 
 
+def build_parts(config: TrainConfig, notes: list[str], log: Callable[[str], None], ray_address: str | None = None
+                ) -> tuple[Any, QNetworkConfig, int, R2D2Learner, ExperienceSource, SequenceReplay]:
+    """Build and check what a run is made of (seeded by ``config.seed``; writes nothing):
+    ``(description, network_config, tf_threads, learner, source, replay)``: the env's
+    ``envs.describe_env``, the network on it, TensorFlow's intra-op threads, the experience
+    source on the env. Start-up notes go to ``notes``; ``log`` prints the source's messages.
+
+    Raises:
+      ConfigurationError: the environment or the networks cannot be made (the env is closed).
+    """
+    r = config.r2d2
+    keras.utils.set_random_seed(config.seed)
+    try:
+        env, description, env_info = open_environment(config)
+    except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
+        raise ConfigurationError(
+            f"cannot make environment {config.env_id!r} with env_kwargs {config.env_kwargs!r} "
+            f"({type(error).__name__}: {error})") from error
+    try:
+        network_config = network_config_for(config, description)
+        tf_threads = configure_tf_threads(config.tf_threads, network_config, notes, xla=r.xla)[0]
+        learner = R2D2Learner(r, network_config)
+        source = make_source(config, env, description, env_info, network_config, learner, log=log,
+                             ray_address=ray_address)
+    except BaseException as error:
+        if env is not None:
+            env.close()
+        if isinstance(error, (ValueError, TypeError)):
+            raise ConfigurationError(f"cannot build the networks for {config.env_id!r} "
+                                     f"({type(error).__name__}: {error})") from error
+        raise
+    note = sequence_longer_than_episodes(r.burn_in, r.trace_length, description.max_episode_steps, config.env_id)
+    if note:
+        notes.append(note)
+    replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent, seed=config.seed,
+                            capacity_steps=replay_steps(config), compression=r.replay_compression)
+    return description, network_config, tf_threads, learner, source, replay
+
+
 class TrainingLoop:
     """One training run: an experience source, the replay, the learner, logging, checkpoints.
 
-    The parts (each in its own module) and the one run loop over them::
+    The parts (each in its own module; source, learner and replay built by :func:`build_parts`)
+    and the one run loop over them::
 
         source      agents.r2d2.experience    actors + envs + adders; local or Ray processes
         limiter     agents.r2d2.limiter       learner steps due / inserts allowed (samples per insert)
@@ -157,13 +202,6 @@ class TrainingLoop:
                  on_insert: Callable[[Chunk], None] | None = None,
                  on_learner_step: Callable[[dict[str, float]], None] | None = None,
                  ray_address: str | None = None) -> None:
-        import keras
-
-        from agents.r2d2.evaluation import network_config_for
-        from agents.r2d2.learner import R2D2Learner
-        from agents.r2d2.run_logger import RunLogger
-        from r2d2_state.replay import SequenceReplay
-
         self.config = config
         self.run_dir = os.path.abspath(run_dir or config.run_dir or default_run_dir(config))
         self.process_start = process_start if process_start is not None else time.perf_counter()
@@ -171,55 +209,15 @@ class TrainingLoop:
         self.on_insert = on_insert
         self.on_learner_step = on_learner_step
         self.checkpoints = CheckpointManager(self.run_dir, keep=config.keep_checkpoints)
-        self.source: ExperienceSource | None = None
-        self._env: Any = None  # the local vector env until the source owns it
-        self._evaluator = None  # made at the first evaluation
+        self._evaluator: Evaluator | None = None  # made at the first evaluation
         self.notes: list[str] = []  # what the start-up found or changed on disk, printed when the run starts
-
-        # 1. Check the run directory and the checkpoint (reading only).
-        check_writable(self.run_dir)
-        if resume:
-            checkpoint_path, _ = self.checkpoints.verify(checkpoint)  # never trains from scratch instead
-            self._check_resume_config(self.checkpoints.read_state(checkpoint_path), checkpoint_path)
-            check_metrics_readable(self.run_dir)
-        else:
-            check_fresh(self.run_dir, self.checkpoints)
-
-        # 2. Build and check environment, networks, source, replay (nothing written yet).
-        r = config.r2d2
-        keras.utils.set_random_seed(config.seed)
-        try:
-            self._env, self.description, env_info = open_environment(config)
-        except Exception as error:  # noqa: BLE001 - unknown id, bad kwargs, missing package, ...
-            self.close()
-            raise ConfigurationError(
-                f"cannot make environment {config.env_id!r} with env_kwargs {config.env_kwargs!r} "
-                f"({type(error).__name__}: {error})") from error
-        try:
-            self.network_config = network_config_for(config, self.description)
-            self.tf_pools = configure_tf_threads(config.tf_threads, self.network_config, self.notes, xla=r.xla)
-            self.tf_threads = self.tf_pools[0]
-            self.learner = R2D2Learner(r, self.network_config)
-            self.source = make_source(config, self._env, self.description, env_info, self.network_config,
-                                      self.learner, log=lambda line: self.logger.message(line),
-                                      ray_address=ray_address)
-            self._env = None
-        except (ValueError, TypeError) as error:
-            self.close()
-            raise ConfigurationError(f"cannot build the networks for {config.env_id!r} "
-                                     f"({type(error).__name__}: {error})") from error
-        self.threshold = (config.solve_threshold if config.solve_threshold is not None
-                          else self.description.reward_threshold)
-        sequence_note = sequence_longer_than_episodes(r.burn_in, r.trace_length, self.description.max_episode_steps,
-                                                      config.env_id)
-        if sequence_note:
-            self.notes.append(sequence_note)
-        self.replay = SequenceReplay(r.replay_capacity, r.priority_exponent, r.importance_exponent,
-                                     seed=config.seed, capacity_steps=replay_steps(config),
-                                     compression=r.replay_compression)
+        self._check_run_dir(resume, checkpoint)
         self.logger = RunLogger(self.run_dir, mode=config.progress, total_env_steps=config.total_env_steps,
                                 title=f"R2D2 {config.env_id}")
-
+        (self.description, self.network_config, self.tf_threads, self.learner, self.source,
+         self.replay) = build_parts(config, self.notes, self.logger.message, ray_address)
+        self.threshold = (config.solve_threshold if config.solve_threshold is not None
+                          else self.description.reward_threshold)
         self.counters = Counters()
         self.schedule = Schedule.from_config(config.log_every, config.eval_every, config.checkpoint_every)
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=100)
@@ -238,14 +236,19 @@ class TrainingLoop:
             raise
         # Everything checked; run() writes to disk and launches the actors.
 
-    # ------------------------------------------------------------------ the experience source
-
     # ------------------------------------------------------------------ start-up checks
 
-    def _check_resume_config(self, state: dict[str, Any], checkpoint_path: str) -> None:
-        """The run's config.json (plus budget overrides) must match what the checkpoint trained."""
-        check_config_matches_checkpoint(self.config, state, checkpoint_path,
+    def _check_run_dir(self, resume: bool, checkpoint: str | None) -> None:
+        """The run directory, and on resume the checkpoint and its config (reading only)."""
+        check_writable(self.run_dir)
+        if not resume:
+            check_fresh(self.run_dir, self.checkpoints)
+            return
+        path, _ = self.checkpoints.verify(checkpoint)  # never trains from scratch instead
+        # The run's config.json (plus budget overrides) must match what the checkpoint trained.
+        check_config_matches_checkpoint(self.config, self.checkpoints.read_state(path), path,
                                         os.path.join(self.run_dir, "config.json"))
+        check_metrics_readable(self.run_dir)
 
     def _write_run_dir(self) -> None:
         """config.json and env.json; on resume, newer checkpoints moved aside and metrics.csv cut back.
@@ -389,10 +392,9 @@ class TrainingLoop:
 
     def close(self) -> None:
         """Release the envs and the actors (idempotent)."""
-        for part in (getattr(self, "source", None), getattr(self, "_env", None), getattr(self, "_evaluator", None)):
+        for part in (self.source, self._evaluator):
             if part is not None:
                 part.close()
-        self._env = None
 
     def _install_signal_handlers(self, stop_signal: list[int]) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -576,8 +578,6 @@ class TrainingLoop:
 
     def _evaluate(self) -> dict[str, Any]:
         """Greedy (eval_epsilon) episodes with the learner's current weights."""
-        from agents.r2d2.evaluation import Evaluator
-
         if self._evaluator is None:
             self._evaluator = Evaluator(self.config, self.network_config)
         c = self.counters

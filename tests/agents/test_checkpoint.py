@@ -353,8 +353,6 @@ def test_the_constructor_writes_nothing(tmp_path):
 def test_a_signal_before_any_step_of_a_resumed_run_keeps_its_checkpoint(trained, tmp_path):
     """Stopped before it did anything, a resumed run does not write its checkpoint again
     (that would move the resumed one aside as if another run had written it)."""
-    import signal
-
     manager = _fresh_copy(trained, tmp_path)
     name = manager.latest_name()
     config = trained.config.replace(total_env_steps=10 ** 6)

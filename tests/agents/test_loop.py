@@ -7,7 +7,6 @@ import json
 import os
 import signal
 
-import numpy as np
 import pytest
 
 from agents.r2d2.loop import TrainingLoop
