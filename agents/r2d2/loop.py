@@ -447,7 +447,7 @@ class TrainingLoop:
 
                 # Learner: keep sampled ~= replay_ratio * inserted since learning started.
                 if c.inserted_at_learning_start is None and len(self.replay) >= cfg.min_replay_size:
-                    c.inserted_at_learning_start = self.replay.stats()["inserted"]
+                    c.inserted_at_learning_start = self.replay.counts()[0]
                     # Said once: env steps/s drop from here, which the first progress line does not explain.
                     self.logger.message(
                         f"learning starts at {c.env_steps:,d} env steps: the replay holds {len(self.replay):,d} "
@@ -513,8 +513,8 @@ class TrainingLoop:
         start = self.counters.inserted_at_learning_start
         if start is None:
             return None, 0  # the limiter needs no counts yet
-        stats = self.replay.stats()
-        return stats["inserted"] - start, stats["sampled_items"]
+        inserted, sampled = self.replay.counts()
+        return inserted - start, sampled
 
     def samples_per_insert(self) -> float | None:
         """Sampled / inserted sequences since learning started (None before, or with none inserted)."""

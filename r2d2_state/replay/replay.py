@@ -476,6 +476,12 @@ class SequenceReplay:
         with self._lock:
             return np.zeros(0) if self._sampler is None else self._sampler.live_priorities()
 
+    def counts(self) -> tuple[int, int]:
+        """(entries inserted, entries sampled) over the replay's life: ``stats()``'s
+        ``inserted`` and ``sampled_items`` without its summaries over the whole table."""
+        sampler = self._sampler
+        return (0, 0) if sampler is None else (sampler.next_key, sampler.counters["sampled_items"])
+
     def stats(self) -> dict[str, Any]:
         """Counts, priority summaries and storage bytes (plain Python numbers, JSON-serialisable)."""
         with self._lock:
