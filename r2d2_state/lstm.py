@@ -209,8 +209,8 @@ arithmetic at 64 units on a CPU."""
 
 UNROLL_MAX_UNITS = 128
 """Wider layers run one step per iteration: there the iteration's cost is small next to
-the step's matmul, and stacking several steps' gate activations costs more (measured at
-512 units: 0.82x vs 0.88x of Keras's loop's CPU time per learner step)."""
+the step's matmul, and stacking several steps' gate activations costs more (measured:
+docs/benchmarks.md, the ``FusedLSTM`` rows)."""
 
 
 INLINE_MAX_STEPS = 32

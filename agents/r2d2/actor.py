@@ -130,7 +130,7 @@ class R2D2Actor:
         ]
         self._step_fn = tf.function(self._step, input_signature=signature, jit_compile=bool(jit_compile), autograph=False)
         # The traced graph, called directly: a tf.function call re-binds and type-checks
-        # its arguments every time (~0.3-0.5 ms here, as long as the LSTM step itself).
+        # its arguments every time, which costs as much as a small LSTM step itself.
         self._concrete_step: Callable[..., Any] | None = None
         self._state_units = [int(v.shape[-1]) for layer in stateful_layers(self._model) for v in layer.states]
         bounds = np.cumsum([self.num_actions] + self._state_units).tolist()

@@ -208,8 +208,8 @@ class R2D2Learner:
 
     def _call(self, batch: dict[str, Any], weights: Any) -> tf.Tensor:
         """The step's graph, called directly once traced (:class:`_DirectCall`): a
-        ``tf.function`` call re-binds and type-checks its arguments every time (~0.25 ms of
-        a 2.4 ms T-maze step). Inputs whose structure, dtypes or shapes differ from the
+        ``tf.function`` call re-binds and type-checks its arguments every time (a sizeable share of a
+        small T-maze step). Inputs whose structure, dtypes or shapes differ from the
         trace's go through the ``tf.function`` (which checks them and says what is wrong)."""
         if self._graph is None:
             weights = tf.convert_to_tensor(weights, tf.float32)

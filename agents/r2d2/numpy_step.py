@@ -1,11 +1,9 @@
 """The actor's one-step forward pass in numpy, for networks with a vector (MLP) torso.
 
 Why: an actor step is one timestep of a small network for N envs. In TensorFlow that is
-one graph call, whose fixed cost (argument conversion, executor start, result copy:
-~0.3-0.4 ms on the 2-core benchmark machine) is many times the step's arithmetic at LSTM
-64 (about a MFLOP for 8 envs). The same arithmetic in numpy costs 70 / 120 us at 8 / 32
-envs, and the acting loop runs 1.85x / 1.64x the env steps/s of the TensorFlow step
-(``scripts/bench_actor.py``; docs/learner.md, "Actor").
+one graph call, whose fixed cost (argument conversion, executor start, result copy) is
+many times the step's arithmetic at small LSTMs; the same arithmetic in numpy has no such
+cost (measured by ``scripts/bench_actor.py``: docs/benchmarks.md).
 
 What stays the same: the Keras network is still built and holds the weights (the actor's
 ``set_weights`` loads them there and this mirror reads them back), the learner's networks

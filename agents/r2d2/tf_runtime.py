@@ -154,8 +154,8 @@ def install_quiet_tensorflow_import() -> None:
 def flat_caller(concrete: Any) -> Callable[..., Any]:
     """A caller of a traced graph whose arguments are already tensors of its signature.
 
-    ``ConcreteFunction._call_flat`` skips re-binding and type-checking the arguments
-    (~50 us per call for the actor's step, ~0.25 ms for the learner's); it is not public API, so
+    ``ConcreteFunction._call_flat`` skips re-binding and type-checking the arguments (a
+    fixed cost per call, large beside a small network's step); it is not public API, so
     the public call is the fallback when it is missing.
     """
     call_flat = getattr(concrete, "_call_flat", None)
@@ -179,11 +179,8 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
     ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA;
     TensorFlow's default otherwise. Such a learner step is two independent recurrences
     (online and target network) of small ops: each on its own core beats splitting every op
-    over both. ``python scripts/bench_threads.py --threads 0 1 1x2`` on 2 idle cores
-    (``docs/learner.md``, "Threads"), learner step time against the default pools: T-maze
-    preset 0.78x, CartPole 0.75x, MiniGrid 0.85x, batch 64 x 125 at LSTM 64 0.89x; at LSTM
-    256 1.28x and at 512 2.0x (there a matmul needs both cores). Beside another busy
-    process (T-maze 0.74x, LSTM 64 0.85x) it degrades like one thread does, not like a pool.
+    over both; wider LSTMs need both cores for a matmul. Measured with
+    ``python scripts/bench_threads.py --threads 0 1 1x2`` (``docs/learner.md``, "Threads").
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
     with other sizes, the pools stay as they are and, for an explicit request, ``notes``
