@@ -116,7 +116,6 @@ class R2D2Learner:
             raise ValueError(f"core must be 'stateful' or 'stateless', got {core!r}")
         self.config = config
         self.network_config = network_config
-        self.core_kind = core
         stateful = core == "stateful"
         batch = config.batch_size if stateful else None
         self.online = build_q_network(network_config, stateful=stateful, batch_size=batch, name="online")

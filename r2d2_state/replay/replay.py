@@ -155,7 +155,7 @@ class SequenceReplay:
             spec = self._item_spec(item, 0)
             leaves = spec.flatten(item)
             raw = None if priority is None else self._need_sampler().check_priorities(np.asarray([priority]), 1)
-            _check_finite_leaves(spec, leaves, 0)
+            _check_finite_leaves(spec, leaves)
             return int(self._insert_items(spec, leaves, 1, raw, single=True)[0])
 
     def add_batch(self, items: Any, priorities: np.ndarray | None = None) -> np.ndarray:
@@ -169,7 +169,7 @@ class SequenceReplay:
             leaves = spec.flatten(items, leading_shape=(None,))
             count = leaves[0].shape[0] if leaves else 0
             raw = None if priorities is None else self._need_sampler().check_priorities(priorities, count)
-            _check_finite_leaves(spec, leaves, 1)
+            _check_finite_leaves(spec, leaves)
             return self._insert_items(spec, leaves, count, raw, single=False)
 
     def _item_spec(self, item: Any, leading_axes: int) -> ItemSpec:
@@ -590,7 +590,7 @@ def _no_keys(keys: Any) -> np.ndarray:
     return keys.astype(np.int64)
 
 
-def _check_finite_leaves(spec: ItemSpec, leaves: list[np.ndarray], leading: int) -> None:
+def _check_finite_leaves(spec: ItemSpec, leaves: list[np.ndarray]) -> None:
     """Items stored whole follow the adder's policy: NaN / inf in a float leaf is refused."""
     for leaf_spec, leaf in zip(spec.leaves, leaves):
         if leaf.dtype.kind in "fc" and not np.all(np.isfinite(leaf)):

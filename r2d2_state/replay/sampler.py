@@ -62,9 +62,6 @@ class PrioritizedSampler:
 
     # ------------------------------------------------------------------ keys
 
-    def slot_of(self, keys: np.ndarray) -> np.ndarray:
-        return keys % self.capacity
-
     def is_fresh(self, keys: np.ndarray) -> np.ndarray:
         """bool [K]: the key's entry is still in its slot (not evicted, not retired)."""
         keys = np.asarray(keys, np.int64)
