@@ -46,11 +46,12 @@ def frame_shape(shape: tuple[int, ...], axis: int, size: int, name: str) -> tupl
 
 
 def _flag_fields() -> np.ndarray:
-    """float32 [256, 3]: discount, mask and valid of a step, by its flags byte."""
+    """float32 [256, 4]: discount, mask and valid of a step, by its flags byte (and a zero
+    column: 16-byte rows take numpy's fixed-size copy when gathered)."""
     flags = np.arange(256)
     transition = (flags & TRANSITION) != 0
-    return np.stack([transition & ((flags & TERMINATED) == 0), transition, (flags & STORED) != 0],
-                    axis=1).astype(np.float32)
+    return np.stack([transition & ((flags & TERMINATED) == 0), transition, (flags & STORED) != 0,
+                     np.zeros(256, bool)], axis=1).astype(np.float32)
 
 
 _FLAG_FIELDS = _flag_fields()
@@ -157,7 +158,7 @@ class SequenceIndex:
         actions = over_window(step_names["action"])
         rewards = over_window(step_names["reward"])
         own = flags[:, lb:]
-        fields = _take(_FLAG_FIELDS, own)  # [B, L, 3]: discount, mask, valid
+        fields = _take(_FLAG_FIELDS, own)  # [B, L, 4]: discount, mask, valid, unused
         # The previous step counts only for a real step of the same episode (padding has none).
         previous = (own & flags[:, lb - 1: lb - 1 + length] & STORED) != 0
         item: dict[str, Any] = {

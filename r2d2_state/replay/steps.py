@@ -205,7 +205,12 @@ class StepStore:
         self.packed = frozenset(small)
         if small:
             fields = [(f"f{i}", spec.leaves[i].dtype, spec.leaves[i].shape) for i in small]
-            self.records = np.zeros(rows, np.dtype(fields, align=True))
+            aligned = np.dtype(fields, align=True)
+            # A power-of-two record (up to 64 bytes) takes numpy's fixed-size copy when gathered.
+            size = aligned.itemsize if aligned.itemsize > 64 else 1 << (aligned.itemsize - 1).bit_length()
+            self.records = np.zeros(rows, np.dtype({"names": aligned.names, "offsets": [
+                aligned.fields[n][1] for n in aligned.names], "formats": [aligned.fields[n][0] for n in aligned.names],
+                "itemsize": size}))
             self._owned.append(self.records)
             for i in small:
                 self.arrays[i] = self.records[f"f{i}"]  # a strided view: gather with take_records
