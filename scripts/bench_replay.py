@@ -16,7 +16,8 @@ copies does). The Atari floor is a plain numpy copy of one batch's bytes gathere
 steps (``np.take`` of the batch's frames into a preallocated array). Stored bytes per env
 step are measured at the R2D2 Atari shape (L = 40 + 80 + 5 = 125, period 40, LSTM 512) on a
 full replay in steady state, everything counted (steps, sequence index, start states,
-priorities, sum tree), over one 84x84 frame (7,056 bytes).
+priorities, sum tree), over one 84x84 frame (7,056 bytes), with frames stored raw and
+compressed (``compression="lz4"``, when cramjam is installed), with their sampling time.
 
 Frames are real Atari frames when ale-py is installed (``scripts/atari_frames.py``, Pong,
 random actions), else synthetic frames with an Atari screen's structure. Reverb, an optional
@@ -27,7 +28,7 @@ when its venv is absent.
 Usage:
   python scripts/bench_replay.py                     # ~2 min and ~3 GB; Reverb adds ~2 min
   python scripts/bench_replay.py --quick             # a smoke run
-  python scripts/bench_replay.py --paper-scale       # also 1M Atari steps filled and sampled (~7.5 GB)
+  python scripts/bench_replay.py --paper-scale       # also 1M Atari steps raw (~7.7 GB) and 4M compressed (~2.4 GB)
 The last line printed is one JSON object (ratios: ``*_vs_cpprb_*`` ours / cpprb as
 throughput, > 1 is faster; ``atari_sample_vs_copy_floor`` our time / the floor's).
 """
