@@ -33,6 +33,7 @@ def test_make_installs_the_atari_extra():
     declared = _extras_of_pyproject()
     assert set(installed) <= set(declared), (installed, sorted(declared))
     assert "ale-py" in declared["atari"] and "opencv-python-headless" in declared["atari"]
+    assert "cramjam" in declared["atari"]  # the atari preset's replay compresses its frames
 
 
 def test_ci_runs_the_atari_tests():
@@ -100,7 +101,7 @@ def test_train_and_evaluate_scripts_run_on_pong(tmp_path):
     tiny = ["--r2d2.burn_in", "1", "--r2d2.trace_length", "2", "--r2d2.sequence_period", "2", "--r2d2.n_step", "1",
             "--r2d2.replay_capacity", "50", "--r2d2.batch_size", "2", "--r2d2.num_envs", "2",
             "--r2d2.network.lstm_units", "8", "--r2d2.network.head_units", "8",
-            "--r2d2.network.conv_dense_units", "16"]
+            "--r2d2.network.conv_dense_units", "16", "--r2d2.replay_compression", "lz4"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     # max_episode_steps counts emulator frames (4 per agent step): short episodes for the evaluation.
     result = subprocess.run(
@@ -115,6 +116,9 @@ def test_train_and_evaluate_scripts_run_on_pong(tmp_path):
     assert record["observation_shape"] == [4, 84, 84] and record["conversion"]["channels_first"] is True
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["episodes"] == 2
+    (saved,) = run_dir.glob("**/replay.npz")  # the final checkpoint's replay: frames as LZ4 blocks
+    with np.load(saved) as archive:
+        assert any(name.endswith("_lz4") for name in archive.files), archive.files
 
 
 def test_env_records_of_other_envs_are_unchanged_by_the_layout_field():
