@@ -131,6 +131,7 @@ def test_literal_fields_are_the_validated_choices():
     (dict(batch_size="16"), "R2D2Config.batch_size must be an int, got '16'"),
     (dict(discount=True), "R2D2Config.discount must be a number, got True"),
     (dict(replay_capacity_steps=2.5), "R2D2Config.replay_capacity_steps must be an int or None, got 2.5"),
+    (dict(replay_compression="zip"), "R2D2Config.replay_compression must be 'lz4' or None, got 'zip'"),
 ])
 def test_replace_with_a_value_of_the_wrong_type_names_the_field(changes, message):
     config = R2D2Config()
