@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 
 import pytest
 
@@ -312,3 +313,12 @@ def test_a_sequence_longer_than_the_envs_episodes_is_warned_about(tmp_path, caps
         assert not [note for note in loop.notes if "burn_in" in note]
     finally:
         loop.close()
+
+
+def test_a_replay_codec_that_is_not_installed_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cramjam", None)  # as if not installed
+    config = get_preset("smoke")
+    config = config.replace(r2d2=config.r2d2.replace(replay_compression="lz4"))
+    with pytest.raises(ValueError, match="needs the cramjam package"):
+        TrainingLoop(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
