@@ -324,23 +324,134 @@ def compare(ours: dict[str, Any] | None, peer: dict[str, Any] | None, key: str) 
 # ----------------------------------------------------------------------------- one run per process
 
 
-def run_ours(task: Task, seed: int, eval_every: int, run_dir: str) -> list[dict[str, Any]]:
-    from agents.r2d2.loop import TrainingLoop
-    from agents.r2d2.presets import get_preset
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
-    config = get_preset(task.preset).replace(
+
+def ours_config(task: Task, overrides: dict[str, Any] | None = None) -> Any:
+    """The task's preset with ``overrides`` (nested as ``TrainConfig.to_dict()``) applied.
+
+    Raises:
+      ValueError (or ConfigurationError): an unknown field or a bad value, named.
+    """
+    from agents.r2d2.presets import get_preset
+    from agents.r2d2.train_config import TrainConfig
+
+    config = get_preset(task.preset)
+    return TrainConfig.from_dict(merged(config.to_dict(), overrides)) if overrides else config
+
+
+def run_ours(task: Task, seed: int, eval_every: int, run_dir: str, overrides: dict[str, Any] | None = None,
+             diagnostics: bool = False) -> list[dict[str, Any]]:
+    from agents.r2d2.loop import TrainingLoop
+
+    config = ours_config(task, overrides).replace(
         env_id=task.env_id, env_kwargs=dict(task.env_kwargs), seed=seed, total_env_steps=task.budget,
         time_budget_s=0.0, stop_at_threshold=False, solve_threshold=task.threshold, eval_every=eval_every,
         eval_episodes=task.eval_episodes, checkpoint_every=0, progress="none", run_dir=run_dir)
     evals: list[dict[str, Any]] = []
+    sums: dict[str, list[float]] = {}
+
+    def on_learner_step(metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            sums.setdefault(key, []).append(value)
 
     def on_eval(record: dict[str, Any]) -> bool:
         evals.append({k: record[k] for k in ("env_steps", "mean", "train_time_s")})
+        if diagnostics:
+            evals[-1].update(diagnose(loop, config))
+            evals[-1].update({f"learner_{k}": float(np.mean(v)) for k, v in sums.items()})
+            sums.clear()
         _progress("ours", evals[-1])
         return False  # every run goes to the end of its budget
 
-    TrainingLoop(config, run_dir, on_eval=on_eval).run()
+    loop = TrainingLoop(config, run_dir, on_eval=on_eval, on_learner_step=on_learner_step if diagnostics else None)
+    loop.run()
     return evals
+
+
+DIAGNOSTIC_EPISODES = 10
+
+
+def diagnose(loop: Any, config: Any) -> dict[str, float]:
+    """What the greedy policy of ``loop``'s learner believes and gets, on episodes of its own.
+
+    ``q_greedy``: mean max_a Q (the network's value, rescaling undone) over the first 100 steps
+    of every episode; ``return_realised``: the mean discounted return from those steps to the
+    episode's end (with the run's discount; an episode cut by the time limit continues in
+    the bootstrap, so a held episode's true value is above it); ``gap_median`` /
+    ``gap_small``: the median |Q(a0) - Q(a1)| (the top two actions) over all visited steps
+    and the fraction of them below 1 % of |max Q|; ``learning_rate``: the learner's now;
+    ``terminated``: the fraction of episodes that ended by termination (not the time limit),
+    and for a vector observation ``final_abs_<i>``: the mean |feature i| of their final
+    observations (which limit ended them).
+    """
+    import envs
+    from agents.r2d2.actor import R2D2Actor
+    from agents.r2d2.evaluation import run_episodes
+    from r2d2_state.losses import inverse_value_rescale
+
+    r = config.r2d2
+    vec = envs.make_vector_env(config.env_id, DIAGNOSTIC_EPISODES, **config.env_make_kwargs)
+    try:
+        actor = R2D2Actor(loop.network_config, DIAGNOSTIC_EPISODES, 0.0, seed=config.seed + 2)
+        actor.set_weights(loop.learner.get_weights())
+        qs, rewards, steps, terminals, observations = [], [], [], [], []
+        select, observe = actor.select_actions, actor.observe
+
+        def select_actions(obs: Any) -> Any:
+            observations.append(np.asarray(obs, np.float64))
+            out = select(obs)
+            qs.append(actor.last_q.copy())  # [N, A], the step's greedy Q
+            return out
+
+        def observe_step(action: Any, reward: Any, terminated: Any, truncated: Any) -> None:
+            rewards.append(np.asarray(reward, np.float64))
+            steps.append(np.asarray(terminated) | np.asarray(truncated))
+            terminals.append(np.asarray(terminated, bool))
+            observe(action, reward, terminated, truncated)
+
+        actor.select_actions, actor.observe = select_actions, observe_step
+        run_episodes(actor, vec, DIAGNOSTIC_EPISODES, seed=config.seed + 12_345)
+    finally:
+        vec.close()
+    q = np.stack(qs)  # [time, N, A]
+    if r.value_rescaling:
+        q = inverse_value_rescale(q, r.rescale_epsilon).numpy()
+    reward, ended = np.stack(rewards), np.stack(steps)  # [time, N]
+    top = -np.sort(-q, axis=-1)
+    terminal, obs = np.stack(terminals), np.stack(observations)  # obs [time, N, ...]
+    q_values, realised, gaps, best, finals, ended_by_termination = [], [], [], [], [], []
+    for env in range(q.shape[1]):
+        ends = np.flatnonzero(ended[:, env])
+        if not ends.size:
+            continue
+        end = ends[0]  # the env's first episode: steps 0 .. end (NEXT_STEP autoreset after it)
+        g, discounted = 0.0, np.zeros(end + 1)
+        for t in range(end, -1, -1):
+            g = reward[t, env] + r.discount * g
+            discounted[t] = g
+        first = slice(0, min(100, end + 1))
+        q_values.append(top[first, env, 0])
+        realised.append(discounted[first])
+        gaps.append(top[: end + 1, env, 0] - top[: end + 1, env, 1])
+        best.append(np.abs(top[: end + 1, env, 0]))
+        ended_by_termination.append(bool(terminal[end, env]))
+        if terminal[end, env] and end + 1 < len(obs):
+            finals.append(np.abs(obs[end + 1, env]))  # NEXT_STEP autoreset: the final observation comes next
+    gap, best = np.concatenate(gaps), np.concatenate(best)
+    lr = loop.learner.optimizer.learning_rate
+    extra = {"terminated": float(np.mean(ended_by_termination))}
+    if finals and finals[0].ndim == 1:
+        extra.update({f"final_abs_{i}": float(v) for i, v in enumerate(np.mean(finals, axis=0))})
+    return {**extra, "q_greedy": float(np.mean(np.concatenate(q_values))),
+            "return_realised": float(np.mean(np.concatenate(realised))),
+            "gap_median": float(np.median(gap)), "gap_small": float(np.mean(gap < 0.01 * np.maximum(best, 1e-6))),
+            "learning_rate": float(np.asarray(lr))}
 
 
 class PeerActor:
@@ -443,8 +554,9 @@ def run_peer(task: Task, seed: int, eval_every: int, threads: int = 1) -> list[d
 
 
 def _progress(agent: str, record: dict[str, Any]) -> None:
+    extra = "".join(f"  {k} {v:.4g}" for k, v in record.items() if k not in ("env_steps", "mean", "train_time_s"))
     print(f"  {agent} {record['env_steps']:>8,d} env steps  eval {record['mean']:8.3f}  "
-          f"train {record['train_time_s']:6.1f} s", file=sys.stderr, flush=True)
+          f"train {record['train_time_s']:6.1f} s{extra}", file=sys.stderr, flush=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -456,7 +568,8 @@ def _worker(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.agent == "ours":
         with tempfile.TemporaryDirectory() as run_dir:
-            evals = run_ours(task, args.seed, task.eval_every, os.path.join(run_dir, "run"))
+            evals = run_ours(task, args.seed, task.eval_every, os.path.join(run_dir, "run"), args.overrides,
+                             args.diagnostics)
     else:
         evals = run_peer(task, args.seed, task.eval_every, threads=args.peer_threads)
     # The outcome is derived from the evals by the driver (one rule, one place).
@@ -613,6 +726,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="mark this run's wall times as measured beside other jobs")
     parser.add_argument("--peer-threads", type=int, default=PEER_THREADS,
                         help=f"torch threads of the peer (default {PEER_THREADS}: its fastest here, see the module doc)")
+    parser.add_argument("--overrides", type=json.loads, default=None, metavar="JSON",
+                        help="config fields changed in this project's preset of every task, nested as in "
+                             'config.json (e.g. \'{"r2d2": {"learning_rate": 3e-4}}\'); written into each row')
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="at every evaluation of this project's runs, also record the greedy Q against the "
+                             "realised discounted return, the action gap, the learning rate and the learner's "
+                             "metrics since the last evaluation (run_ours's diagnose)")
     parser.add_argument("--_worker", nargs=4, metavar=("TASK", "AGENT", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peer_threads < 1:
@@ -623,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         task, agent, seed, out = args._worker
         return _worker(argparse.Namespace(task=task, agent=agent, seed=int(seed), worker_out=out,
                                           eval_every=args.eval_every, max_env_steps=args.max_env_steps,
-                                          peer_threads=args.peer_threads))
+                                          peer_threads=args.peer_threads, overrides=args.overrides,
+                                          diagnostics=args.diagnostics))
     if args.quick:
         args.tasks, args.seeds = ["tmaze5"], [REPORTING_SEEDS[0]]
     tuning = sorted(s for s in set(args.seeds) if s in TUNING_SEEDS)
@@ -633,6 +754,14 @@ def main(argv: list[str] | None = None) -> int:
                      "for a figure that will not be reported)")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must not repeat a seed, got {' '.join(map(str, args.seeds))}")
+    if args.overrides is not None:
+        if not isinstance(args.overrides, dict):
+            parser.error(f"--overrides must be a JSON object, got {args.overrides!r}")
+        for name in args.tasks:
+            try:
+                ours_config(TASKS[name], args.overrides)
+            except (TypeError, ValueError) as error:
+                parser.error(f"--overrides {json.dumps(args.overrides)} on task {name}: {error}")
     largest_every = max(_task(t, args.eval_every).eval_every for t in args.tasks)
     if args.max_env_steps is not None and args.max_env_steps < largest_every:
         parser.error(f"--max-env-steps must be >= the evaluation period of the tasks ({largest_every}), "
@@ -693,12 +822,16 @@ def main(argv: list[str] | None = None) -> int:
                     out = os.path.join(tmp, "result.json")
                     subprocess.run([sys.executable, os.path.abspath(__file__), "--eval-every", str(task.eval_every),
                                     "--max-env-steps", str(task.budget), "--peer-threads", str(args.peer_threads),
+                                    *(["--overrides", json.dumps(args.overrides)] if args.overrides else []),
+                                    *(["--diagnostics"] if args.diagnostics else []),
                                     "--_worker", task_name, agent, str(seed), out], check=True)
                     with open(out, encoding="utf-8") as file:
                         row = json.load(file)
                 row.update(budget=task.budget, eval_every=task.eval_every, machine=machine(),
                            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                            shared_machine=args.shared_machine, tuning_seed=seed in TUNING_SEEDS)
+                if agent == "ours" and args.overrides:
+                    row.update(overrides=args.overrides)
                 if agent == "peer":
                     row.update(peer_spec=PEER_SPEC, peer_threads=args.peer_threads)
                     if args.peer_results is not None:

@@ -356,7 +356,7 @@ def test_our_runs_do_not_stop_early_once_they_hold_the_threshold(monkeypatch):
     answers = []
 
     class FakeLoop:
-        def __init__(self, config, run_dir, on_eval):
+        def __init__(self, config, run_dir, on_eval, on_learner_step=None):
             self.config, self.on_eval = config, on_eval
 
         def run(self):
@@ -366,3 +366,44 @@ def test_our_runs_do_not_stop_early_once_they_hold_the_threshold(monkeypatch):
     monkeypatch.setattr(agents.r2d2.loop, "TrainingLoop", FakeLoop)
     evals = bench_learning.run_ours(bench_learning.TASKS["tmaze5"], 100, 1_000, "/nonexistent/run")
     assert answers == [False] * 6 and len(evals) == 6
+
+
+def test_overrides_change_only_the_named_fields_of_our_preset():
+    task = bench_learning.TASKS["cartpole_novel"]
+    preset = bench_learning.ours_config(task)
+    config = bench_learning.ours_config(task, {"r2d2": {"learning_rate": 3e-4, "network": {"head_units": 16}},
+                                               "replay_ratio": 32.0})
+    assert (config.r2d2.learning_rate, config.r2d2.network.head_units, config.replay_ratio) == (3e-4, 16, 32.0)
+    assert config.replace(replay_ratio=preset.replay_ratio, r2d2=preset.r2d2) == preset
+    assert config.r2d2.replace(learning_rate=5e-4, network=preset.r2d2.network) == preset.r2d2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ('{"r2d2": {"no_such_field": 1}}', "unknown R2D2Config fields: ['no_such_field']"),
+    ('{"r2d2": {"learning_rate": -1}}', "learning_rate must be > 0, got -1"),
+    ('[1]', "--overrides must be a JSON object, got [1]"),
+])
+def test_bad_overrides_are_refused_before_anything_is_written(tmp_path, capsys, overrides, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        bench_learning.main(["--tasks", "cartpole_novel", "--agents", "ours", "--overrides", overrides,
+                             "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_diagnostics_compare_the_greedy_q_with_the_realised_return():
+    """On a fresh network: finite figures, the realised return of the run's discount, the rate now."""
+    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.presets import get_preset
+
+    config = get_preset("smoke")
+    loop = TrainingLoop(config, "/nonexistent/run")
+    out = bench_learning.diagnose(loop, config)
+    assert {"q_greedy", "return_realised", "gap_median", "gap_small", "learning_rate", "terminated"} <= set(out)
+    assert all(np.isfinite(v) for v in out.values())
+    assert out["gap_median"] >= 0.0 and 0.0 <= out["gap_small"] <= 1.0
+    assert out["learning_rate"] == pytest.approx(config.r2d2.learning_rate)
+    # T-maze rewards are in [-1, 1] and each step's discounted return from there lies within them.
+    assert -1.0 <= out["return_realised"] <= 1.0

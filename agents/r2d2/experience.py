@@ -47,8 +47,9 @@ class Chunk:
 
     steps: StepChunk | None
     """The steps taken (each once) and the sequences completed, as step references; None if no step."""
-    priorities: np.ndarray | None
-    """float32 [K] initial priorities, or None for the replay's max priority."""
+    priorities: np.ndarray
+    """float32 [K] initial priorities: the learner's TD priority with the actor's weights
+    (:class:`~agents.r2d2.priorities.ActorPriorities`, on both backends)."""
     env_steps: int
     """Sub-env steps taken (``num_envs * vector_steps``)."""
     vector_steps: int
@@ -124,13 +125,14 @@ class LocalExperience:
       adder: ``SequenceAdder(None, ...)`` (its chunks come back to the loop, which inserts them).
       get_weights: the learner's current weights.
       actor_update_period: vector steps between weight refreshes.
+      priorities: the :class:`~agents.r2d2.priorities.ActorPriorities` of the chunks.
     """
 
     error_buffer = 0.0
     summary = None
 
     def __init__(self, envs: Any, description: Any, env_info: dict[str, Any], actor: Any, adder: Any,
-                 get_weights: Callable[[], list[np.ndarray]], actor_update_period: int) -> None:
+                 get_weights: Callable[[], list[np.ndarray]], actor_update_period: int, priorities: Any) -> None:
         self.envs = envs
         self.description = description
         self.env_info = env_info
@@ -139,6 +141,7 @@ class LocalExperience:
         self.num_envs = int(envs.num_envs)
         self._get_weights = get_weights
         self._actor_update_period = int(actor_update_period)
+        self.priorities = priorities
         self.acting = Acting(envs, actor, adder)
         self._vector_steps = 0
         self._learner_steps_since_sync = 0
@@ -149,17 +152,23 @@ class LocalExperience:
     def launch(self, seed: int, vector_steps: int = 0) -> None:
         self.acting.seed = int(seed)
         self._vector_steps = int(vector_steps)  # the refresh period counts over resumes
-        self.actor.set_weights(self._get_weights())
+        self._set_weights()
+
+    def _set_weights(self) -> None:
+        weights = self._get_weights()
+        self.actor.set_weights(weights)
+        self.priorities.set_weights(weights)
 
     def collect(self, *, may_insert: bool = True, learner_due: bool = False) -> list[Chunk]:  # noqa: ARG002
         returns, lengths = self.acting.run(1)
         self._vector_steps += 1
-        return [Chunk(self.adder.take_chunk(), None, self.num_envs, 1, returns, lengths)]
+        steps = self.adder.take_chunk()
+        return [Chunk(steps, self.priorities(steps), self.num_envs, 1, returns, lengths)]
 
     def learner_stepped(self, steps: int) -> None:
         self._learner_steps_since_sync += steps
         if self._learner_steps_since_sync and self._vector_steps % self._actor_update_period == 0:
-            self.actor.set_weights(self._get_weights())
+            self._set_weights()
             self._learner_steps_since_sync = 0
 
     def state(self) -> dict[str, Any]:
@@ -243,5 +252,10 @@ def make_source(config: Any, envs: Any, description: Any, env_info: dict[str, An
 
     actor = R2D2Actor(network_config, r.num_envs, actor_epsilons(r.num_envs, r.epsilon_base, r.epsilon_alpha),
                       seed=config.seed, backend=r.actor_backend)
-    return LocalExperience(envs, description, env_info, actor, chunk_adder(config, description, r.num_envs),
-                           learner.get_weights, r.actor_update_period)
+    from agents.r2d2.priorities import ActorPriorities
+
+    adder = chunk_adder(config, description, r.num_envs)
+    # Initial priorities measured against the replay's max priority: docs/presets.md (cartpole_novel).
+    priorities = ActorPriorities(network_config, r, adder.history, r.num_envs)
+    return LocalExperience(envs, description, env_info, actor, adder, learner.get_weights, r.actor_update_period,
+                           priorities)

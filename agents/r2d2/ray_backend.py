@@ -111,8 +111,6 @@ class ActorWorker:
         from agents.r2d2.actor import R2D2Actor
         from agents.r2d2.evaluation import network_config_for
         from agents.r2d2.acting import Acting
-        from r2d2_state.networks import build_q_network
-        from r2d2_state.replay import SequenceReplay
 
         cfg = TrainConfig.from_dict(config)
         r = cfg.r2d2
@@ -126,21 +124,13 @@ class ActorWorker:
         epsilons = worker_epsilons(self.actor_index, num_actors, r.num_envs, r.epsilon_base, r.epsilon_alpha)
         self.actor = R2D2Actor(self.network_config, r.num_envs, epsilons, seed=self._env_seed,
                                backend=r.actor_backend)
-        # The stateless twin unrolls whole emitted sequences from their start states.
-        self.twin = build_q_network(self.network_config, stateful=False, name="priority_twin")
         from agents.r2d2.experience import chunk_adder
+        from agents.r2d2.priorities import ActorPriorities
 
         self.adder = chunk_adder(cfg, envs.describe_env(self.envs), r.num_envs)
-        # The chunk's sequences, read back for their priorities: a replay of a few chunks.
         self._chunk_steps = r.actor_update_period
-        per_chunk = r.num_envs * r.actor_update_period
-        most = per_chunk * (2 + r.sequence_length // r.sequence_period) + 64  # sequences one chunk can complete
-        # The adder's lookback, two chunks, and the blocks each env fills (r2d2_state.replay.steps).
-        steps = self.adder.history + 2 * per_chunk
-        self._scratch = SequenceReplay(most, capacity_steps=steps + steps // 8)
-        # k (emitted sequences per chunk) varies: let tf.function generalise the batch axis.
-        # A closure, not a bound method: Ray rewrites actor methods' signatures (tracing kwargs).
-        self._priority_fn = tf.function(_priority_function(self.twin, r), reduce_retracing=True)
+        self.priorities = ActorPriorities(self.network_config, r, self.adder.history,
+                                          r.num_envs * r.actor_update_period)
         self.acting = Acting(self.envs, self.actor, self.adder, seed=self._env_seed)
 
     def pid(self) -> int:
@@ -149,7 +139,7 @@ class ActorWorker:
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.actor.set_weights(weights)
-        self.twin.set_weights(weights)
+        self.priorities.set_weights(weights)
 
     def collect(self, num_vector_steps: int, weights: list[np.ndarray] | None = None) -> dict[str, Any]:
         """Step the envs ``num_vector_steps`` times (after ``set_weights(weights)`` if given).
@@ -173,49 +163,13 @@ class ActorWorker:
             lengths.extend(finished_lengths)
             done += steps
             chunks.append(self.adder.take_chunk())
-            keys = self._scratch.add_chunk(chunks[-1])
-            priorities.append(self.priorities(self._scratch.get(keys)) if keys.size else np.zeros(0, np.float32))
+            priorities.append(self.priorities(chunks[-1]))
         chunk = StepChunk.concatenate(chunks) if chunks else None
         priorities = np.concatenate(priorities) if priorities else np.zeros(0, np.float32)
         return {"steps": chunk, "priorities": priorities,
                 "env_steps": int(num_vector_steps) * self.actor.num_envs,
                 "episode_returns": returns, "episode_lengths": lengths,
                 "bytes": 0 if chunk is None else chunk.nbytes() + priorities.nbytes}
-
-    def priorities(self, items: dict[str, Any]) -> np.ndarray:
-        """Initial priorities of stacked items: the learner's TD priority with the actor's
-        own Q-network as both online and target network."""
-        import tensorflow as tf
-
-        from r2d2_state.burn_in import NETWORK_INPUTS
-
-        batch = {k: tf.nest.map_structure(tf.convert_to_tensor, items[k]) for k in NETWORK_INPUTS + (
-            "action", "reward", "discount", "mask")}
-        start = items["start_state"] if self.config.r2d2.start_state == "stored" else None
-        if start is not None:
-            start = [[tf.convert_to_tensor(h, tf.float32), tf.convert_to_tensor(c, tf.float32)] for h, c in start]
-        out = self._priority_fn(batch, start) if start is not None else self._priority_fn(batch)
-        return np.asarray(out, np.float32)
-
-
-def _priority_function(twin: Any, r: Any) -> Any:
-    """``fn(batch, start=None) -> priorities [k]`` unrolling the stateless ``twin`` network."""
-    from r2d2_state import losses
-    from r2d2_state.burn_in import NETWORK_INPUTS, StatelessCore, burn_in_and_unroll
-
-    burn, trace = r.burn_in, r.trace_length
-    core = StatelessCore(twin)
-
-    def priorities(batch: dict[str, Any], start: Any = None) -> Any:
-        q = burn_in_and_unroll(core, {k: batch[k] for k in NETWORK_INPUTS}, start, burn,
-                               all_valid=True)  # [k, trace + n, A], as in the learner
-        # The learner's function with this one network as online and target network.
-        return losses.loss_and_priorities(
-            q, q, batch["action"], batch["reward"], batch["discount"], batch["mask"],
-            burn_in=burn, trace_length=trace, n_step=r.n_step, gamma=r.discount, priority_eta=r.priority_eta,
-            rescale=r.value_rescaling, eps=r.rescale_epsilon).priorities
-
-    return priorities
 
 
 class RayExperience:
