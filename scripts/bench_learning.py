@@ -388,7 +388,7 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
     and the fraction of them below 1 % of |max Q|; ``learning_rate``: the learner's now;
     ``terminated``: the fraction of episodes that ended by termination (not the time limit),
     and for a vector observation ``final_abs_<i>``: the mean |feature i| of their final
-    observations (which limit ended them).
+    observations (which limit ended them); ``replay_size``: sequences in the replay.
     """
     import envs
     from agents.r2d2.actor import R2D2Actor
@@ -445,7 +445,7 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
             finals.append(np.abs(obs[end + 1, env]))  # NEXT_STEP autoreset: the final observation comes next
     gap, best = np.concatenate(gaps), np.concatenate(best)
     lr = loop.learner.optimizer.learning_rate
-    extra = {"terminated": float(np.mean(ended_by_termination))}
+    extra = {"terminated": float(np.mean(ended_by_termination)), "replay_size": len(loop.replay)}
     if finals and finals[0].ndim == 1:
         extra.update({f"final_abs_{i}": float(v) for i, v in enumerate(np.mean(finals, axis=0))})
     return {**extra, "q_greedy": float(np.mean(np.concatenate(q_values))),
