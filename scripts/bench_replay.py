@@ -332,10 +332,24 @@ def paper_scale(steps: int, frames_path: str, seed: int, compression: str | None
         "stats = replay.stats()\n"
         "print(json.dumps({'steps': stats['capacity_steps'], 'sequences_held': stats['size'],\n"
         "  'storage_bytes': stats['storage_bytes'], 'fill_s': fill_s, 'sample_update_ms': sample_s * 1e3,\n"
-        "  'peak_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+        "  'peak_rss_bytes': b.peak_rss_bytes()}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory: VmHWM (Linux), which starts afresh with the
+    process's own memory, unlike ru_maxrss, which keeps the parent's peak across fork and
+    exec; ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _version(package: str) -> str | None:
@@ -472,7 +486,7 @@ def main() -> None:
         summary["paper_4m_steps_gb"] = round(4_000_000 * single["bytes_per_env_step"] / 1e9, 1)
         if single_lz4 is not None:
             summary["paper_4m_steps_gb_lz4"] = round(4_000_000 * single_lz4["bytes_per_env_step"] / 1e9, 2)
-    summary["peak_rss_gb_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3)
+    summary["peak_rss_gb_this_process"] = round(peak_rss_bytes() / 1e9, 3)
     print(json.dumps(summary))
 
 
