@@ -1,12 +1,11 @@
 """Frames stored compressed: one LZ4 block per step, decompressed straight into the batch.
 
-Atari frames are mostly background: a Pong frame of 7,056 bytes compresses to a few
-hundred. A replay that keeps them raw holds ~7 KB per env step; compressed, a few hundred
-bytes (docs/replay.md gives the measured figures). Each row is compressed on its own, so
-a sampled sequence decompresses exactly its own frames (no neighbouring chunk to inflate,
-as a chunked store would), and each block is decompressed into its place in the output
-batch, with no intermediate copy. Rows that several stacks or sequences of one batch
-share are decompressed once.
+Atari frames are mostly background, so they compress to a small part of their size
+(measured: docs/benchmarks.md, the replay rows). Each row is compressed on its own, so a
+sampled sequence decompresses exactly its own frames (no neighbouring chunk to inflate, as
+a chunked store would). A batch whose rows are all distinct is decompressed straight into
+its places; rows that several stacks or sequences of one batch share are decompressed
+once, then gathered.
 
 The codec is LZ4 through ``cramjam`` (an optional dependency: ``pip install cramjam``, part
 of the ``[atari]`` extra); nothing here imports it until a replay asks for compression.
