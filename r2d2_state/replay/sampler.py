@@ -70,7 +70,7 @@ class PrioritizedSampler:
     def check_keys(self, keys: Any) -> np.ndarray:
         """int64 [K] keys, or TypeError / IndexError for keys that were never issued."""
         keys = np.asarray(keys)
-        if keys.ndim != 1 or not (np.issubdtype(keys.dtype, np.integer) or keys.size == 0):
+        if keys.ndim != 1 or not (keys.dtype.kind in "iu" or keys.size == 0):
             raise TypeError(f"keys must be a 1-D integer array, got dtype {keys.dtype} shape {keys.shape!r}")
         keys = keys.astype(np.int64, copy=False)
         if keys.size and (keys.min() < 0 or keys.max() >= self.next_key):

@@ -157,10 +157,11 @@ class SequenceIndex:
         flags = over_window(step_names["flags"])
         actions = over_window(step_names["action"])
         rewards = over_window(step_names["reward"])
-        own = flags[:, lb:]
-        fields = _take(_FLAG_FIELDS, own)  # [B, L, 4]: discount, mask, valid, unused
-        # The previous step counts only for a real step of the same episode (padding has none).
-        previous = (own & flags[:, lb - 1: lb - 1 + length] & STORED) != 0
+        fields = _take(_FLAG_FIELDS, flags[:, lb:])  # [B, L, 4]: discount, mask, valid, unused
+        # The previous step counts only for a real step of the same episode: a window holds
+        # one episode, the padding row (no step) elsewhere.
+        present = window != pad
+        previous = present[:, lb:] & present[:, lb - 1: lb - 1 + length]
         item: dict[str, Any] = {
             "action": actions[:, lb:],
             "reward": rewards[:, lb:],
@@ -174,7 +175,7 @@ class SequenceIndex:
         observation = []
         for index, leaf in enumerate(obs_spec.leaves):
             if index in stacks:
-                observation.append(self._stacks(window, rows != pad, arrays[first_obs + index], *stacks[index]))
+                observation.append(self._stacks(window, present[:, lb:], arrays[first_obs + index], *stacks[index]))
             else:
                 observation.append(over_sequence(first_obs + index))
         item["observation"] = obs_spec.unflatten(observation)

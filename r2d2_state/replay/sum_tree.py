@@ -70,7 +70,7 @@ class SumTree:
         """
         self._leaves[indices] = values
         blocks = np.asarray(indices) // self.block_size
-        self._block_sums[blocks] = self._blocks[blocks].sum(axis=1)
+        self._block_sums[blocks] = self._blocks.take(blocks, axis=0).sum(axis=1)
         self._prefix = None
 
     def set_all(self, values: np.ndarray) -> None:
@@ -93,7 +93,7 @@ class SumTree:
         prefix = self._block_prefix()
         block = np.minimum(prefix.searchsorted(targets, side="right"), self.num_blocks - 1)
         inside = targets - self._before[block]
-        rows = self._blocks[block]  # [K, block_size]
+        rows = self._blocks.take(block, axis=0)  # [K, block_size]
         # One 1-D cumsum over all K rows (numpy's row-wise cumsum is much slower) and one
         # searchsorted: row k's prefix sums start after the k rows before it.
         cumulative = rows.ravel().cumsum()
@@ -121,9 +121,9 @@ class SumTree:
         # A zero leaf can only be hit on a floating-point boundary; redraw those rows.
         for _ in range(100):
             values = self._leaves[indices]
-            bad = values <= 0.0
-            if not bad.any():
+            if count == 0 or values.min() > 0.0:
                 return indices, values
+            bad = values <= 0.0
             indices[bad] = self.find(rng.random(int(bad.sum())) * total)
         nonzero = np.flatnonzero(self._leaves > 0.0)
         indices[bad] = nonzero[-1]
