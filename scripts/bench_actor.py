@@ -12,19 +12,18 @@ in the same run. Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 from agents.r2d2.tf_runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
 
 import envs  # noqa: E402
-from bench_envs import steps_per_second  # noqa: E402  (scripts/ is on sys.path)
+from bench_common import print_result  # noqa: E402  (scripts/ is on sys.path)
+from bench_envs import steps_per_second  # noqa: E402
 from agents.r2d2.actor import R2D2Actor  # noqa: E402
 from agents.r2d2.config import actor_epsilons  # noqa: E402
 from r2d2_state.networks import QNetworkConfig  # noqa: E402
@@ -38,64 +37,67 @@ def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int = 0) 
     return steps_per_second(env_id, num_envs, steps, vectorization="auto", seed=seed)
 
 
-def actor_steps_per_second(
-    env_id: str,
-    num_envs: int,
-    steps: int,
-    network_config: QNetworkConfig,
-    burn_in: int = 40,
-    trace_length: int = 80,
-    period: int = 40,
-    n_step: int = 5,
-    seed: int = 0,
-    warmup: int = 20,
-    profile: bool = False,
-) -> dict[str, float]:
-    """Env steps/s of the acting loop; with ``profile``, also seconds per vector step of
-    each part (``act``, ``env``, ``observe``, ``adder``)."""
-    vec = envs.make_vector_env(env_id, num_envs, seed=seed)
-    actor = R2D2Actor(network_config, num_envs, actor_epsilons(num_envs, 0.4, 7.0), seed=seed)
-    replay = SequenceReplay(capacity=10_000, seed=seed)
-    adder = SequenceAdder(replay, num_envs, burn_in, trace_length, period, n_step)
-    obs, _ = vec.reset(seed=seed)
-    actor.reset()
-    parts = dict(act=0.0, env=0.0, observe=0.0, adder=0.0)
+class ActingLoop:
+    """One acting loop: its own vector env, actor, replay and adder (R2D2's 40 + 80 + 5, period 40)."""
 
-    def one_step(obs):
-        action, state = actor.select_actions(obs)
-        next_obs, reward, terminated, truncated, _ = vec.step(action)
-        adder.add(obs, action, reward, terminated, truncated, state)
-        actor.observe(action, reward, terminated, truncated)
-        return next_obs
+    def __init__(self, network_config: QNetworkConfig, env_id: str, num_envs: int, seed: int = 0,
+                 actor_cls: type = R2D2Actor, adder_cls: type = SequenceAdder, **actor_kwargs) -> None:
+        self.env = envs.make_vector_env(env_id, num_envs, seed=seed)
+        self.actor = actor_cls(network_config, num_envs, actor_epsilons(num_envs, 0.4, 7.0), seed=seed, **actor_kwargs)
+        self.adder = adder_cls(SequenceReplay(capacity=10_000, seed=seed), num_envs, 40, 80, 40, 5)
+        self.obs, _ = self.env.reset(seed=seed)
+        self.actor.reset()
+        self.num_envs = num_envs
+        self.parts = dict(act=0.0, env=0.0, observe=0.0, adder=0.0)
 
-    def one_step_timed(obs):
-        t0 = time.perf_counter()
-        action, state = actor.select_actions(obs)
-        t1 = time.perf_counter()
-        next_obs, reward, terminated, truncated, _ = vec.step(action)
-        t2 = time.perf_counter()
-        actor.observe(action, reward, terminated, truncated)
-        t3 = time.perf_counter()
-        adder.add(obs, action, reward, terminated, truncated, state)
-        t4 = time.perf_counter()
-        parts["act"] += t1 - t0
-        parts["env"] += t2 - t1
-        parts["observe"] += t3 - t2
-        parts["adder"] += t4 - t3
-        return next_obs
+    def run(self, steps: int) -> tuple[float, float]:
+        """Env steps/s over ``steps`` vector steps: wall clock and CPU time of this process."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        obs, actor, adder, env = self.obs, self.actor, self.adder, self.env
+        for _ in range(steps):
+            action, state = actor.select_actions(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            adder.add(obs, action, reward, terminated, truncated, state)
+            actor.observe(action, reward, terminated, truncated)
+            obs = next_obs
+        self.obs = obs
+        return (self.num_envs * steps / (time.perf_counter() - wall),
+                self.num_envs * steps / max(time.process_time() - cpu, 1e-9))
 
-    for _ in range(warmup):  # the first call traces the tf.function
-        obs = one_step(obs)
-    step = one_step_timed if profile else one_step
-    start = time.perf_counter()
-    for _ in range(steps):
-        obs = step(obs)
-    elapsed = time.perf_counter() - start
-    vec.close()
-    out = {"steps_per_s": num_envs * steps / elapsed, "items": float(adder.num_emitted),
-           "traces": float(actor.num_traces)}
+    def run_timed(self, steps: int) -> float:
+        """:meth:`run` with each part's seconds added to ``parts``; env steps/s (wall clock)."""
+        obs, actor, adder, env, parts = self.obs, self.actor, self.adder, self.env, self.parts
+        start = time.perf_counter()
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            action, state = actor.select_actions(obs)
+            t1 = time.perf_counter()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            t2 = time.perf_counter()
+            actor.observe(action, reward, terminated, truncated)
+            t3 = time.perf_counter()
+            adder.add(obs, action, reward, terminated, truncated, state)
+            t4 = time.perf_counter()
+            parts["act"] += t1 - t0
+            parts["env"] += t2 - t1
+            parts["observe"] += t3 - t2
+            parts["adder"] += t4 - t3
+            obs = next_obs
+        self.obs = obs
+        return self.num_envs * steps / (time.perf_counter() - start)
+
+
+def actor_steps_per_second(env_id: str, num_envs: int, steps: int, network_config: QNetworkConfig,
+                           seed: int = 0, warmup: int = 20, profile: bool = False) -> dict[str, float]:
+    """Env steps/s of the acting loop; with ``profile``, also milliseconds per vector step
+    of each part (``ms_act``, ``ms_env``, ``ms_observe``, ``ms_adder``)."""
+    loop = ActingLoop(network_config, env_id, num_envs, seed)
+    loop.run(warmup)  # the first call traces the tf.function
+    rate = loop.run_timed(steps) if profile else loop.run(steps)[0]
+    loop.env.close()
+    out = {"steps_per_s": rate, "items": float(loop.adder.num_emitted), "traces": float(loop.actor.num_traces)}
     if profile:
-        out.update({f"ms_{k}": 1e3 * v / steps for k, v in parts.items()})
+        out.update({f"ms_{k}": 1e3 * v / steps for k, v in loop.parts.items()})
     return out
 
 
@@ -138,8 +140,7 @@ def main() -> None:
         result[f"actor_steps_per_s_{n}"] = round(acting["steps_per_s"], 1)
         result[f"raw_steps_per_s_{n}"] = round(raw, 1)
         result[f"actor_over_raw_time_{n}"] = round(ratio, 2)
-    result["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result, sort_keys=True))
+    print_result(result)
 
 
 if __name__ == "__main__":

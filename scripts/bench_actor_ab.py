@@ -16,85 +16,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import json
 import os
-import subprocess
-import types
 import sys
 import tempfile
-import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from agents.r2d2.tf_runtime import import_tensorflow_quietly  # noqa: E402
-
-import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
-
+from bench_actor import ActingLoop  # noqa: E402  (scripts/ is on sys.path; quiets TensorFlow's import)
+from bench_common import paired_ratio, print_result, revision_module  # noqa: E402
 import envs  # noqa: E402
-from agents.r2d2.actor import R2D2Actor  # noqa: E402
-from agents.r2d2.config import actor_epsilons  # noqa: E402
 from r2d2_state.networks import QNetworkConfig  # noqa: E402
-from r2d2_state.replay.adder import SequenceAdder  # noqa: E402
 from r2d2_state.replay import SequenceReplay  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_FILES = {"networks": "r2d2_state/networks.py", "adder": "r2d2_state/replay/adder.py",
-              "actor": "agents/r2d2/actor.py"}
 
-
-def load_base(revision: str, directory: str) -> dict:
+def load_base(revision: str, directory: str) -> dict[str, types.ModuleType]:
     """The base revision's networks, adder and actor modules (the actor built on that networks)."""
-    modules = {}
-    for key, path in BASE_FILES.items():
-        source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:{path}"], check=True,
-                                capture_output=True, text=True).stdout
-        file = os.path.join(directory, f"base_{key}.py")
-        with open(file, "w") as handle:
-            handle.write(source)
-        spec = importlib.util.spec_from_file_location(f"base_{key}", file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        saved = sys.modules.get("r2d2_state.networks")
-        if key == "adder" and "r2d2_state.replay.buffer" not in sys.modules:
-            # An adder from before the step store imports the replay from its old module.
-            sys.modules["r2d2_state.replay.buffer"] = types.SimpleNamespace(SequenceReplay=SequenceReplay)
-        if key == "actor":  # its `from r2d2_state.networks import ...` gets the base networks
-            sys.modules["r2d2_state.networks"] = modules["networks"]
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.modules["r2d2_state.networks"] = saved
-        modules[key] = module
-    return modules
-
-
-class Loop:
-    """One acting loop: its own vector env, actor, replay and adder."""
-
-    def __init__(self, actor_cls, adder_cls, network_config, env_id: str, n: int, seed: int = 0, **actor_kwargs):
-        self.env = envs.make_vector_env(env_id, n, seed=seed)
-        self.actor = actor_cls(network_config, n, actor_epsilons(n, 0.4, 7.0), seed=seed, **actor_kwargs)
-        self.adder = adder_cls(SequenceReplay(capacity=10_000, seed=seed), n, 40, 80, 40, 5)
-        self.obs, _ = self.env.reset(seed=seed)
-        self.actor.reset()
-        self.n = n
-
-    def run(self, steps: int) -> tuple[float, float]:
-        """Env steps/s over ``steps`` vector steps: wall clock and CPU time of this process."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        obs, actor, adder, env = self.obs, self.actor, self.adder, self.env
-        for _ in range(steps):
-            action, state = actor.select_actions(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            adder.add(obs, action, reward, terminated, truncated, state)
-            actor.observe(action, reward, terminated, truncated)
-            obs = next_obs
-        self.obs = obs
-        return (self.n * steps / (time.perf_counter() - wall),
-                self.n * steps / max(time.process_time() - cpu, 1e-9))
+    networks = revision_module(revision, "r2d2_state/networks.py", directory, "base_networks")
+    # An adder from before the step store imports the replay from its old module.
+    old_replay = {} if "r2d2_state.replay.buffer" in sys.modules else {
+        "r2d2_state.replay.buffer": types.SimpleNamespace(SequenceReplay=SequenceReplay)}
+    adder = revision_module(revision, "r2d2_state/replay/adder.py", directory, "base_adder", old_replay)
+    actor = revision_module(revision, "agents/r2d2/actor.py", directory, "base_actor",
+                            {"r2d2_state.networks": networks, **old_replay})
+    return {"networks": networks, "adder": adder, "actor": actor}
 
 
 def main() -> None:
@@ -119,10 +66,11 @@ def main() -> None:
             **{k: v for k, v in vars(network_config).items() if k in base_fields})
         print(f"{'envs':>5} {'variant':>8} {'steps/s':>10} {'x base (wall)':>14} {'x base (cpu)':>13}")
         for n in args.num_envs:
-            loops = {"base": Loop(base["actor"].R2D2Actor, base["adder"].SequenceAdder, base_config, args.env_id, n),
-                     "now": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n),
-                     "now_tf": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n, backend="tf"),
-                     "now_xla": Loop(R2D2Actor, SequenceAdder, network_config, args.env_id, n, jit_compile=True)}
+            loops = {"base": ActingLoop(base_config, args.env_id, n, actor_cls=base["actor"].R2D2Actor,
+                                        adder_cls=base["adder"].SequenceAdder),
+                     "now": ActingLoop(network_config, args.env_id, n),
+                     "now_tf": ActingLoop(network_config, args.env_id, n, backend="tf"),
+                     "now_xla": ActingLoop(network_config, args.env_id, n, jit_compile=True)}
             for loop in loops.values():
                 loop.run(20)  # trace
             rates = {name: [] for name in loops}
@@ -130,19 +78,15 @@ def main() -> None:
                 for name, loop in loops.items():
                     rates[name].append(loop.run(args.steps))
             for name, values in rates.items():
-                wall = np.array([w for w, _ in values])
-                cpu = np.array([c for _, c in values])
-                base_wall = np.array([w for w, _ in rates["base"]])
-                base_cpu = np.array([c for _, c in rates["base"]])
-                speedup, speedup_cpu = float(np.median(wall / base_wall)), float(np.median(cpu / base_cpu))
+                (wall, cpu), (base_wall, base_cpu) = zip(*values), zip(*rates["base"])
+                speedup, speedup_cpu = paired_ratio(wall, base_wall), paired_ratio(cpu, base_cpu)
                 print(f"{n:>5} {name:>8} {np.median(wall):>10,.0f} {speedup:>14.2f} {speedup_cpu:>13.2f}")
                 result[f"{name}_steps_per_s_{n}"] = round(float(np.median(wall)), 1)
                 result[f"{name}_over_base_{n}"] = round(speedup, 3)
                 result[f"{name}_over_base_cpu_{n}"] = round(speedup_cpu, 3)
             for loop in loops.values():
                 loop.env.close()
-    result["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result, sort_keys=True))
+    print_result(result)
 
 
 if __name__ == "__main__":

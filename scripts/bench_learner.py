@@ -1,26 +1,15 @@
 """Learner steps/s: the stateful reset_states path vs the stateless path vs a naive step.
 
-Batch 64, burn-in 40 + trace 80 + 5-step tail (L = 125), online + target networks,
-at LSTM 64 and LSTM 512, all measured in the same run (ratios are what to read: the
-machine is noisy). Also measured in the same run:
+Batch 64, burn-in 40 + trace 80 + 5-step tail (L = 125), online + target networks, at
+LSTM 64 and LSTM 512, all measured in the same run (ratios are what to read: the machine is
+noisy), beside the naive peer (a plain Keras 3 step of that size, :func:`_naive_step_fn`),
+the stateful step with the other XLA setting than the default, and the floors of the step's
+arithmetic (:func:`_floor_seconds`, :func:`_chained_floor_seconds`, :func:`_gates_seconds`,
+:func:`_op_seconds`).
 
-- naive: a plain Keras 3 step of that size (stateless LSTM, zero start state, gradient
-  through all 125 steps, target net unrolled too, 1-step TD): the peer to beat;
-- the stateful step with XLA on vs off (``R2D2Config.jit_compile``; whichever is not the
-  default is the extra variant: by default XLA is on at LSTM 512 and off at 64);
-- floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
-  matmul per LSTM step, forward and backward counted), run as one large matmul;
-- chained floor: the same matmuls one after another, each on the previous one's output,
-  as a recurrence must run them (straight-line ops in one graph: no loop, no other op);
-- gate arithmetic: the LSTM cells' elementwise ops alone (gate activations, state update
-  and their derivative), chained step to step without a matmul: what a recurrence pays on
-  top of the chained floor;
-- op cost: TensorFlow's fixed cost per op in a graph (a chain of 1000 adds on [B, 4 units]).
-
-The learner steps (stateful, stateless, naive, other XLA setting) run in one process per
-LSTM size with TensorFlow's thread pools as training sizes them (``--pools auto``: at LSTM
-64 one thread per op and two ops at once, at 512 TensorFlow's default; ``TrainConfig.tf_threads``),
-the floors in another with the default pools, which give the best matmul rate.
+The learner steps run in one process per LSTM size with TensorFlow's thread pools as
+training sizes them (``--pools auto``, ``TrainConfig.tf_threads``), the floors in another
+with the default pools, which give the best matmul rate.
 
 Usage:
     python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
@@ -33,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from bench_common import print_result, run_part  # noqa: E402  (scripts/ is on sys.path)
 
 
 def _time_steps(fn, steps: int, repeats: int = 3) -> float:
@@ -286,16 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    # TensorFlow fixes its thread pools at its first op: each part runs in its own process.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-
-    def run_part(part: str, units: int) -> dict[str, float]:
-        command = [sys.executable, os.path.abspath(__file__), "--_part", part, str(units), "--steps", str(args.steps),
-                   "--pools", args.pools] + (["--quick"] if args.quick else [])
-        out = subprocess.run(command, capture_output=True, text=True, env=env)
-        if out.returncode != 0:
-            raise RuntimeError(f"{part} at LSTM {units} failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    def measure(part: str, units: int) -> dict[str, float]:
+        return run_part(__file__, "--_part", part, str(units), "--steps", str(args.steps), "--pools", args.pools,
+                        *(["--quick"] if args.quick else []))
 
     summary: dict[str, float] = {}
     print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "
@@ -303,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     for units in args.units:
         # The floors' processes differ by up to 1.4x in matmul rate (thread placement):
         # the best of two processes.
-        floors = [run_part("floors", units) for _ in range(2)]
-        r = {**run_part("steps", units), **{key: min(f[key] for f in floors) for key in floors[0]}}
+        floors = [measure("floors", units) for _ in range(2)]
+        r = {**measure("steps", units), **{key: min(f[key] for f in floors) for key in floors[0]}}
         ratio = r["stateful_over_stateless"]
         pools = f"{r['intra_op_threads']}x{r['inter_op_threads']}" if r["intra_op_threads"] else "default"
         print(f"      TensorFlow pools of the steps (threads within an op x ops at once): {pools}")
@@ -339,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             r["stateful"] / (r["chained_floor"] + r["gates"]), 3)
     ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
     summary["stateful_over_stateless_time"] = round(max(ratios), 3)
-    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(summary))
+    print_result(summary, sort_keys=False)
     return 0
 
 

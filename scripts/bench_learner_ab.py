@@ -12,33 +12,15 @@ latter survives a machine shared with other jobs better). Prints one JSON line l
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def base_lstm(revision: str, directory: str):
-    """The LSTM layer class of the base revision's ``r2d2_state/networks.py``."""
-    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:r2d2_state/networks.py"],
-                            check=True, capture_output=True, text=True).stdout
-    file = os.path.join(directory, "base_networks.py")
-    with open(file, "w") as handle:
-        handle.write(source)
-    spec = importlib.util.spec_from_file_location("base_networks", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return getattr(module, "MaskAwareLSTM", None) or module.FusedLSTM
+from bench_common import ROOT, paired_ratio, print_result, revision_module  # noqa: E402  (scripts/ is on sys.path)
 
 
 def main() -> None:
@@ -68,7 +50,8 @@ def main() -> None:
     ours = networks.FusedLSTM
     calls = {}
     with tempfile.TemporaryDirectory() as directory:
-        layers = {"base": base_lstm(args.base, directory), "fused": ours}
+        base = revision_module(args.base, "r2d2_state/networks.py", directory, "base_networks")
+        layers = {"base": getattr(base, "MaskAwareLSTM", None) or base.FusedLSTM, "fused": ours}
         for layer_name, layer in layers.items():
             for jit in (False, True):
                 networks.FusedLSTM = layer  # what build_q_network instantiates
@@ -91,14 +74,12 @@ def main() -> None:
     result: dict[str, float] = {}
     print(f"LSTM {args.units}: {'variant':>10} {'wall ms':>9} {'x base':>7} {'cpu ms':>8} {'x base (cpu)':>13}")
     for name in calls:
-        ratio = float(np.median(np.array(wall[name]) / np.array(wall["base"])))
-        ratio_cpu = float(np.median(np.array(cpu[name]) / np.array(cpu["base"])))
-        print(f"{'':>9} {name:>10} {1e3 * np.median(wall[name]):>9.1f} {ratio:>7.3f} "
-              f"{1e3 * np.median(cpu[name]):>8.1f} {ratio_cpu:>13.3f}")
+        ratio, ratio_cpu = paired_ratio(wall[name], wall["base"]), paired_ratio(cpu[name], cpu["base"])
+        print(f"{'':>9} {name:>10} {1e3 * statistics.median(wall[name]):>9.1f} {ratio:>7.3f} "
+              f"{1e3 * statistics.median(cpu[name]):>8.1f} {ratio_cpu:>13.3f}")
         result[f"{name}_over_base_time_lstm{args.units}"] = round(ratio, 3)
         result[f"{name}_over_base_cpu_time_lstm{args.units}"] = round(ratio_cpu, 3)
-    result["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result, sort_keys=True))
+    print_result(result)
 
 
 if __name__ == "__main__":

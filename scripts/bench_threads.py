@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_common import paired_ratio, print_result, run_part  # scripts/ is on sys.path
 
 CONFIGS = ("tmaze", "cartpole_novel", "minigrid_memory", "lstm64", "lstm256", "lstm512")
 STEPS = {"tmaze": 300, "cartpole_novel": 200, "minigrid_memory": 100, "lstm64": 30, "lstm256": 6, "lstm512": 3}
@@ -93,14 +91,11 @@ def main() -> int:
             _pools(threads)
         except ValueError as error:
             parser.error(str(error))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_index in range(args.rounds):
         for config in args.configs:
             for threads in args.threads:
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_measure", config, str(threads),
-                                      str(STEPS[config])], capture_output=True, text=True, env=env, check=True)
-                record = json.loads(out.stdout.strip().splitlines()[-1])
+                record = run_part(__file__, "--_measure", config, threads, str(STEPS[config]))
                 results.setdefault((config, threads), []).append(record)
                 print(f"round {round_index + 1}/{args.rounds}  {config:15s} threads {threads}  "
                       f"start-up {record['startup_s']:5.2f} s  step {record['step_ms']:7.2f} ms", file=sys.stderr, flush=True)
@@ -113,13 +108,12 @@ def main() -> int:
             startup = statistics.median(r["startup_s"] for r in runs)
             ratio = None
             if "0" in args.threads:
-                ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(runs, results[(config, "0")]))
+                ratio = paired_ratio([r["step_ms"] for r in runs], [r["step_ms"] for r in results[(config, "0")]])
                 summary[f"step_over_default_{config}_threads{threads}"] = round(ratio, 3)
             summary[f"step_ms_{config}_threads{threads}"] = round(step, 3)
             summary[f"startup_s_{config}_threads{threads}"] = round(startup, 3)
             print(f"{config:15s} {threads:>7s} {startup:10.2f} {step:9.2f} {'' if ratio is None else f'{ratio:10.3f}'}")
-    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(summary, sort_keys=True))
+    print_result(summary)
     return 0
 
 
