@@ -31,12 +31,6 @@ from r2d2_state.replay.adder import SequenceAdder  # noqa: E402
 from r2d2_state.replay import SequenceReplay  # noqa: E402
 
 
-def raw_steps_per_second(env_id: str, num_envs: int, steps: int, seed: int = 0) -> float:
-    """Env steps/s of ``env.step`` alone with uniformly random actions (the same vector env
-    ``make_vector_env`` gives the actor)."""
-    return steps_per_second(env_id, num_envs, steps, vectorization="auto", seed=seed)
-
-
 class ActingLoop:
     """One acting loop: its own vector env, actor, replay and adder (R2D2's 40 + 80 + 5, period 40)."""
 
@@ -129,7 +123,7 @@ def main() -> None:
     print(header)
     result: dict[str, float] = {}
     for n in args.num_envs:
-        raw = raw_steps_per_second(args.env_id, n, args.steps, args.seed)
+        raw = steps_per_second(args.env_id, n, args.steps, vectorization="auto", seed=args.seed)  # the actor's env
         acting = actor_steps_per_second(args.env_id, n, args.steps, network_config,
                                         seed=args.seed, profile=args.profile)
         ratio = raw / acting["steps_per_s"]

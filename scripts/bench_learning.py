@@ -538,12 +538,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _task(name: str, eval_every: int | None = None, budget: int | None = None) -> Task:
     """TASKS[name], with ``eval_every`` and ``budget`` replaced when given."""
-    task = TASKS[name]
-    if eval_every is not None:
-        task = dataclasses.replace(task, eval_every=eval_every)
-    if budget is not None:
-        task = dataclasses.replace(task, budget=budget)
-    return task
+    given = {"eval_every": eval_every, "budget": budget}
+    return dataclasses.replace(TASKS[name], **{k: v for k, v in given.items() if v is not None})
 
 
 # ----------------------------------------------------------------------------- driver

@@ -192,8 +192,6 @@ def insert_chunks(replay: SequenceReplay, case: Case, stream: Stream, steps: int
 
 def cpprb_items(case: Case, stream: Stream, count: int) -> list[dict]:
     """``count`` sequences as cpprb stores them: whole, every field."""
-    from r2d2_state.replay import SequenceReplay as Scratch
-
     replay, adder = make_replay(case, count * case.period * 2 + 10_000, 1)
     while len(replay) < count:
         adder.add(*stream.step())
@@ -204,7 +202,6 @@ def cpprb_items(case: Case, stream: Stream, count: int) -> list[dict]:
         out.append({"obs": items["observation"][i], "act": items["action"][i], "rew": items["reward"][i],
                     "discount": items["discount"][i], "mask": items["mask"][i], "valid": items["valid"][i],
                     "prev_act": items["prev_action"][i], "prev_rew": items["prev_reward"][i], "h": h[i], "c": c[i]})
-    del Scratch
     return out
 
 
