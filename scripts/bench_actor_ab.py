@@ -3,13 +3,11 @@
     python scripts/bench_actor_ab.py --base 87a61ec --num-envs 8 32
 
 The base revision's ``agents/r2d2/actor.py``, ``r2d2_state/networks.py`` and
-``r2d2_state/replay/adder.py`` are loaded from git next to the current ones; both loops
-(``select_actions`` + ``env.step`` + ``adder.add`` + ``observe``, as in
-``bench_actor.py``) run round by round on their own T-maze vector env, and the ratio
-is the median of the rounds' paired ratios, which survives a loaded machine better
-than absolute times. Variants of this tree: ``now`` (the default, ``backend="auto"``:
-the numpy step for this vector torso), ``now_tf`` (the TensorFlow graph step) and
-``now_xla`` (the graph step with ``jit_compile=True``). Prints one JSON line last.
+``r2d2_state/replay/adder.py`` are loaded from git next to the current ones; both run
+``bench_actor.py``'s loop round by round on their own T-maze vector env (ratios: medians of
+paired rounds). Variants of this tree: ``now`` (the default, ``backend="auto"``: the numpy
+step for this vector torso), ``now_tf`` (the TensorFlow graph step) and ``now_xla`` (the
+graph step with ``jit_compile=True``). Prints one JSON line last.
 """
 
 from __future__ import annotations

@@ -186,7 +186,9 @@ def _op_seconds(config, network_config, repeats: int = 3, ops: int = 1000) -> fl
     return _time_steps(lambda: chain(x0, one).numpy(), 3, repeats) / ops
 
 
-def _configs(units: int):
+def paper_configs(units: int):
+    """``(R2D2Config, QNetworkConfig)`` of the benchmarks' learner step: batch 64, 40 + 80 + 5,
+    LSTM ``units``, 4 observation features and 4 actions."""
     from agents.r2d2.config import R2D2Config
     from r2d2_state.networks import QNetworkConfig
 
@@ -199,7 +201,7 @@ def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "aut
     pools as training sizes them (``TrainConfig.tf_threads`` 0), "default": TensorFlow's."""
     from agents.r2d2.tf_runtime import configure_tf_threads
 
-    config, network_config = _configs(units)
+    config, network_config = paper_configs(units)
     intra, inter = configure_tf_threads(0, network_config, xla=config.xla) if pools == "auto" else (0, 0)
     import keras
 
@@ -240,7 +242,7 @@ def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "aut
 def measure_floors(units: int, quick: bool = False) -> dict[str, float]:
     """The floors, in this (fresh) process with TensorFlow's default pools: the best matmul
     rate of the machine."""
-    config, network_config = _configs(units)
+    config, network_config = paper_configs(units)
     results = {}
     feature_dim = network_config.mlp_units[0] + network_config.num_actions + 1
     # A floor is the best rate the machine gives: best of many short repeats.

@@ -2,11 +2,11 @@
 
     python scripts/bench_learner_ab.py --base 87a61ec --units 64 --steps 5 --rounds 7
 
-Builds the same ``R2D2Learner`` (stateful core, batch 64, 40 + 80 + 5) four times: with the
-base revision's LSTM layer (``MaskAwareLSTM`` of its ``r2d2_state/networks.py``) or this
-tree's ``FusedLSTM``, each with ``jit_compile`` off and on, and times them round by round.
-Ratios are medians of paired rounds, of wall time and of this process's CPU time (the
-latter survives a machine shared with other jobs better). Prints one JSON line last.
+Builds the same ``R2D2Learner`` (stateful core, batch 64, 40 + 80 + 5) with the base
+revision's LSTM layer (``MaskAwareLSTM`` of its ``r2d2_state/networks.py``) or this tree's
+``FusedLSTM``, each with ``jit_compile`` off and on, and times them round by round (ratios:
+medians of paired rounds, of wall time and of this process's CPU time). Prints one JSON
+line last.
 """
 
 from __future__ import annotations
@@ -38,14 +38,12 @@ def main() -> None:
     import keras
 
     import r2d2_state.networks as networks
-    from agents.r2d2.config import R2D2Config
     from agents.r2d2.learner import R2D2Learner
     from agents.r2d2.synthetic import random_batch
+    from bench_learner import paper_configs
 
     keras.utils.set_random_seed(0)
-    architecture = networks.QNetworkConfig(mlp_units=(64,), lstm_units=(args.units,), head_units=args.units)
-    config = R2D2Config(network=architecture)
-    network_config = architecture.for_env(observation_shape=(4,), num_actions=4)
+    config, network_config = paper_configs(args.units)
     data, weights = random_batch(config, network_config)
     ours = networks.FusedLSTM
     calls = {}

@@ -4,14 +4,12 @@
     python scripts/bench_threads.py --configs tmaze --threads 1 2 --rounds 5
     python scripts/bench_threads.py --threads 0 1 1x2     # 1x2: 1 thread per op, 2 ops at once
 
-TensorFlow fixes its pools when it runs its first op, so every measurement is its own
-process: build the learner of a config, one step (trace and first call: "start-up"), then
-time ``--steps`` steps on a fixed random batch. Rounds interleave the thread counts; the
-table gives the median per config and count, and the ratio to TensorFlow's default pools
-(0) per round, median over rounds. Configs: ``tmaze`` and ``cartpole_novel`` are the
-presets' learners, ``minigrid_memory`` too (its 3x3 view); ``lstm64`` / ``lstm256`` /
-``lstm512`` the batch 64, 40 + 80 + 5 step of
-``bench_learner.py``. Prints one JSON line last.
+TensorFlow fixes its pools at its first op, so every measurement is its own process: the
+learner of a config, one step ("start-up"), then ``STEPS[config]`` timed steps on a fixed random
+batch. Rounds interleave the thread counts; the table gives the median per config and count
+and the paired ratio to TensorFlow's default pools (0). Configs: the ``tmaze``,
+``cartpole_novel`` and ``minigrid_memory`` presets' learners; ``lstm64`` / ``lstm256`` /
+``lstm512`` the step of ``bench_learner.py``. Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -46,21 +44,17 @@ def _measure(config: str, threads: str, steps: int) -> dict[str, float]:
     if intra:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    from agents.r2d2.config import R2D2Config
     from agents.r2d2.learner import R2D2Learner
     from agents.r2d2.presets import get_preset
     from agents.r2d2.synthetic import random_batch
-    from r2d2_state.network_config import QNetworkConfig
+    from bench_learner import paper_configs
 
     if config in ("tmaze", "cartpole_novel", "minigrid_memory"):
         r2d2 = get_preset(config).r2d2
         shape, actions = {"tmaze": ((4,), 3), "cartpole_novel": ((2,), 2), "minigrid_memory": ((3, 3, 3), 3)}[config]
         net = r2d2.network.for_env(shape, actions)
-    else:  # bench_learner.py's step: the paper's sizes (batch 64, 40 + 80 + 5)
-        units = int(config.removeprefix("lstm"))
-        architecture = QNetworkConfig(mlp_units=(64,), lstm_units=(units,), head_units=units)
-        r2d2 = R2D2Config(network=architecture)
-        net = architecture.for_env(observation_shape=(4,), num_actions=4)
+    else:
+        r2d2, net = paper_configs(int(config.removeprefix("lstm")))
     started = time.perf_counter()
     learner = R2D2Learner(r2d2, net)
     data, weights = random_batch(r2d2, net)
