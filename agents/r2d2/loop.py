@@ -150,21 +150,19 @@ class TrainingLoop:
         :class:`CheckpointError` if it is missing or corrupt (never trains from scratch),
         :class:`ConfigurationError` if ``config`` differs from the checkpoint's in a field
         outside ``RESUME_OVERRIDABLE``. Newer checkpoints than the one resumed from are
-        moved aside into ``checkpoints/superseded-<time>/`` (and said so when the run starts).
+        moved aside (:meth:`CheckpointManager.supersede_newer_than`).
       checkpoint: name of the checkpoint to resume from (default: ``latest``).
       process_start: ``time.perf_counter()`` at process start, so solve times can
         include TensorFlow's start-up.
       on_eval: called after every periodic evaluation with its record (``env_steps``,
         ``mean``, ``std``, ``episodes``, ``train_time_s``: training wall time so far without
         the time spent evaluating); returning True stops the run (``stopped_by="on_eval"``).
-        The learning benchmark uses it for its stopping rule.
       on_insert: called with every :class:`~agents.r2d2.experience.Chunk` after it was
         inserted and counted.
       on_learner_step: called after every learner step with its metrics (``loss``,
         ``mean_abs_td``, ``mean_q``, ``grad_norm``, ``staleness/...`` when measured).
       ray_address: with ``config.backend == "ray"``: the Ray cluster to join (None: start a
-        local one); the backend's experience source comes from
-        :func:`agents.r2d2.experience.make_source`.
+        local one).
 
     The constructor checks and builds (run directory, checkpoint and its config, environment,
     networks, the source's own check) and writes nothing: a bad one raises FileExistsError
