@@ -11,9 +11,15 @@ The learner steps run in one process per LSTM size with TensorFlow's thread pool
 training sizes them (``--pools auto``, ``TrainConfig.tf_threads``), the floors in another
 with the default pools, which give the best matmul rate.
 
+With ``--base REV`` it times instead, in this process and round by round, the same stateful
+learner with the revision's LSTM layer (``MaskAwareLSTM`` of its ``r2d2_state/networks.py``)
+or this tree's ``FusedLSTM``, each with ``jit_compile`` off and on (ratios: medians of paired
+rounds, of wall time and of this process's CPU time).
+
 Usage:
     python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
     python scripts/bench_learner.py --units 64 --steps 20
+    python scripts/bench_learner.py --base 87a61ec --units 64 --steps 5 --rounds 7
 The last line printed is one JSON object.
 """
 
@@ -22,14 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench_common import print_result, run_part  # noqa: E402  (scripts/ is on sys.path)
+from bench_common import paired_ratio, print_result, revision_module, run_part  # noqa: E402  (scripts/ is on sys.path)
 
 
 def _time_steps(fn, steps: int, repeats: int = 3) -> float:
@@ -254,6 +262,53 @@ def measure_floors(units: int, quick: bool = False) -> dict[str, float]:
     return results
 
 
+def compare_with_base(revision: str, units: int, steps: int, rounds: int) -> dict[str, float]:
+    """``--base``: seconds per learner step with the revision's LSTM layer and this tree's,
+    XLA off and on; the ratios to the revision's layer without XLA."""
+    import keras
+
+    import r2d2_state.networks as networks
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.synthetic import random_batch
+
+    keras.utils.set_random_seed(0)
+    config, network_config = paper_configs(units)
+    data, weights = random_batch(config, network_config)
+    ours = networks.FusedLSTM
+    calls = {}
+    with tempfile.TemporaryDirectory() as directory:
+        base = revision_module(revision, "r2d2_state/networks.py", directory, "base_networks")
+        layers = {"base": getattr(base, "MaskAwareLSTM", None) or base.FusedLSTM, "fused": ours}
+        for layer_name, layer in layers.items():
+            for jit in (False, True):
+                networks.FusedLSTM = layer  # what build_q_network instantiates
+                try:
+                    learner = R2D2Learner(config.replace(jit_compile=jit), network_config)
+                finally:
+                    networks.FusedLSTM = ours
+                name = f"{layer_name}{'_xla' if jit else ''}"
+                calls[name] = lambda learner=learner: learner.step(data, weights)
+                calls[name]()  # trace (and compile)
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            w, c = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                call()
+            wall[name].append((time.perf_counter() - w) / steps)
+            cpu[name].append((time.process_time() - c) / steps)
+    result: dict[str, float] = {}
+    print(f"LSTM {units}: {'variant':>10} {'wall ms':>9} {'x base':>7} {'cpu ms':>8} {'x base (cpu)':>13}")
+    for name in calls:
+        ratio, ratio_cpu = paired_ratio(wall[name], wall["base"]), paired_ratio(cpu[name], cpu["base"])
+        print(f"{'':>9} {name:>10} {1e3 * statistics.median(wall[name]):>9.1f} {ratio:>7.3f} "
+              f"{1e3 * statistics.median(cpu[name]):>8.1f} {ratio_cpu:>13.3f}")
+        result[f"{name}_over_base_time_lstm{units}"] = round(ratio, 3)
+        result[f"{name}_over_base_cpu_time_lstm{units}"] = round(ratio_cpu, 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[64, 512], help="LSTM sizes to measure")
@@ -263,10 +318,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="TensorFlow thread pools of the learner steps: 'auto', as training sizes them "
                              "(TrainConfig.tf_threads 0), or TensorFlow's 'default'. The floors always run with "
                              "the default pools (the machine's best matmul rate), in a process of their own")
+    parser.add_argument("--base", default=None, metavar="REV", help="compare the LSTM layer with this git revision's")
+    parser.add_argument("--rounds", type=int, default=7, help="with --base: interleaved rounds per variant")
     parser.add_argument("--_part", nargs=2, metavar=("PART", "UNITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, root)
+    if args.base is not None:
+        from agents.r2d2.tf_runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+        print_result({k: v for units in args.units for k, v in
+                      compare_with_base(args.base, units, args.steps or 5, args.rounds).items()})
+        return 0
     if args._part:
         from agents.r2d2.tf_runtime import import_tensorflow_quietly
 
