@@ -7,18 +7,12 @@
     [0]-[1]-[2]- ... -[corridor_length]  <- junction: LEFT or RIGHT ends the episode
                                           +1 if the side matches the cue, -1 otherwise
 
-Observation ``float32[4]``: ``[cue_left, cue_right, at_junction, position / corridor_length]``.
-The cue is non-zero only in the reset observation, so after the first step every
-observation depends on the position alone: any memoryless (even stochastic) policy picks
-the cued side with probability exactly 1/2 and its mean return is at most
-``0.5 * correct_reward + 0.5 * wrong_reward`` (0.0 by default). A recurrent agent that
-remembers the cue gets ``correct_reward`` every episode (1.0 by default).
-
-Actions ``Discrete(3)``: 0 = forward, 1 = left, 2 = right. In the corridor left/right bump
-into the wall (the agent stays); at the junction forward is a no-op. The episode is
-truncated after ``max_steps`` steps (default ``4 * (corridor_length + 1)``) so a random
-agent always ends; the time limit lives in the env (not a ``TimeLimit`` wrapper) because it
-scales with ``corridor_length``.
+Observation ``float32[4]``: ``[cue_left, cue_right, at_junction, position / corridor_length]``;
+the cue is non-zero only in the reset observation, so any memoryless policy picks the cued
+side with probability exactly 1/2 (docs/environments.md). Actions ``Discrete(3)``: 0 =
+forward, 1 = left, 2 = right; in the corridor left/right bump into the wall, at the junction
+forward is a no-op. The env truncates itself after ``max_steps`` (its limit scales with
+``corridor_length``, so it is not a ``TimeLimit`` wrapper).
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """N T-mazes stepped together in numpy, a drop-in for ``SyncVectorEnv`` over ``TMazeEnv``.
 
-``SyncVectorEnv`` costs a Python call chain per sub-env per step; here one step of all N
-mazes is a handful of numpy operations. The stream of (obs, reward, terminated, truncated)
-is identical to ``SyncVectorEnv([TMazeEnv] * N)`` in ``AutoresetMode.NEXT_STEP`` for the
-same seeds and actions (tested): each maze keeps its own generator, seeded like Gymnasium
-seeds sub-env i (``seed + i``) and drawn from in the same order (one cue per reset).
-
-NEXT_STEP autoreset, as in Gymnasium 1.x: the step after a maze's episode ends ignores its
-action and returns the new episode's first observation with reward 0 and both flags False.
+One step of all N mazes is a handful of numpy operations instead of a Python call chain per
+sub-env. The stream of (obs, reward, terminated, truncated) is identical to
+``SyncVectorEnv([TMazeEnv] * N)`` in ``AutoresetMode.NEXT_STEP`` for the same seeds and
+actions (tested): each maze keeps its own generator, seeded like Gymnasium seeds sub-env i
+(``seed + i``) and drawn from in the same order (one cue per reset).
 """
 
 from __future__ import annotations

@@ -11,17 +11,10 @@ reward 0 and the new episode's first observation. That step is not a transition:
 
 :class:`NextStepAutoreset` is the one place that keeps this bookkeeping (the actor, the
 adder, the training loop's episode statistics and evaluation all use it);
-:class:`EpisodeStatistics` adds each episode's return and length on top.
+:class:`EpisodeStatistics` adds each episode's return and length on top
+(``returns, lengths = episodes.step(reward, terminated, truncated)`` after every ``env.step``).
 
 numpy only: the replay package imports this module.
-
-Usage::
-
-    episodes = EpisodeStatistics(num_envs)
-    obs, _ = envs.reset(seed=0)
-    while True:
-        obs, reward, terminated, truncated, _ = envs.step(actions)
-        returns, lengths = episodes.step(reward, terminated, truncated)   # finished ones
 """
 
 from __future__ import annotations

@@ -1,32 +1,18 @@
 """Restore a replayed sequence's stored start state, burn in, then unroll.
 
-R2D2 replays fixed-length sequences that start mid-episode. The start state
-the actor recorded is stale (older weights) and a zero state is wrong; the fix
-is to restore the stored state and run a *burn-in* prefix without gradients so
-the state catches up with the current weights, then train on the rest::
+R2D2 replays fixed-length sequences that start mid-episode. The start state the actor
+recorded is stale (older weights) and a zero state is wrong: restore the stored state and
+run a *burn-in* prefix without gradients so the state catches up with the current weights,
+then train on the rest (docs/learner.md, "Burn-in and the learner").
 
-    sequence  |<-- burn_in -->|<--------- trace --------->|<- n ->|
-    state     stored (h, c)   caught up                            (n-step tail)
-    gradient  none            yes                          none (targets only)
+Two interchangeable cores, with identical Q-values for identical weights (tested), carry the
+state through the unroll: :class:`StatefulCore` (the main path), a stateful network of fixed
+batch size whose start state is written with :func:`r2d2_state.state.reset_states`, and
+:class:`StatelessCore`, the same network built ``stateful=False`` with the state as
+``initial_h{i}/initial_c{i}`` inputs and outputs.
 
-Two interchangeable cores carry the state through the unroll:
-
-- :class:`StatefulCore` (the project's main path): a stateful Keras network of
-  fixed batch size; the start state is written with
-  :func:`r2d2_state.state.reset_states` and the state advances in the layers'
-  variables between calls.
-- :class:`StatelessCore`: the same network built ``stateful=False``; the state
-  is passed as ``initial_h{i}/initial_c{i}`` inputs and read back from the
-  outputs.
-
-Both give identical Q-values for identical weights (tested), which is how the
-learner benchmark measures what the stateful API costs.
-
-Gradients: the burn-in runs under ``tape.stop_recording()``. For the stateful
-core, the trained part reads its start state from non-trainable variables, so
-no gradient can reach the burn-in even without that; for the stateless core
-the state after burn-in is a tensor computed while the tape was not recording,
-so it is a constant for the gradient as well (both tested).
+Gradients: the burn-in runs under ``tape.stop_recording()``, so the state after it is a
+constant for the gradient with either core (tested).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Atomic file writes (standard library only, so the replay can use them too).
+"""Atomic file writes, and the one reader of a JSON-object file (standard library only, so
+the replay can use them too).
 
 A write goes to a temporary file in the destination's directory, is flushed and
 fsynced, then ``os.replace``d over the destination and the directory is fsynced:
@@ -9,12 +10,14 @@ the process's umask for a new one.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
 from typing import IO, Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "creation_mode", "current_umask", "fsync_directory", "fsync_file"]
+__all__ = ["atomic_write", "atomic_write_text", "creation_mode", "current_umask", "fsync_directory", "fsync_file",
+           "read_json_object"]
 
 
 def current_umask() -> int:
@@ -82,3 +85,16 @@ def fsync_directory(path: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_json_object(path: str, error: type[Exception], what: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``; raises ``error`` naming the file and ``what`` it
+    should hold when it is unreadable, not JSON or not an object."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path!r} is not a readable {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path!r} is not a {what}: expected a JSON object, got {type(value).__name__}")
+    return value

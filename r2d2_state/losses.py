@@ -29,23 +29,10 @@ and the bootstrap from ``F`` counts, as it must. Sequences carry an ``n``-step t
 window is never cut by the end of the sequence (the DI-engine pitfall): targets are only
 defined for ``t + n <= L - 1`` and are 0 elsewhere.
 
-Usage in a learner (``q_*`` are the unrolls after burn-in, ``burn_in`` steps already cut,
-so the sliced sequences have length ``trace + n``)::
-
-    targets = n_step_double_q_targets(q_online, q_target, reward, discount, mask,
-                                      gamma=0.997, n=5)            # [B, trace + n]
-    q_taken = action_values(q_online, action)                      # [B, trace + n]
-    weight = trained_steps_weight(mask, start=0, length=trace)     # [B, trace + n]
-    loss, abs_td = sequence_td_loss(q_taken, targets, weight, importance_weights)
-    priorities = sequence_priorities(abs_td, weight, eta=0.9)      # [B]
-
-or, all of it in one call (what the learner and the actors' initial priorities both use,
-as SEED RL's ``compute_loss_and_priorities_from_agent_outputs``), with the Q values of
-the unrolls after the burn-in and the replayed fields of whole sequences::
-
-    out = loss_and_priorities(q_online, q_target, action, reward, discount, mask,
-                              burn_in=40, trace_length=80, n_step=5, gamma=0.997)
-    out.loss, out.priorities                                       # [], [B]
+The learner and the actors' initial priorities call :func:`loss_and_priorities` (as SEED
+RL's ``compute_loss_and_priorities_from_agent_outputs``), which composes the functions above
+it: :func:`n_step_double_q_targets`, :func:`action_values`, :func:`trained_steps_weight`,
+:func:`sequence_td_loss` and :func:`sequence_priorities`.
 """
 
 from __future__ import annotations
@@ -163,10 +150,8 @@ def n_step_double_q_targets(
         target    = h(G)                            (G if not rescale)
 
     Targets are 0 where ``mask[t] = 0`` and for the last ``n`` steps (whose window would
-    need steps past the sequence). The result is wrapped in ``tf.stop_gradient``.
-
-    Shapes may be dynamic; ``n`` is a Python int, so the loop over the window is unrolled
-    at trace time and the function retraces only if ``n`` changes.
+    need steps past the sequence), and carry no gradient. ``n`` is a Python int: the loop
+    over the window is unrolled at trace time.
 
     Args:
       q_online: <float32>[B, L, A] online-network Q values (rescaled space if rescale),
@@ -266,10 +251,8 @@ def sequence_td_loss(
     """R2D2's loss: 0.5 td^2 summed over each sequence's trained steps, weighted, batch mean.
 
     ``loss = mean_b( w_b * sum_t weight[b, t] * 0.5 td[b, t]^2 )`` with ``w_b`` the
-    prioritized-replay importance weight. This is the paper's definition (Kapturowski et
-    al. 2019) and what SEED RL (``agents/r2d2/learner.py``: ``0.5 * tf.reduce_sum(
-    tf.math.square(abs_td_errors), axis=0)  # Sums over time``, then the mean of
-    ``loss * importance_weights``) and Acme (``agents/jax/r2d2/learning.py``) compute.
+    prioritized-replay importance weight: the paper's definition (Kapturowski et al. 2019),
+    as SEED RL and Acme compute it.
 
     Summing, not averaging, over time matters under Adam: dividing the gradient by the
     number of trained steps T acts like multiplying Adam's epsilon by T, and would give a
@@ -363,10 +346,8 @@ def loss_and_priorities(
         batch fields           not read       | trained steps          | n-step tail
         q_online, q_target     (not passed)   | 0 .. T-1               | T .. T+n-1
 
-    The Q values start after the burn-in: the burn-in only carries the state forward and
-    its Q values are never read. The learner calls this with its online and target
-    networks' unrolls; an actor computing initial priorities with its one network's unroll
-    as both (then the priorities are the learner's at equal weights).
+    The learner passes its online and target networks' unrolls; an actor computing initial
+    priorities passes its one network's unroll as both.
 
     Args:
       q_online: <float32>[B, T + n, A] online-network Q after the burn-in (rescaled space

@@ -1,10 +1,8 @@
 """FusedLSTM: ``keras.layers.LSTM`` with an unroll close to its matrix arithmetic.
 
-Keras runs an LSTM as its cell's ``call`` once per timestep inside a ``while_loop``:
-the input projection ``x_t @ kernel`` is done step by step, the gates are sliced and
-activated one by one, and the backward pass is TensorFlow's automatic gradient of that
-loop. This layer keeps the layer, its weights and its state variables, and replaces the
-loop (:meth:`FusedLSTM.inner_loop`)::
+Keras runs an LSTM as its cell's ``call`` once per timestep inside a ``while_loop``, with
+TensorFlow's automatic gradient of that loop. This layer keeps the layer, its weights and
+its state variables, and replaces the loop (:meth:`FusedLSTM.inner_loop`)::
 
     forward    xp = x @ kernel + bias              one matmul for all T steps
                for t in range(T):                  tf.while_loop
@@ -15,22 +13,11 @@ loop (:meth:`FusedLSTM.inner_loop`)::
                d recurrent_kernel = H_prev^T @ dZ  one matmul for all T steps
                d kernel, d bias, d x               autodiff of the projection: one matmul each
 
-Same numbers as ``keras.layers.LSTM`` (outputs, final states and gradients, masked with
-left or right padding or not, stateful or not: ``tests/test_lstm.py``), same weights
-(``kernel``, ``recurrent_kernel``, ``bias``; gates i, f, c, o), same state variables, so
-``set_weights``, checkpoints and :mod:`r2d2_state.state` work unchanged.
-
-Paths (which one a call takes is decided per batch, inside the graph):
-
-- **masked** (some step of the batch is padding): always the fused loop above, on every
-  device: never cuDNN, which refuses masks that are not right-padded (the burn-in of an
-  episode's first sequences is left-padded);
-- **unmasked** (no mask, or every step valid): the fused loop without the ``where``; on a
-  GPU (``use_cudnn="auto"`` or ``True``) Keras's own LSTM path instead, which uses cuDNN.
-
-Configurations the fused loop does not cover (dropout, other activations, no bias,
-``go_backwards``, ``unroll``) run Keras's generic recurrent loop, still never cuDNN for
-masked batches.
+Same numbers, weights and state variables as ``keras.layers.LSTM`` (``tests/test_lstm.py``).
+A masked batch always takes the fused loop, never cuDNN, which refuses masks that are not
+right-padded; an unmasked one skips the ``where`` and, on a GPU, takes Keras's own cuDNN
+path (docs/network.md). Configurations the fused loop does not cover (dropout, other
+activations, no bias, ``go_backwards``, ``unroll``) run Keras's generic loop.
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 
 A config module imports no framework, so a command line (``--help``), a JSON file or
 another framework's agent can read and build it cheaply; :mod:`r2d2_state.networks`
-builds the Keras model from it.
-
-The observation and action fields (:data:`ENV_FIELDS`) describe the environment, the
-others the architecture. An agent's config holds the architecture with the env fields
-left ``None`` and fills them once the environment is known::
-
-    architecture = QNetworkConfig(lstm_units=(64,), head_units=64)
-    config = architecture.for_env(observation_shape=(4,), num_actions=2)
-    model = build_q_network(config, stateful=False)   # r2d2_state.networks
+builds the Keras model from it. The observation and action fields (:data:`ENV_FIELDS`)
+describe the environment, the others the architecture: an agent's config leaves the env
+fields ``None`` and fills them with :meth:`QNetworkConfig.for_env` once the environment is
+known (docs/network.md).
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
 """The recurrent Q-network of R2D2: torso -> LSTM(s) -> dueling head.
 
-One architecture, two variants with the same weight layout:
+One architecture, two variants with the same weight layout, so ``set_weights`` /
+``get_weights`` move weights between every variant and batch size (the recurrent states
+are not weights):
 
-- **stateful** (:func:`build_q_network` with ``stateful=True``): a fixed batch
-  size; the LSTM state lives in the layers' state variables, read and written
-  with :mod:`r2d2_state.state`. The actor (batch = number of envs), the
-  learner's burn-in (batch = learner batch) and evaluation (batch = 1) each use
-  their own instance.
-- **stateless** (``stateful=False``): any batch size; the initial state is an
-  input and the final state an output (the seeds' "initial state as input").
+- **stateful** (:func:`build_q_network` with ``stateful=True``): a fixed batch size; the
+  LSTM state lives in the layers' state variables (:mod:`r2d2_state.state`). The actor, the
+  learner's burn-in and evaluation each use their own instance.
+- **stateless** (``stateful=False``): any batch size; the initial state is an input and
+  the final state an output.
 
-``set_weights``/``get_weights`` move weights between every variant and batch
-size, because both are built from the same layers in the same order and the
-recurrent states are not weights.
-
-Inputs (a dict, time-major within each batch row)::
+Inputs (a dict)::
 
   observation:  [B, T, *obs_shape]  float32 vectors, or uint8 images [B, T, H, W, C]
                                     (channels first, [B, T, C, H, W]: frame stacks)
@@ -24,13 +20,13 @@ Inputs (a dict, time-major within each batch row)::
                                     state unchanged across those steps
   initial_state (stateless only):   list over LSTM layers of [h, c], each [B, units]
 
-Outputs: ``q`` float32 [B, T, num_actions]; the stateless variant also returns
-the final state (same layout as ``initial_state``).
+Outputs: ``q`` float32 [B, T, num_actions]; the stateless variant also returns the final
+state (same layout as ``initial_state``). The torsos: docs/network.md.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
 
 import keras
 
@@ -107,29 +103,18 @@ MaskAwareLSTM = FusedLSTM
 def _torso(config: QNetworkConfig) -> keras.layers.Layer:
     """Observation encoder applied at every timestep: [B, T, *obs] -> [B, T, F].
 
-    ===========================================  ================================================
-    observation                                  torso
-    ===========================================  ================================================
-    vector                                       x ``observation_scale``, MLP (``mlp_units``)
-    image, H and W >= 36                         Nature-DQN conv stack + dense ``conv_dense_units``
-    image, smaller (MiniGrid's 7x7x3, ...)       small conv stack (below), flattened
-    channels-first image (C, H, W), e.g. an      transposed to (H, W, C) in the graph, then as
-    Atari frame stack 4x84x84                    above
-    flat vector with an image part               the image's conv stack, concatenated with the
-    (``image_shape``)                            rest through the MLP (multi-input torso)
-    ===========================================  ================================================
-
-    The small stack is MiniGrid / BabyAI's: 2x2 conv 16, 2x2 max-pool, 2x2 conv 32, 2x2 conv 64
-    (a pool or conv is skipped where the image is too small for it), then a LayerNorm. Images
-    are rescaled by 1/255, except symbolic grids (``image_codes``, e.g. MiniGrid's object,
-    colour and state codes (11, 6, 3)): each channel is one-hot encoded instead.
+    Chosen from the observation (the table of docs/network.md): an MLP for vectors, the
+    Nature-DQN conv stack for images of H and W >= 36, MiniGrid / BabyAI's small stack for
+    smaller ones, channels-first images transposed in the graph, and a multi-input torso for
+    a flat vector with an image part. Images are rescaled by 1/255, except symbolic grids
+    (``image_codes``), whose channels are one-hot encoded.
     """
     if config.image_shape is not None:
         return keras.layers.TimeDistributed(_MultiInputTorso(config), name="torso")
     if not config.is_image:
         layers: list[keras.layers.Layer] = []
         if len(config.observation_shape) > 1:
-            layers.append(keras.layers.Reshape((-1, int(_prod(config.observation_shape)))))
+            layers.append(keras.layers.Reshape((-1, int(math.prod(config.observation_shape)))))
         scale = config.observation_scale
         if isinstance(scale, tuple):
             layers.append(keras.layers.Rescaling([float(f) for f in scale], name="observation_scale"))
@@ -212,7 +197,7 @@ class _MultiInputTorso(keras.layers.Layer):
     def __init__(self, config: QNetworkConfig, **kwargs):
         super().__init__(name="multi_input", **kwargs)
         self.image_shape = config.image_shape
-        self.image_size = _prod(config.image_shape)
+        self.image_size = int(math.prod(config.image_shape))
         self.rest_size = config.observation_shape[0] - self.image_size
         self.image_encoder = keras.Sequential(_image_encoder(self.image_shape, config),
                                               name=_encoder_name(self.image_shape))
@@ -273,10 +258,3 @@ class _DuelingHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_actions": self.num_actions, "units": self.units}
-
-
-def _prod(xs: Sequence[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out

@@ -1,26 +1,18 @@
 """Read and write the recurrent state of stateful Keras 3 layers and models.
 
-Keras 2 let you write ``layer.reset_states(states=[h, c])``; Keras 3 removed the
-argument (``reset_state()`` only zeroes) and ``keras.Model`` has no
-``reset_states`` at all. This module gives back those semantics for any model
-or layer that holds stateful recurrent layers (``LSTM``, ``GRU``,
-``SimpleRNN``, ``keras.layers.RNN`` over cells, also inside nested models and
-``Bidirectional``), eagerly and inside ``tf.function``:
+Keras 3 removed ``layer.reset_states(states=[h, c])`` (``reset_state()`` only zeroes) and
+``keras.Model`` has no ``reset_states`` at all. :func:`get_states`, :func:`reset_states`
+and :func:`reset_rows` give back those semantics for any model or layer that holds stateful
+recurrent layers (``LSTM``, ``GRU``, ``SimpleRNN``, ``keras.layers.RNN`` over cells, also
+inside nested models and ``Bidirectional``), eagerly and inside ``tf.function``.
 
->>> states = get_states(model)            # [[h, c]] per stateful layer, numpy copies
->>> model(x1)                             # advances the state
->>> reset_states(model, states)           # back to where it was
->>> reset_states(model)                   # zeros
->>> reset_rows(model, done)               # zero only the rows of finished episodes
+Layout: a list over the stateful recurrent layers in model order, each the list of that
+layer's state arrays ``[batch, units]`` (``[h, c]`` for an LSTM, ``[h]`` for a GRU or
+SimpleRNN); for a stack of LSTMs ``np.asarray(get_states(model))`` is
+``[num_layers, 2, batch, units]``, and ``reset_states`` accepts that array back.
 
-Layout. ``get_states`` returns a list over the stateful recurrent layers in
-model order; each entry is the list of that layer's state arrays, ``[h, c]``
-for an LSTM and ``[h]`` for a GRU or SimpleRNN, each ``[batch, units]``. For a
-stack of LSTMs ``np.asarray(get_states(model))`` is ``[num_layers, 2, batch,
-units]``, and ``reset_states`` accepts that array back.
-
-Every write validates the whole structure (nesting, shapes, dtypes) before it
-assigns anything, so a bad call raises and leaves every state as it was.
+Every write validates the whole structure (nesting, shapes, dtypes) before it assigns
+anything, so a bad call raises and leaves every state as it was (docs/state_api.md).
 """
 
 from __future__ import annotations

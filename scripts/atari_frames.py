@@ -9,12 +9,8 @@ and deduplicate unlike real ones (a replay's memory and a compressor's speed dep
 have Atari's large uniform areas, a few moving objects, and episode boundaries where a stack must
 not reach across.
 
-From Python::
-
-    from atari_frames import atari_frames, record_atari_frames
-    frames = atari_frames(10_000)                       # uint8 [10000, 84, 84]
-    recorded = record_atari_frames(10_000, game="Breakout", seed=1)
-    recorded.frames, recorded.episode_starts            # [N, 84, 84], int64 [E] (0 first)
+From Python: ``atari_frames(count)`` (uint8 [count, 84, 84]) or ``record_atari_frames(count,
+game, seed)`` (the frames and the episode starts).
 
 The recording is deterministic for (game, seed): frame i is the same whatever the count, so a
 cache of more frames serves fewer. Caches are ``<dir>/<game>-seed<seed>-<count>.npy`` (frames)

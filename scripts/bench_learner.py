@@ -1,30 +1,25 @@
 """Learner steps/s: the stateful reset_states path vs the stateless path vs a naive step.
 
-Batch 64, burn-in 40 + trace 80 + 5-step tail (L = 125), online + target networks,
-at LSTM 64 and LSTM 512, all measured in the same run (ratios are what to read: the
-machine is noisy). Also measured in the same run:
+Batch 64, burn-in 40 + trace 80 + 5-step tail (L = 125), online + target networks, at
+LSTM 64 and LSTM 512, all measured in the same run (ratios are what to read: the machine is
+noisy), beside the naive peer (a plain Keras 3 step of that size, :func:`_naive_step_fn`),
+the stateful step with the other XLA setting than the default, and the floors of the step's
+arithmetic (:func:`_floor_seconds`, :func:`_chained_floor_seconds`, :func:`_gates_seconds`,
+:func:`_op_seconds`).
 
-- naive: a plain Keras 3 step of that size (stateless LSTM, zero start state, gradient
-  through all 125 steps, target net unrolled too, 1-step TD): the peer to beat;
-- the stateful step with XLA on vs off (``R2D2Config.jit_compile``; whichever is not the
-  default is the extra variant: by default XLA is on at LSTM 512 and off at 64);
-- floor: the step's LSTM matrix arithmetic alone (one [B, in+units] x [in+units, 4 units]
-  matmul per LSTM step, forward and backward counted), run as one large matmul;
-- chained floor: the same matmuls one after another, each on the previous one's output,
-  as a recurrence must run them (straight-line ops in one graph: no loop, no other op);
-- gate arithmetic: the LSTM cells' elementwise ops alone (gate activations, state update
-  and their derivative), chained step to step without a matmul: what a recurrence pays on
-  top of the chained floor;
-- op cost: TensorFlow's fixed cost per op in a graph (a chain of 1000 adds on [B, 4 units]).
+The learner steps run in one process per LSTM size with TensorFlow's thread pools as
+training sizes them (``--pools auto``, ``TrainConfig.tf_threads``), the floors in another
+with the default pools, which give the best matmul rate.
 
-The learner steps (stateful, stateless, naive, other XLA setting) run in one process per
-LSTM size with TensorFlow's thread pools as training sizes them (``--pools auto``: at LSTM
-64 one thread per op and two ops at once, at 512 TensorFlow's default; ``TrainConfig.tf_threads``),
-the floors in another with the default pools, which give the best matmul rate.
+With ``--base REV`` it times instead, in this process and round by round, the same stateful
+learner with the revision's LSTM layer (``MaskAwareLSTM`` of its ``r2d2_state/networks.py``)
+or this tree's ``FusedLSTM``, each with ``jit_compile`` off and on (ratios: medians of paired
+rounds, of wall time and of this process's CPU time).
 
 Usage:
     python scripts/bench_learner.py                 # both sizes (LSTM 512 takes ~1 min)
     python scripts/bench_learner.py --units 64 --steps 20
+    python scripts/bench_learner.py --base 87a61ec --units 64 --steps 5 --rounds 7
 The last line printed is one JSON object.
 """
 
@@ -33,13 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from bench_common import paired_ratio, print_result, revision_module, run_part  # noqa: E402  (scripts/ is on sys.path)
 
 
 def _time_steps(fn, steps: int, repeats: int = 3) -> float:
@@ -196,7 +194,9 @@ def _op_seconds(config, network_config, repeats: int = 3, ops: int = 1000) -> fl
     return _time_steps(lambda: chain(x0, one).numpy(), 3, repeats) / ops
 
 
-def _configs(units: int):
+def paper_configs(units: int):
+    """``(R2D2Config, QNetworkConfig)`` of the benchmarks' learner step: batch 64, 40 + 80 + 5,
+    LSTM ``units``, 4 observation features and 4 actions."""
     from agents.r2d2.config import R2D2Config
     from r2d2_state.networks import QNetworkConfig
 
@@ -209,7 +209,7 @@ def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "aut
     pools as training sizes them (``TrainConfig.tf_threads`` 0), "default": TensorFlow's."""
     from agents.r2d2.tf_runtime import configure_tf_threads
 
-    config, network_config = _configs(units)
+    config, network_config = paper_configs(units)
     intra, inter = configure_tf_threads(0, network_config, xla=config.xla) if pools == "auto" else (0, 0)
     import keras
 
@@ -250,7 +250,7 @@ def measure_steps(units: int, steps: int, quick: bool = False, pools: str = "aut
 def measure_floors(units: int, quick: bool = False) -> dict[str, float]:
     """The floors, in this (fresh) process with TensorFlow's default pools: the best matmul
     rate of the machine."""
-    config, network_config = _configs(units)
+    config, network_config = paper_configs(units)
     results = {}
     feature_dim = network_config.mlp_units[0] + network_config.num_actions + 1
     # A floor is the best rate the machine gives: best of many short repeats.
@@ -262,6 +262,53 @@ def measure_floors(units: int, quick: bool = False) -> dict[str, float]:
     return results
 
 
+def compare_with_base(revision: str, units: int, steps: int, rounds: int) -> dict[str, float]:
+    """``--base``: seconds per learner step with the revision's LSTM layer and this tree's,
+    XLA off and on; the ratios to the revision's layer without XLA."""
+    import keras
+
+    import r2d2_state.networks as networks
+    from agents.r2d2.learner import R2D2Learner
+    from agents.r2d2.synthetic import random_batch
+
+    keras.utils.set_random_seed(0)
+    config, network_config = paper_configs(units)
+    data, weights = random_batch(config, network_config)
+    ours = networks.FusedLSTM
+    calls = {}
+    with tempfile.TemporaryDirectory() as directory:
+        base = revision_module(revision, "r2d2_state/networks.py", directory, "base_networks")
+        layers = {"base": getattr(base, "MaskAwareLSTM", None) or base.FusedLSTM, "fused": ours}
+        for layer_name, layer in layers.items():
+            for jit in (False, True):
+                networks.FusedLSTM = layer  # what build_q_network instantiates
+                try:
+                    learner = R2D2Learner(config.replace(jit_compile=jit), network_config)
+                finally:
+                    networks.FusedLSTM = ours
+                name = f"{layer_name}{'_xla' if jit else ''}"
+                calls[name] = lambda learner=learner: learner.step(data, weights)
+                calls[name]()  # trace (and compile)
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            w, c = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                call()
+            wall[name].append((time.perf_counter() - w) / steps)
+            cpu[name].append((time.process_time() - c) / steps)
+    result: dict[str, float] = {}
+    print(f"LSTM {units}: {'variant':>10} {'wall ms':>9} {'x base':>7} {'cpu ms':>8} {'x base (cpu)':>13}")
+    for name in calls:
+        ratio, ratio_cpu = paired_ratio(wall[name], wall["base"]), paired_ratio(cpu[name], cpu["base"])
+        print(f"{'':>9} {name:>10} {1e3 * statistics.median(wall[name]):>9.1f} {ratio:>7.3f} "
+              f"{1e3 * statistics.median(cpu[name]):>8.1f} {ratio_cpu:>13.3f}")
+        result[f"{name}_over_base_time_lstm{units}"] = round(ratio, 3)
+        result[f"{name}_over_base_cpu_time_lstm{units}"] = round(ratio_cpu, 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[64, 512], help="LSTM sizes to measure")
@@ -271,10 +318,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="TensorFlow thread pools of the learner steps: 'auto', as training sizes them "
                              "(TrainConfig.tf_threads 0), or TensorFlow's 'default'. The floors always run with "
                              "the default pools (the machine's best matmul rate), in a process of their own")
+    parser.add_argument("--base", default=None, metavar="REV", help="compare the LSTM layer with this git revision's")
+    parser.add_argument("--rounds", type=int, default=7, help="with --base: interleaved rounds per variant")
     parser.add_argument("--_part", nargs=2, metavar=("PART", "UNITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, root)
+    if args.base is not None:
+        from agents.r2d2.tf_runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # no CUDA-probe noise on a CPU-only machine
+        print_result({k: v for units in args.units for k, v in
+                      compare_with_base(args.base, units, args.steps or 5, args.rounds).items()})
+        return 0
     if args._part:
         from agents.r2d2.tf_runtime import import_tensorflow_quietly
 
@@ -286,16 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    # TensorFlow fixes its thread pools at its first op: each part runs in its own process.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-
-    def run_part(part: str, units: int) -> dict[str, float]:
-        command = [sys.executable, os.path.abspath(__file__), "--_part", part, str(units), "--steps", str(args.steps),
-                   "--pools", args.pools] + (["--quick"] if args.quick else [])
-        out = subprocess.run(command, capture_output=True, text=True, env=env)
-        if out.returncode != 0:
-            raise RuntimeError(f"{part} at LSTM {units} failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    def measure(part: str, units: int) -> dict[str, float]:
+        return run_part(__file__, "--_part", part, str(units), "--steps", str(args.steps), "--pools", args.pools,
+                        *(["--quick"] if args.quick else []))
 
     summary: dict[str, float] = {}
     print(f"{'lstm':>5} {'stateful ms':>12} {'stateless ms':>13} {'naive ms':>9} {'floor ms':>9} "
@@ -303,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     for units in args.units:
         # The floors' processes differ by up to 1.4x in matmul rate (thread placement):
         # the best of two processes.
-        floors = [run_part("floors", units) for _ in range(2)]
-        r = {**run_part("steps", units), **{key: min(f[key] for f in floors) for key in floors[0]}}
+        floors = [measure("floors", units) for _ in range(2)]
+        r = {**measure("steps", units), **{key: min(f[key] for f in floors) for key in floors[0]}}
         ratio = r["stateful_over_stateless"]
         pools = f"{r['intra_op_threads']}x{r['inter_op_threads']}" if r["intra_op_threads"] else "default"
         print(f"      TensorFlow pools of the steps (threads within an op x ops at once): {pools}")
@@ -339,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             r["stateful"] / (r["chained_floor"] + r["gates"]), 3)
     ratios = [v for k, v in summary.items() if k.startswith("stateful_over_stateless_time_")]
     summary["stateful_over_stateless_time"] = round(max(ratios), 3)
-    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(summary))
+    print_result(summary, sort_keys=False)
     return 0
 
 

@@ -1,51 +1,10 @@
 """Learning benchmark: this project's presets against RecurrentPPO on memory tasks.
 
-For every task and seed, each agent trains to the end of the task's env-step budget (no
-early stop) with a greedy evaluation every ``eval_every`` env steps (5k; 1k on T-maze
-corridor 5, where the peer's first 5k evaluation would already pass, so a 5k grid could not
-tell a faster agent from a tie) over a fixed quota of episodes (100 on the T-mazes, 20 on
-CartPole; every env runs its share, so short episodes are not over-represented).
-
-A run *sustains* the threshold from the first evaluation of its final streak of
-evaluations at or above it, held to the end of the budget (a streak of the last evaluation
-alone counts). Per task and agent, over the seeds (rliable's interquartile mean and
-probability of improvement, with 95% percentile-bootstrap intervals: rliable's stratified
-bootstrap, which for one task at a time resamples that task's runs):
-
-- the fraction of seeds that sustain the threshold;
-- the IQM of the env steps and of the training wall time (evaluation time excluded) to the
-  sustained threshold. A run that never sustains it counts with its budget (env steps) and
-  its whole training time: a lower bound of when it would have, so an IQM over such runs
-  is a lower bound too (``censored`` counts them);
-- the IQM of the normalised area under the evaluation curve: the mean over the evaluation
-  grid of ``clip((return - floor) / (threshold - floor), 0, 1)`` (``floor``: the task's
-  lowest return), 1.0 when every evaluation is at the threshold;
-- the probability that this project improves on the peer (rliable's probability of
-  improvement, on the normalised area, with its interval).
-
-Seeds: presets are tuned on seeds 0-9 (:data:`TUNING_SEEDS`) only; reported figures come
-from other seeds (default 100-104, ``--seeds``). Tuning seeds are refused unless
-``--tuning-seeds-ok`` (their rows say so, and the results table marks them).
-
-The peer is sb3-contrib's RecurrentPPO with the RL Zoo ``ppo_lstm.yml`` CartPoleNoVel-v1
-hyperparameters, untuned, on every task (8 envs, n_steps 32, batch 256, gae_lambda 0.8,
-gamma 0.98, 20 epochs, ent_coef 0, lr linear from 1e-3, clip linear from 0.2, LSTM 64 for
-actor and critic, net_arch pi=[64] vf=[64], ReLU, no ortho init, VecNormalize on obs and
-reward); its linear schedules run over the task's budget. Its evaluation is the same code
-(:func:`agents.r2d2.evaluation.run_episodes` on the same vector env): deterministic
-actions, the LSTM state carried and reset at episode starts, observations normalised with
-the training statistics, raw rewards. Needs ``pip install -e ".[peer]"``; its worker
-process imports no TensorFlow.
-
-The peer's runs do not change between versions of this project: ``--peer-results PATH``
-keeps them in a file per machine (reused when task, seed, budget and evaluation match, run
-and added otherwise); the file's rows must come from this machine's CPU model and core
-count, so wall-time ratios compare one machine's runs. The load on the machine is not
-checked: ``--shared-machine`` marks a run's wall times as measured beside other jobs.
-
-Every (task, agent, seed) runs in its own subprocess, one after the other (timings need
-the machine to themselves); each result is written to ``OUT/results.jsonl`` as it
-finishes, so an interrupted benchmark keeps what it measured (``--resume`` skips those).
+Each (task, agent, seed) trains to the task's env-step budget in its own subprocess, with a
+greedy evaluation every ``eval_every`` env steps; the statistics (rliable's IQM and
+probability of improvement over seeds, 95% bootstrap intervals), the seeds, the peer's
+recipe and the reuse of its stored runs are described in ``docs/benchmarks.md``. Each
+result is appended to ``OUT/results.jsonl`` as it finishes (``--resume`` skips those).
 
 Usage:
     python scripts/bench_learning.py                  # 3 tasks x 5 reporting seeds x 2 agents
@@ -53,14 +12,11 @@ Usage:
     python scripts/bench_learning.py --tasks tmaze5 --seeds 100 101 102 103 104 --peer-results runs/peer.jsonl
     python scripts/results_table.py runs/bench_learning/results.jsonl --write-readme
 
-Prints a table, writes ``OUT/learning_<task>.png`` (IQM curve of each agent with its 95%
-interval band) and ``OUT/summary.json``, and prints the same JSON last: per task and agent
-the statistics above, ``sustained_fraction_<agent>_<task>``, and the ratios
-``steps_vs_peer_<task>`` and ``wall_vs_peer_<task>`` (IQM of ours / IQM of the peer's, to
-the sustained threshold; lower is better). Where one agent's IQM includes runs that never
-sustained it, ``..._is`` says the ratio is an ``upper_bound`` (only the peer's runs were
-censored), a ``lower_bound`` (only ours) or ``unbounded`` (both: neither direction holds);
-null when one agent did not run.
+Prints a table, writes ``OUT/learning_<task>.png`` and ``OUT/summary.json`` and prints the
+same JSON last: per task and agent the statistics, ``sustained_fraction_<agent>_<task>``,
+and ``steps_vs_peer_<task>`` / ``wall_vs_peer_<task>`` (IQM of ours / the peer's, lower is
+better; ``..._is``: ``upper_bound``, ``lower_bound`` or ``unbounded`` when runs that never
+sustained the threshold stand in with their budget).
 """
 
 from __future__ import annotations
@@ -261,7 +217,7 @@ def _round(value: float, digits: int = 3) -> float:
 
 def summarise(rows: list[dict[str, Any]], reps: int = BOOTSTRAP_REPS) -> dict[str, Any]:
     """The benchmark's summary of ``rows`` (results.jsonl rows): per task and agent the
-    statistics of the module doc, the ratios against the peer, and where and when it ran."""
+    statistics of docs/benchmarks.md, the ratios against the peer, and where and when it ran."""
     summary: dict[str, Any] = {}
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     for task_name in tasks:
@@ -582,12 +538,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _task(name: str, eval_every: int | None = None, budget: int | None = None) -> Task:
     """TASKS[name], with ``eval_every`` and ``budget`` replaced when given."""
-    task = TASKS[name]
-    if eval_every is not None:
-        task = dataclasses.replace(task, eval_every=eval_every)
-    if budget is not None:
-        task = dataclasses.replace(task, budget=budget)
-    return task
+    given = {"eval_every": eval_every, "budget": budget}
+    return dataclasses.replace(TASKS[name], **{k: v for k, v in given.items() if v is not None})
 
 
 # ----------------------------------------------------------------------------- driver
@@ -725,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-machine", action="store_true",
                         help="mark this run's wall times as measured beside other jobs")
     parser.add_argument("--peer-threads", type=int, default=PEER_THREADS,
-                        help=f"torch threads of the peer (default {PEER_THREADS}: its fastest here, see the module doc)")
+                        help=f"torch threads of the peer (default {PEER_THREADS}: its fastest here, see docs/benchmarks.md)")
     parser.add_argument("--overrides", type=json.loads, default=None, metavar="JSON",
                         help="config fields changed in this project's preset of every task, nested as in "
                              'config.json (e.g. \'{"r2d2": {"learning_rate": 3e-4}}\'); written into each row')

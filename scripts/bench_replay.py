@@ -1,29 +1,16 @@
 """Replay benchmark: steps stored once (SequenceReplay) against cpprb, a numpy copy floor and Reverb.
 
-Every sequence comes from a ``SequenceAdder`` driving 8 envs, as in training, so each env
-step is written once and overlapping sequences refer to it. Cases (sequences of 80 steps,
-a new one every 40 steps of an env):
-
-  small:         100k sequences, observations [4] float32, (h, c) of 64 units;
-  atari:         2k sequences, observations 84x84 uint8 single frames, (h, c) of 512 units;
-  atari_stack4:  the same with 4-frame stacks [4, 84, 84] (each frame stored once, the
-                 stacks rebuilt when sampling).
-
-For each: insert throughput with the replay full (every insert retires the oldest sequence),
-per sequence, and the time of one prioritized sample of 64 + priority update; cpprb's
-``PrioritizedReplayBuffer`` holds the same sequences whole (one copy each, as a replay of
-copies does). The Atari floor is a plain numpy copy of one batch's bytes gathered from the
-steps (``np.take`` of the batch's frames into a preallocated array). Stored bytes per env
-step are measured at the R2D2 Atari shape (L = 40 + 80 + 5 = 125, period 40, LSTM 512) on a
-full replay in steady state, everything counted (steps, sequence index, start states,
-priorities, sum tree), over one 84x84 frame (7,056 bytes), with frames stored raw and
-compressed (``compression="lz4"``, when cramjam is installed), with their sampling time.
-
-Frames are real Atari frames when ale-py is installed (``scripts/atari_frames.py``, Pong,
-random actions), else synthetic frames with an Atari screen's structure. Reverb, an optional
-peer in its own venv (``scripts/reverb_peer.py``), fills the same shape from the same frames
-in the same run: its resident bytes per env step and its sampling time; skipped with a note
-when its venv is absent.
+Every sequence comes from a ``SequenceAdder`` driving 8 envs, as in training. Cases
+(sequences of 80 steps, a new one every 40 steps of an env): ``small`` (100k sequences,
+observations [4] float32, (h, c) of 64 units), ``atari`` (2k sequences, 84x84 uint8 single
+frames, (h, c) of 512 units) and ``atari_stack4`` (4-frame stacks, each frame stored once).
+For each: insert time with the replay full, and one prioritized sample of 64 + priority
+update, against cpprb's ``PrioritizedReplayBuffer`` holding the same sequences whole and,
+for frames, a plain numpy copy of the batch's bytes (the floor). Stored bytes per env step
+at the R2D2 Atari shape (L = 40 + 80 + 5, period 40, LSTM 512), raw and compressed, with
+Reverb beside them when its venv exists (``scripts/reverb_peer.py``). Frames are real Atari
+frames when ale-py is installed (``scripts/atari_frames.py``), else synthetic (docs/replay.md,
+"Benchmark").
 
 Usage:
   python scripts/bench_replay.py                     # ~2 min and ~3 GB; Reverb adds ~2 min
@@ -205,8 +192,6 @@ def insert_chunks(replay: SequenceReplay, case: Case, stream: Stream, steps: int
 
 def cpprb_items(case: Case, stream: Stream, count: int) -> list[dict]:
     """``count`` sequences as cpprb stores them: whole, every field."""
-    from r2d2_state.replay import SequenceReplay as Scratch
-
     replay, adder = make_replay(case, count * case.period * 2 + 10_000, 1)
     while len(replay) < count:
         adder.add(*stream.step())
@@ -217,7 +202,6 @@ def cpprb_items(case: Case, stream: Stream, count: int) -> list[dict]:
         out.append({"obs": items["observation"][i], "act": items["action"][i], "rew": items["reward"][i],
                     "discount": items["discount"][i], "mask": items["mask"][i], "valid": items["valid"][i],
                     "prev_act": items["prev_action"][i], "prev_rew": items["prev_reward"][i], "h": h[i], "c": c[i]})
-    del Scratch
     return out
 
 

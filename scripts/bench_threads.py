@@ -4,27 +4,23 @@
     python scripts/bench_threads.py --configs tmaze --threads 1 2 --rounds 5
     python scripts/bench_threads.py --threads 0 1 1x2     # 1x2: 1 thread per op, 2 ops at once
 
-TensorFlow fixes its pools when it runs its first op, so every measurement is its own
-process: build the learner of a config, one step (trace and first call: "start-up"), then
-time ``--steps`` steps on a fixed random batch. Rounds interleave the thread counts; the
-table gives the median per config and count, and the ratio to TensorFlow's default pools
-(0) per round, median over rounds. Configs: ``tmaze`` and ``cartpole_novel`` are the
-presets' learners, ``minigrid_memory`` too (its 3x3 view); ``lstm64`` / ``lstm256`` /
-``lstm512`` the batch 64, 40 + 80 + 5 step of
-``bench_learner.py``. Prints one JSON line last.
+TensorFlow fixes its pools at its first op, so every measurement is its own process: the
+learner of a config, one step ("start-up"), then ``STEPS[config]`` timed steps on a fixed random
+batch. Rounds interleave the thread counts; the table gives the median per config and count
+and the paired ratio to TensorFlow's default pools (0). Configs: the ``tmaze``,
+``cartpole_novel`` and ``minigrid_memory`` presets' learners; ``lstm64`` / ``lstm256`` /
+``lstm512`` the step of ``bench_learner.py``. Prints one JSON line last.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_common import paired_ratio, print_result, run_part  # scripts/ is on sys.path
 
 CONFIGS = ("tmaze", "cartpole_novel", "minigrid_memory", "lstm64", "lstm256", "lstm512")
 STEPS = {"tmaze": 300, "cartpole_novel": 200, "minigrid_memory": 100, "lstm64": 30, "lstm256": 6, "lstm512": 3}
@@ -48,21 +44,17 @@ def _measure(config: str, threads: str, steps: int) -> dict[str, float]:
     if intra:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    from agents.r2d2.config import R2D2Config
     from agents.r2d2.learner import R2D2Learner
     from agents.r2d2.presets import get_preset
     from agents.r2d2.synthetic import random_batch
-    from r2d2_state.network_config import QNetworkConfig
+    from bench_learner import paper_configs
 
     if config in ("tmaze", "cartpole_novel", "minigrid_memory"):
         r2d2 = get_preset(config).r2d2
         shape, actions = {"tmaze": ((4,), 3), "cartpole_novel": ((2,), 2), "minigrid_memory": ((3, 3, 3), 3)}[config]
         net = r2d2.network.for_env(shape, actions)
-    else:  # bench_learner.py's step: the paper's sizes (batch 64, 40 + 80 + 5)
-        units = int(config.removeprefix("lstm"))
-        architecture = QNetworkConfig(mlp_units=(64,), lstm_units=(units,), head_units=units)
-        r2d2 = R2D2Config(network=architecture)
-        net = architecture.for_env(observation_shape=(4,), num_actions=4)
+    else:
+        r2d2, net = paper_configs(int(config.removeprefix("lstm")))
     started = time.perf_counter()
     learner = R2D2Learner(r2d2, net)
     data, weights = random_batch(r2d2, net)
@@ -93,14 +85,11 @@ def main() -> int:
             _pools(threads)
         except ValueError as error:
             parser.error(str(error))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_index in range(args.rounds):
         for config in args.configs:
             for threads in args.threads:
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_measure", config, str(threads),
-                                      str(STEPS[config])], capture_output=True, text=True, env=env, check=True)
-                record = json.loads(out.stdout.strip().splitlines()[-1])
+                record = run_part(__file__, "--_measure", config, threads, str(STEPS[config]))
                 results.setdefault((config, threads), []).append(record)
                 print(f"round {round_index + 1}/{args.rounds}  {config:15s} threads {threads}  "
                       f"start-up {record['startup_s']:5.2f} s  step {record['step_ms']:7.2f} ms", file=sys.stderr, flush=True)
@@ -113,13 +102,12 @@ def main() -> int:
             startup = statistics.median(r["startup_s"] for r in runs)
             ratio = None
             if "0" in args.threads:
-                ratio = statistics.median(a["step_ms"] / b["step_ms"] for a, b in zip(runs, results[(config, "0")]))
+                ratio = paired_ratio([r["step_ms"] for r in runs], [r["step_ms"] for r in results[(config, "0")]])
                 summary[f"step_over_default_{config}_threads{threads}"] = round(ratio, 3)
             summary[f"step_ms_{config}_threads{threads}"] = round(step, 3)
             summary[f"startup_s_{config}_threads{threads}"] = round(startup, 3)
             print(f"{config:15s} {threads:>7s} {startup:10.2f} {step:9.2f} {'' if ratio is None else f'{ratio:10.3f}'}")
-    summary["load_average_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(summary, sort_keys=True))
+    print_result(summary)
     return 0
 
 

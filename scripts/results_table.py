@@ -1,12 +1,10 @@
 """The learning benchmark's results table, generated from its results (no hand-copied figure).
 
 Reads the rows ``scripts/bench_learning.py`` wrote (``OUT/results.jsonl``), computes the
-benchmark's statistics with the benchmark's own code (IQM over seeds with 95% bootstrap
-intervals, the fraction of seeds that sustain the threshold, the normalised area under
-the curve, the probability of improvement), and renders a Markdown table that names the
-seeds, the dates and the machine. ``--write-readme`` puts it into README.md between the
-lines ``<!-- results-table: begin ...-->`` and ``<!-- results-table: end -->`` and leaves
-every other byte of the file as it was.
+statistics with the benchmark's own code and renders a Markdown table that names the seeds,
+the dates and the machine. ``--write-readme`` puts it into README.md between the lines
+``<!-- results-table: begin ...-->`` and ``<!-- results-table: end -->`` and leaves every
+other byte of the file as it was.
 
 Usage:
     python scripts/results_table.py runs/bench_learning/results.jsonl                 # print the table

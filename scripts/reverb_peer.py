@@ -18,14 +18,11 @@ an episode's end (the frames' episode starts) the last item is zero-padded to ``
 Acme's default ``EndBehavior.ZERO_PAD`` does. Reverb stores the appended steps in chunks
 compressed with Snappy, shared by the overlapping items.
 
-It prints one JSON line (the last line of stdout): resident bytes per env step once the process
-runs steadily (growth of the process's RSS from ``warmup_fraction`` of the steps to the end,
-over the env steps inserted in between; ``rss_anon_*`` counts anonymous memory only;
-``rss_samples`` every tenth of the fill, to see that it grows linearly), insert
-throughput (env steps/s, the whole fill, items flushed), sampling (seconds per batch of 64
-items through ``reverb.TrajectoryDataset``, Acme's learner input, averaged over
-``sample_batches``; the dataset runs in the server's process, where Reverb reads the table
-directly instead of over gRPC: its best case) and the shapes used. From our own venv (without importing reverb)::
+It prints one JSON line (the last line of stdout, the keys of :func:`measure`): resident
+bytes per env step once the process runs steadily (RSS growth from ``warmup_fraction`` of
+the steps to the end), insert throughput, and sampling through ``reverb.TrajectoryDataset``
+(Acme's learner input) in the server's process, where Reverb reads the table directly
+instead of over gRPC: its best case. From our own venv (without importing reverb)::
 
     from reverb_peer import run_reverb_peer
     result = run_reverb_peer(frames_path="/tmp/pong.npy", steps=1_000_000)   # None without the venv

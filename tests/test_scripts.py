@@ -385,6 +385,9 @@ def _damage(run_dir: str, damage: str) -> None:
     elif damage == "config_wrong_type":
         with open(os.path.join(run_dir, "config.json"), "w") as file:
             file.write('{"r2d2": {"replay_capacity": "big"}}')
+    elif damage == "garbage_env_json":
+        with open(os.path.join(run_dir, "env.json"), "w") as file:
+            file.write("{not json")
     elif damage == "garbage_metrics":
         with open(os.path.join(run_dir, "metrics.csv"), "wb") as file:
             file.write(b"\xff\xfe\x00\x01binary")
@@ -438,6 +441,7 @@ def test_failed_resume_is_one_error_line_and_changes_nothing(finished_run, tmp_p
 @pytest.mark.parametrize("damage,args,words", [
     ("garbage_config", [], ["config.json"]), ("binary_latest", [], ["latest"]),
     ("manifest_entry_type", [], ["weights.npz"]), (None, ["--num-envs", "0"], ["--num-envs", "0"]),
+    ("garbage_env_json", [], ["env.json", "env record"]),
     # Issue 26.3: an edited config.json was evaluated silently (discount) or a Keras shape error (LSTM units).
     ("edited_discount", [], ["r2d2.discount", "no longer matches", "config.json"]),
     ("edited_lstm_units", [], ["lstm_units", "no longer matches"]),

@@ -20,12 +20,10 @@ Episode boundaries follow Gymnasium 1.x NEXT_STEP autoreset, exactly as
 
 Only row i is reset; the other envs' rows are untouched.
 
-Two backends compute the step, with the same numbers (to float32 rounding) and the same
-API: ``"tf"``, one call of a traced graph over the stateful network (the state lives in
-its state variables), and ``"numpy"`` (:class:`agents.r2d2.numpy_step.NumpyQStep`), the
-same arithmetic in numpy with the state in numpy arrays, for networks with a vector torso.
-``"auto"`` (the default) takes numpy where it applies: at the actor's batch sizes a graph
-call's fixed cost is several times the step's arithmetic (docs/learner.md, "Actor").
+Two backends compute the step with the same numbers (to float32 rounding): ``"tf"``, one
+call of a traced graph over the stateful network, and ``"numpy"``
+(:class:`agents.r2d2.numpy_step.NumpyQStep`) for vector torsos; ``"auto"`` (the default)
+takes numpy where it applies (docs/learner.md, "Actor").
 """
 
 from __future__ import annotations
@@ -49,22 +47,9 @@ __all__ = ["R2D2Actor"]
 class R2D2Actor:
     """Epsilon-greedy acting with a stateful recurrent Q-network over a vector env.
 
-    Usage with a Gymnasium 1.x vector env (NEXT_STEP autoreset, the default)::
-
-        actor = R2D2Actor(network_config, num_envs=N, epsilons=actor_epsilons(N, 0.4, 7.0), seed=0)
-        adder = SequenceAdder(replay, num_envs=N, burn_in=40, trace_length=80, period=40, n_step=5)
-        obs, _ = envs.reset(seed=0)
-        actor.reset()
-        for step in range(num_steps):
-            if step % 400 == 0:
-                actor.set_weights(learner.get_weights())
-            action, state = actor.select_actions(obs)          # state BEFORE this step
-            next_obs, reward, terminated, truncated, _ = envs.step(action)
-            adder.add(obs, action, reward, terminated, truncated, state)
-            actor.observe(action, reward, terminated, truncated)
-            obs = next_obs
-
-    Greedy evaluation is the same loop with ``epsilons=0.0``.
+    The acting loop (``select_actions`` gives the state *before* the step, for the adder;
+    ``observe`` after ``env.step``) is shown in docs/learner.md, "Actor"; greedy evaluation
+    is the same loop with ``epsilons=0.0``.
 
     Args:
       network_config: architecture; the actor builds its own stateful instance with

@@ -12,32 +12,12 @@ Layout of ``RUN_DIR/checkpoints``::
         state.json                loop counters, RNG states, anything JSON
         MANIFEST.json             size + sha256 of every file above, written last
 
-Writing (:meth:`CheckpointManager.save`) never touches an existing checkpoint: everything
-goes into ``checkpoints/.tmp-<random>/``, each file and the directory are fsynced, the
-manifest is written last, the directory is renamed to its final name (atomic), and then
-``latest`` is replaced by write-temp-and-rename. A crash (even ``kill -9``) at any point
-leaves ``latest`` naming a complete checkpoint or the previous one. Old checkpoints are
-pruned only after a new one is complete, and never the one ``latest`` names nor a newer one.
-
-A save never adopts a directory it did not write in that call: if ``ckpt-<step>`` already
-exists (e.g. written by a run that was resumed from an older checkpoint, or by another
-run), the new checkpoint is written all the same and the old directory is moved aside into
-``checkpoints/superseded-<time>/`` (:attr:`CheckpointManager.superseded` says where).
-Resuming from an older checkpoint moves every newer one there first
-(:meth:`CheckpointManager.supersede_newer_than`): they belong to a history the resumed run
-replaces, and are kept, never deleted, never silently reused.
-
-Reading (:meth:`CheckpointManager.verify` / :meth:`load`) checks the manifest first: a
-missing, truncated or altered file raises :class:`CheckpointError` naming the file and
-what differs. Nothing is deleted or rewritten on a failed load, and there is no silent
-fallback: the caller decides (e.g. ``--checkpoint ckpt-...`` to pick an older one).
-
-Usage::
-
-    manager = CheckpointManager(run_dir, keep=2)
-    manager.save(env_steps, learner.checkpoint_objects(), replay, {"env_steps": ...}, weights)
-    ckpt = manager.load(learner.checkpoint_objects(), replay)   # verified; raises CheckpointError
-    ckpt.state["env_steps"]
+A save is written into ``checkpoints/.tmp-<random>/``, fsynced, renamed into place, then
+``latest`` is replaced: a crash at any point leaves ``latest`` naming a complete checkpoint.
+It never adopts a directory it did not write: an existing ``ckpt-<step>``, like the newer
+checkpoints a resume from an older one replaces, is moved into ``checkpoints/superseded-<time>/``.
+Reading checks the manifest first and raises :class:`CheckpointError` naming the file and
+what differs, with no fallback (docs/training.md, "Checkpoints" and "Resume").
 """
 
 from __future__ import annotations
@@ -54,7 +34,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from agents.r2d2.train_config import RESUME_OVERRIDABLE, ConfigurationError, TrainConfig, config_differences
-from r2d2_state.files import atomic_write_text, creation_mode, fsync_directory, fsync_file
+from r2d2_state.files import atomic_write_text, creation_mode, fsync_directory, fsync_file, read_json_object
 
 __all__ = ["CheckpointError", "CheckpointManager", "LoadedCheckpoint", "check_config_matches_checkpoint"]
 
@@ -310,15 +290,7 @@ class CheckpointManager:
 
     @staticmethod
     def read_state(path: str) -> dict[str, Any]:
-        state_path = os.path.join(path, STATE)
-        try:
-            with open(state_path, encoding="utf-8") as file:
-                state = json.load(file)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{state_path!r} is unreadable ({type(error).__name__}: {error})") from None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{state_path!r} is corrupt: expected a JSON object, got {type(state).__name__}")
-        return state
+        return read_json_object(os.path.join(path, STATE), CheckpointError, "checkpoint state")
 
     def _hint(self, bad: str) -> str:
         others = [n for n in self.names() if n != bad]

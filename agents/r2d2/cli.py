@@ -1,18 +1,11 @@
 """The scripts' command line: tyro's, built from the frozen config dataclasses.
 
-Every field of :class:`~agents.r2d2.train_config.TrainConfig` is a flag, nested ones
-dotted (``--r2d2.batch_size``, ``--r2d2.network.lstm_units 64 64``), with the field's
-docstring as its help, parsed as tyro parses it: booleans ``--track`` / ``--no_track``,
-tuples as several words, ``None`` for an optional value, dashes or underscores. What the
-project's rules need on top, and only that:
-
-- :data:`REGISTRY`: dicts as JSON (tyro has no parser for ``dict[str, Any]`` values), and
-  the network's observation and action fields are not flags (the environment sets them);
-- :func:`parse`: a bad flag, value or config is one line (raised as
-  :class:`~agents.r2d2.train_config.ConfigurationError`) with tyro's closest real flag for
-  an unknown one, so every script reports it as one ``error:`` line and exits with status 2.
-
-This module imports no framework: ``--help`` stays fast.
+Every field of :class:`~agents.r2d2.train_config.TrainConfig` is a flag with its docstring
+as help, parsed as tyro parses it (docs/training.md, "Config"). What the project's rules
+need on top, and only that: :data:`REGISTRY` (dicts as JSON; the network's observation and
+action fields are not flags, the environment sets them) and :func:`parse` (a bad flag, value
+or config is one line, raised as :class:`~agents.r2d2.train_config.ConfigurationError`, with
+tyro's closest real flag for an unknown one). This module imports no framework.
 """
 
 from __future__ import annotations

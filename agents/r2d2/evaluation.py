@@ -1,17 +1,11 @@
 """Evaluation of an R2D2 policy and the learning-curve picture of a run.
 
 - :func:`run_episodes`: N complete episodes with an :class:`R2D2Actor` (greedy or a given
-  epsilon). ``num_envs=1`` is the batch-1 network of ``scripts/evaluate.py``; the
-  periodic evaluation during training batches envs for speed. Every env runs a fixed
-  quota of episodes, so short episodes are not over-represented in the mean.
+  epsilon); every env runs a fixed quota of episodes, so short episodes are not
+  over-represented in the mean.
 - :func:`evaluate_run`: load a run's latest (verified) checkpoint, evaluate, write
-  ``eval.json`` and ``learning_curve.png``, optionally a GIF.
+  ``eval.json`` and ``learning_curve.png``, optionally a GIF (``scripts/evaluate.py``).
 - :func:`plot_learning_curve`: ``metrics.csv`` -> PNG (matplotlib, Agg backend).
-
-Usage::
-
-    result = evaluate_run("runs/tmaze-0", episodes=100, epsilon=0.0)
-    print(result.summary())   # mean +- std, min, max
 """
 
 from __future__ import annotations
@@ -213,6 +207,7 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
         cannot be made or the weights do not fit its network.
     """
     from agents.r2d2.checkpoint import CheckpointManager, check_config_matches_checkpoint
+    from agents.r2d2.run_dir import read_env_json
     from agents.r2d2.train_config import ConfigurationError, TrainConfig
 
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -229,14 +224,9 @@ def evaluate_run(run_dir: str, episodes: int = 100, epsilon: float = 0.0, num_en
     start = time.perf_counter()
     from gymnasium.error import Error as GymnasiumError
 
-    env_json_path = os.path.join(run_dir, "env.json")
-    env_json = None
-    if os.path.isfile(env_json_path):
-        with open(env_json_path, encoding="utf-8") as file:
-            env_json = json.load(file)
     try:
         result, video_message = evaluate_weights(config, weights, episodes, epsilon, num_envs, seed, video_path,
-                                                 env_json=env_json)
+                                                 env_json=read_env_json(run_dir))
     except (ValueError, TypeError, ImportError, GymnasiumError) as error:
         # Unknown id, bad env kwargs, missing env package, weights that do not fit the network.
         raise ConfigurationError(f"cannot evaluate {config.env_id!r} with env_kwargs {config.env_kwargs!r} and "

@@ -1,23 +1,13 @@
 """Where the training loop's sequences come from: an experience source.
 
 An experience source steps environments with actors and hands back chunks of emitted
-sequences; the loop inserts them into the replay, counts them and runs the learner. Two
+sequences (its calls in order: the module docstring of :mod:`agents.r2d2.loop`). Two
 implementations:
 
 - :class:`LocalExperience`: one actor, one vector env and one adder in this process; each
   :meth:`~LocalExperience.collect` is one vector step.
 - :class:`agents.r2d2.ray_backend.RayExperience`: actor processes on Ray; ``collect``
   returns the chunks the workers delivered since the last call.
-
-Usage (what :class:`agents.r2d2.loop.TrainingLoop` does)::
-
-    source.launch(seed, vector_steps)                    # after the start-up checks
-    while running:
-        for chunk in source.collect(may_insert=..., learner_due=...):
-            replay.add_chunk(chunk.steps, chunk.priorities)
-        ... learner steps ...
-        source.learner_stepped(learner_steps_done)
-    source.stop()
 """
 
 from __future__ import annotations

@@ -2,30 +2,10 @@
 
 The SavedModel holds the stateless network's graph and weights: TensorFlow alone loads and
 runs it (``tf.saved_model.load``, TF Serving, ...), without this project or Keras' custom
-layers. Usage::
-
-    policy = R2D2Policy.load("runs/tmaze-v0-seed0-<date>")
-    export_saved_model(policy, "exported/tmaze")      # or: python scripts/export.py RUN_DIR exported/tmaze
-
-    # elsewhere, TensorFlow only
-    model = tf.saved_model.load("exported/tmaze")
-    out = model.step({"observation": obs, "prev_action": prev_action, "prev_reward": prev_reward,
-                      "initial_h0": h, "initial_c0": c})   # -> {"q", "final_h0", "final_c0", ...}
-    out = model.signatures["step"](observation=tf.constant(obs), ...)   # the same, as TF Serving calls it
-
-Endpoints (also the SavedModel's signatures, for TF Serving; ``serving_default`` is ``serve``):
-
-=========  =====================================================================================
-``serve``  a sequence per row: observation [B, T, *obs], prev_action int32 [B, T] (-1 at an
-           episode's first step), prev_reward float32 [B, T] (0 there), ``initial_h{i}`` /
-           ``initial_c{i}`` float32 [B, units_i] per LSTM layer i (zeros at an episode's
-           start) -> ``q`` float32 [B, T, A], ``final_h{i}`` / ``final_c{i}`` [B, units_i]
-``step``   one step: observation [B, *obs], prev_action [B], prev_reward [B], the same
-           states -> ``q`` [B, A] and the states after the step
-=========  =====================================================================================
-
-``policy.json`` next to ``saved_model.pb`` describes the inputs (shapes, dtypes, the LSTM
-sizes, the env and its action subset) for a caller without this project (docs/policy.md).
+layers. Its endpoints (also its signatures; ``serving_default`` is ``serve``): ``serve``, a
+sequence per row, and ``step``, one step, each with the LSTM states in and out;
+``policy.json`` next to ``saved_model.pb`` describes the inputs for a caller without this
+project. Both are tabled in docs/policy.md, "Export for serving".
 """
 
 from __future__ import annotations

@@ -5,25 +5,12 @@ One learner step, all inside a single ``tf.function`` that traces once::
     sample [B, L] from the replay         L = burn_in + trace + n_step
     online:  reset_states(start) -> burn-in (no gradient) -> trace (gradient) -> tail (no gradient)
     target:  reset_states(start) -> whole sequence (no gradient)
-    targets: n-step double Q (argmax online, value target), h / h^-1 value rescaling
-    loss:    0.5 td^2 summed over each sequence's trained steps, x importance weight, batch mean
-             (the paper's definition, as in SEED RL and Acme)
+    loss, priorities: r2d2_state.losses.loss_and_priorities (as the actors' initial priorities)
     update:  clip global norm, Adam; every target_update_period steps target <- online
-    return:  priorities eta * max |td| + (1 - eta) * mean |td| for the replay
 
-Targets, loss and priorities come from :func:`r2d2_state.losses.loss_and_priorities`, the
-function the Ray actors' initial priorities call too.
-
-Usage::
-
-    learner = R2D2Learner(config, network_config)
-    sample = replay.sample(config.batch_size)
-    result = learner.step(sample.data, sample.weights)    # StepResult(priorities, metrics)
-    replay.update_priorities(sample.keys, result.priorities)
-    # or K steps in one graph call, on K batches sampled together (see ``steps``):
-    sample = replay.sample(K * config.batch_size)
-    results = learner.steps(sample.data, per_batch_weights(sample.weights, config.batch_size))
-    actor.set_weights(learner.get_weights())
+:meth:`R2D2Learner.step` takes one batch (``replay.sample(batch_size)``), :meth:`R2D2Learner.steps`
+K batches sampled together in one graph call; both return the priorities for
+``replay.update_priorities``.
 """
 
 from __future__ import annotations
@@ -67,10 +54,9 @@ class _DirectCall(NamedTuple):
     batch of numpy arrays like the trace's.
 
     It checks the arrays by dtype and shape (a ``None`` dimension of the trace takes any
-    size) and makes each one tensor with ``tf.constant``, which costs about half of
-    ``tf.convert_to_tensor(array, dtype)``: those ~10 conversions had been the largest part
-    of a small step's Python time (``docs/learner.md``). Returns None for anything else
-    (other keys, dtypes, shapes, tensors), which the caller sends through the
+    size) and makes each one tensor with ``tf.constant``, cheaper than
+    ``tf.convert_to_tensor(array, dtype)`` (``docs/learner.md``). Returns None for anything
+    else (other keys, dtypes, shapes, tensors), which the caller sends through the
     ``tf.function``."""
 
     keys: tuple[str, ...]
@@ -163,13 +149,9 @@ class R2D2Learner:
         of ``data`` (``[K B, L]``, e.g. one ``replay.sample(K * B)``) with their importance
         weights (``[K B]``, normalised per batch: :func:`r2d2_state.replay.per_batch_weights`).
 
-        Each step is :meth:`step`'s, in order, inside one ``tf.while_loop``; the results
-        equal K calls of :meth:`step` on the same batches (a test checks it). What differs
-        is the caller's sampling: the K batches are drawn together, so batch k's sampling
-        probabilities do not yet include the priorities of steps before it (the same
-        staleness as a replay that prefetches batches, as Reverb does for Acme's learners).
-        What it saves is the per-call Python work (argument conversion, the call,
-        sampling and the priority update are done once for K steps): ``docs/learner.md``.
+        Each step is :meth:`step`'s, in order, inside one ``tf.while_loop``: the results
+        equal K calls of :meth:`step` on the same batches (tested), but batch k was sampled
+        before the priorities of the steps before it were written (``docs/learner.md``).
         ``K`` may change from call to call without a new trace.
 
         Returns one :class:`StepResult` per step; the staleness diagnostic, when due at

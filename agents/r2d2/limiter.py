@@ -1,9 +1,9 @@
 """The samples-per-insert limiter: how many learner steps are due, and whether actors may insert.
 
-Pure functions of the counters (Acme's ``_calculate_num_learner_steps`` in
-``acme/agents/agent.py`` is the model; Reverb's ``SampleToInsertRatio`` the idea). With
-``I`` sequences inserted since learning started, ``S`` sequences sampled since then,
-``R = samples_per_insert`` and an error buffer ``E >= 0`` (in sequences)::
+Pure functions of the counters (Acme's ``_calculate_num_learner_steps`` is the model,
+Reverb's ``SampleToInsertRatio`` the idea). With ``I`` sequences inserted since learning
+started, ``S`` sequences sampled since then, ``R = samples_per_insert`` and an error buffer
+``E >= 0`` (in sequences)::
 
     a learner step (batch_size sequences) may start while   S <= R * I + E - E_0
     actors may insert while                                 S >= R * I - E
@@ -12,13 +12,6 @@ with ``E_0 = 0`` when ``E = 0`` (the single-process loop: after each env step it
 up to ``S ~= R * I`` within one batch) and ``E_0 = batch_size`` otherwise (the Ray
 backend: the step must keep ``S`` inside the buffer). Before learning starts
 (``inserted_at_learning_start`` is None) no learner step is due and inserting is free.
-
-Usage::
-
-    due = learner_steps_due(inserted_since_start, sampled, replay_ratio, batch_size,
-                            error_buffer=0.0, max_steps=16)
-    for _ in range(due):
-        learner step; sampled += batch_size
 """
 
 from __future__ import annotations

@@ -12,27 +12,11 @@ One iteration (the same for both backends)::
     every eval_every env steps: greedy evaluation (stop when solved)
     every checkpoint_every env steps, at the end, on SIGINT / SIGTERM: checkpoint
 
-The acting step (select, env step, adder, observe) is :class:`agents.r2d2.acting.Acting`,
-shared by the local source, the Ray actor processes and evaluation.
-
-Counting. ``env_steps`` counts every sub-env step (``num_envs`` per vector step),
-including the NEXT_STEP autoreset steps, which are not transitions. ``replay_ratio`` is
-sampled sequences per inserted sequence (the replay's own counts, ``replay.stats()``; see
-:mod:`agents.r2d2.train_config`); learning starts when the replay holds ``min_replay_size``
-sequences, and from then on ``sampled ~= replay_ratio * (inserted - inserted_at_start)``
-within one batch.
-
-Resuming (``resume=True``) restores from the run's latest verified checkpoint: learner
-networks, optimizer slots and step counter, the replay (contents, priorities, RNG), loop
-counters, the actor's exploration RNG and weights, metric history. The environments
-restart with a fresh reset: episodes in progress at the checkpoint are lost (their
-completed sequences are in the replay; the partial one is not).
-
-Usage::
-
-    loop = TrainingLoop(get_preset("tmaze"), "runs/tmaze-0")
-    result = loop.run()      # returns on budget, solve, SIGINT or SIGTERM (after checkpointing)
-    TrainingLoop(TrainConfig.from_json_file("runs/tmaze-0/config.json"), "runs/tmaze-0", resume=True).run()
+``env_steps`` counts every sub-env step (``num_envs`` per vector step), including the
+NEXT_STEP autoreset steps, which are not transitions; ``replay_ratio`` counts sequences
+(:mod:`agents.r2d2.train_config`). Resuming restores everything a checkpoint holds; the
+environments restart with a fresh reset, so episodes in progress at the checkpoint are lost
+(docs/training.md, "Resume").
 """
 
 from __future__ import annotations
@@ -154,14 +138,10 @@ def build_parts(config: TrainConfig, notes: list[str], log: Callable[[str], None
 class TrainingLoop:
     """One training run: an experience source, the replay, the learner, logging, checkpoints.
 
-    The parts (each in its own module; source, learner and replay built by :func:`build_parts`)
-    and the one run loop over them::
-
-        source      agents.r2d2.experience    actors + envs + adders; local or Ray processes
-        limiter     agents.r2d2.limiter       learner steps due / inserts allowed (samples per insert)
-        counters    agents.r2d2.counters      what the run has done (saved in checkpoints)
-        schedule    agents.r2d2.schedule      when to log, evaluate, checkpoint
-        episodes    r2d2_state.autoreset      returns and lengths under NEXT_STEP autoreset
+    The parts, each in its own module (source, learner and replay built by :func:`build_parts`):
+    ``agents.r2d2.experience`` (actors and envs), ``agents.r2d2.limiter`` (learner steps due,
+    inserts allowed), ``agents.r2d2.counters`` (saved in checkpoints), ``agents.r2d2.schedule``
+    (when to log, evaluate, checkpoint), ``r2d2_state.autoreset`` (episode returns and lengths).
 
     Args:
       config: the resolved training config (written to ``RUN_DIR/config.json``).
@@ -170,30 +150,23 @@ class TrainingLoop:
         :class:`CheckpointError` if it is missing or corrupt (never trains from scratch),
         :class:`ConfigurationError` if ``config`` differs from the checkpoint's in a field
         outside ``RESUME_OVERRIDABLE``. Newer checkpoints than the one resumed from are
-        moved aside into ``checkpoints/superseded-<time>/`` (and said so when the run starts).
+        moved aside (:meth:`CheckpointManager.supersede_newer_than`).
       checkpoint: name of the checkpoint to resume from (default: ``latest``).
       process_start: ``time.perf_counter()`` at process start, so solve times can
         include TensorFlow's start-up.
       on_eval: called after every periodic evaluation with its record (``env_steps``,
         ``mean``, ``std``, ``episodes``, ``train_time_s``: training wall time so far without
         the time spent evaluating); returning True stops the run (``stopped_by="on_eval"``).
-        The learning benchmark uses it for its stopping rule.
       on_insert: called with every :class:`~agents.r2d2.experience.Chunk` after it was
         inserted and counted.
       on_learner_step: called after every learner step with its metrics (``loss``,
         ``mean_abs_td``, ``mean_q``, ``grad_norm``, ``staleness/...`` when measured).
       ray_address: with ``config.backend == "ray"``: the Ray cluster to join (None: start a
-        local one); the backend's experience source comes from
-        :func:`agents.r2d2.experience.make_source`.
+        local one).
 
-    The constructor checks and builds; it writes nothing. It checks the run directory (a
-    new run refuses one holding another run's config.json or checkpoints: FileExistsError;
-    one that cannot be created or written: ConfigurationError), the checkpoint and its
-    config, the environment and the networks (ConfigurationError), and the experience
-    source's own check (e.g. joining Ray). :meth:`run` then writes ``config.json`` and
-    ``env.json``, moves newer checkpoints aside, cuts ``metrics.csv`` back to the
-    checkpoint's step and launches the actors. A resumed run whose budget is met already
-    writes nothing at all (:attr:`LoopResult.nothing_to_do` says why).
+    The constructor checks and builds (run directory, checkpoint and its config, environment,
+    networks, the source's own check) and writes nothing: a bad one raises FileExistsError
+    or :class:`ConfigurationError`. :meth:`run` writes the run directory and launches the actors.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | None = None, *, resume: bool = False,

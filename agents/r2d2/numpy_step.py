@@ -1,15 +1,10 @@
 """The actor's one-step forward pass in numpy, for networks with a vector (MLP) torso.
 
-Why: an actor step is one timestep of a small network for N envs. In TensorFlow that is
-one graph call, whose fixed cost (argument conversion, executor start, result copy) is
-many times the step's arithmetic at small LSTMs; the same arithmetic in numpy has no such
-cost (measured by ``scripts/bench_actor.py``: docs/benchmarks.md).
-
-What stays the same: the Keras network is still built and holds the weights (the actor's
-``set_weights`` loads them there and this mirror reads them back), the learner's networks
-are untouched, and the numbers are those of the Keras network to float32 rounding
-(``tests/agents/test_numpy_step.py``: Q-values and states within 1e-5). Image torsos
-(convolutions) keep the TensorFlow step: there the arithmetic, not the call, dominates.
+In TensorFlow an actor step is one graph call, whose fixed cost is many times a small
+LSTM step's arithmetic (docs/benchmarks.md); numpy has no such cost. The Keras network still
+holds the weights (this mirror reads them back after ``set_weights``) and gives the same
+numbers to float32 rounding (tested). Image torsos keep the TensorFlow step: there the
+convolutions, not the call, dominate.
 
 The forward pass (Keras's ``LSTMCell``, gates i, f, g, o)::
 

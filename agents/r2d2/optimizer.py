@@ -1,10 +1,8 @@
 """FusedAdam: ``keras.optimizers.Adam`` whose update is one TensorFlow kernel per variable.
 
-Keras 3's Adam builds its update from ~25 graph ops per variable (casts, two powers, the
-moment updates, the step) plus constants; with the learner's 13 variables that was 510
-of the 1,590 ops of a T-maze learner step, a third of the step's tracing time and of its
-per-op overhead on a CPU. ``tf.raw_ops.ResourceApplyAdam`` does the same arithmetic in
-one kernel::
+Keras 3's Adam builds its update from ~25 graph ops per variable, a large share of a small
+learner step's ops, tracing time and per-op overhead on a CPU (docs/learner.md, "Speed").
+``tf.raw_ops.ResourceApplyAdam`` does the same arithmetic in one kernel::
 
     lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
     m    = m + (g - m) (1 - beta_1)            Keras: m += (g - m)(1 - beta_1)
@@ -12,9 +10,8 @@ one kernel::
     var  = var - lr_t m / (sqrt(v) + epsilon)  Keras: the same expression
 
 Same variables (``iterations``, the momentums and velocities), so checkpoints and the
-Keras API are unchanged; a test checks equality with ``keras.optimizers.Adam`` over
-several steps. Configurations the kernel does not cover (AMSGrad, sparse gradients,
-other dtypes) take Keras's own update.
+Keras API are unchanged (tested against ``keras.optimizers.Adam``). Configurations the
+kernel does not cover (AMSGrad, sparse gradients, other dtypes) take Keras's own update.
 """
 
 from __future__ import annotations

@@ -3,42 +3,19 @@
 Load the online Q-network of a run (or of one of its checkpoints) and call
 :meth:`R2D2Policy.predict` the way Stable-Baselines3 users call ``RecurrentPPO.predict``:
 batched over envs, the recurrent state carried from call to call by the caller. Nothing
-else is built: no replay, learner, optimizer or environment. Usage::
-
-    policy = R2D2Policy.load("runs/tmaze-v0-seed0-<date>")       # latest verified checkpoint
-    env = policy.make_vector_env(num_envs=4, seed=0)             # the run's env, or your own
-    obs, _ = env.reset(seed=0)
-    state, reward, starts, done = None, None, np.ones(4, bool), np.zeros(4, bool)
-    for _ in range(100):
-        actions, state = policy.predict(obs, state, episode_start=starts, reward=reward)
-        obs, reward, terminated, truncated, _ = env.step(actions)
-        starts, done = done, terminated | truncated   # NEXT_STEP autoreset: o_0 comes one step later
-
-What the network is fed, per env row, is exactly what :class:`agents.r2d2.actor.R2D2Actor`
-feeds it (docs/policy.md):
-
-- the LSTM state of the previous call (zeros where ``episode_start`` is True);
-- the previous action: the one this row's previous ``predict`` returned (kept in the
-  state), -1 where ``episode_start`` is True;
-- the previous reward: the ``reward`` argument (what ``env.step`` returned for that
-  action), 0 where ``episode_start`` is True. Networks trained with the previous reward
-  (the default) need it on every row that continues an episode: without it ``predict``
-  raises rather than feed a wrong 0.
-
-``episode_start[i]`` says that ``obs[i]`` is the first observation of an episode. With
-Gymnasium 1.x vector envs (NEXT_STEP autoreset, what ``envs.make_vector_env`` makes) that
-observation arrives one ``step`` after the one that returned ``terminated | truncated``
-(the loop above); with SAME_STEP autoreset or a Stable-Baselines3 ``VecEnv`` it is the
-step's own ``done``, as in SB3.
+else is built: no replay, learner, optimizer or environment. Each row is fed exactly what
+:class:`agents.r2d2.actor.R2D2Actor` feeds it; the loop, the previous reward and the
+episode boundaries under NEXT_STEP autoreset: docs/policy.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
+
+from agents.r2d2.run_dir import read_env_json
 
 __all__ = ["PolicyState", "R2D2Policy"]
 
@@ -170,7 +147,7 @@ class R2D2Policy:
             raise ValueError("make_vector_env needs a policy loaded from a run (R2D2Policy.load)")
         config = self.config
         vec = envs.make_vector_env(config.env_id, num_envs, seed=seed, **config.env_make_kwargs, **kwargs)
-        record = _read_env_json(self.run_dir)
+        record = read_env_json(self.run_dir)
         if record is not None:
             try:
                 envs.check_env_record(record, envs.env_record(vec, config.env_id, config.env_packages,
@@ -356,28 +333,12 @@ def _resolve_run_dir(path: str, checkpoint: str | None) -> tuple[str, str | None
                             "directory RUN_DIR/checkpoints/ckpt-...")
 
 
-def _read_env_json(run_dir: str | None) -> dict[str, Any] | None:
-    from agents.r2d2.train_config import ConfigurationError
-
-    path = os.path.join(run_dir or "", "env.json")
-    if run_dir is None or not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            record = json.load(file)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigurationError(f"{path!r} is not a readable env record ({type(error).__name__}: {error})") from None
-    if not isinstance(record, dict):
-        raise ConfigurationError(f"{path!r} is not an env record: expected a JSON object")
-    return record
-
-
 def _description(run_dir: str, config: Any) -> Any:
     """The env's ``EnvDescription``: from env.json, or by making the env once."""
     import envs
     from agents.r2d2.train_config import ConfigurationError
 
-    record = _read_env_json(run_dir)
+    record = read_env_json(run_dir)
     if record is None:
         vec = envs.make_vector_env(config.env_id, 1, **config.env_make_kwargs)
         try:

@@ -12,35 +12,21 @@ Layout::
           v
     replay.add_chunk(steps, priorities); learner steps under the samples-per-insert limiter
 
-Rate limiting (like Reverb's ``SampleToInsertRatio``; :mod:`agents.r2d2.limiter`, the
-single-process loop's limiter with an error buffer). With ``I`` sequences inserted since
-learning started and ``S`` sampled, ``R = replay_ratio`` and an error buffer
-``E = max(batch_size, samples_per_insert_tolerance * R * min_replay_size)``:
-
-- a learner step starts only while ``S + batch_size <= R * I + E`` (it waits for data beyond that);
-- a worker gets its next ``collect`` only while ``S >= R * I - E`` (actors wait for the
-  learner beyond that). Before learning starts (replay < min_replay_size) actors never wait.
-
-Each worker has at most one ``collect`` in flight, so while the learner steps, every worker
-whose next chunk is allowed is stepping its environments in parallel.
+Rate limiting: :mod:`agents.r2d2.limiter` with the error buffer
+``E = max(batch_size, samples_per_insert_tolerance * R * min_replay_size)``; a worker gets its
+next ``collect`` (at most one in flight) only while inserts are allowed, so while the learner
+steps, every allowed worker steps its environments in parallel.
 
 Weights. ``collect`` runs ``r2d2.actor_update_period`` (K) vector steps; a worker whose
 weights are older than the learner's gets ``ray.put(learner.get_weights())`` (one object,
-shared by all workers, re-put only after learner steps) with its next call, so actors
-refresh every K steps as in the single-process loop.
+shared by all workers, re-put only after learner steps) with its next call.
 
-Fault tolerance. Workers are created with ``max_restarts=config.max_actor_restarts``: when
-a worker process dies, Ray starts a new one (re-running ``__init__``: fresh envs, network,
-adder). The pending ``collect`` fails with a ``RayActorError``; the driver counts it in
-``actor_restarts``, logs it and resubmits to the same handle with the current weights.
-Restarts are bounded per worker: the failure after ``max_actor_restarts`` restarts of one
-worker (e.g. a constructor that always raises), or one outage longer than five minutes
-("unavailable" errors while Ray restarts it count once per outage), writes a checkpoint and
-ends the run with :class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last
-error, instead of restarting it forever. Sequences the dead worker had not returned yet
-(at most one chunk) are lost; everything already inserted lives in the driver's replay and
-is never touched by a worker failure. The driver itself is a
-single point of failure: checkpoints and ``--resume`` cover it as in the single-process loop.
+Fault tolerance. Ray restarts a dead worker (``max_restarts=config.max_actor_restarts``:
+fresh envs, network, adder); the driver counts the failed ``collect`` in ``actor_restarts``
+and resubmits it. One failure more than ``max_actor_restarts`` for a worker, or one outage
+longer than five minutes, writes a checkpoint and ends the run with
+:class:`~agents.r2d2.loop.RunFailedError` carrying that worker's last error. A dead worker
+loses at most its unsent chunk; the driver's replay is never touched (docs/ray.md).
 
 Ray is imported only here (and only when this module is used), so the single-process
 default never imports it.

@@ -21,9 +21,10 @@ import time
 from typing import Any
 
 from agents.r2d2.train_config import ConfigurationError
-from r2d2_state.files import atomic_write_text
+from r2d2_state.files import atomic_write_text, read_json_object
 
-__all__ = ["default_run_dir", "check_writable", "check_fresh", "check_metrics_readable", "write_run_files"]
+__all__ = ["default_run_dir", "check_writable", "check_fresh", "check_metrics_readable", "write_run_files",
+           "read_env_json"]
 
 
 def default_run_dir(config: Any, root: str = "runs") -> str:
@@ -89,3 +90,12 @@ def write_run_files(path: str, config: Any, env_info: dict[str, Any]) -> None:
     except OSError as error:
         raise ConfigurationError(f"cannot write the run directory {path!r} "
                                  f"({type(error).__name__}: {error}): pick another --run_dir") from error
+
+
+def read_env_json(run_dir: str | None) -> dict[str, Any] | None:
+    """The run's ``env.json`` record, or None when there is none (ConfigurationError naming
+    the file when it is unreadable or not a JSON object)."""
+    path = os.path.join(run_dir or "", "env.json")
+    if run_dir is None or not os.path.isfile(path):
+        return None
+    return read_json_object(path, ConfigurationError, "env record")

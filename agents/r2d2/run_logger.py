@@ -2,18 +2,11 @@
 
 - ``RUN_DIR/metrics.csv``: one row per log interval (and per evaluation), fixed columns
   (:data:`CSV_COLUMNS`), empty cells for values not measured in that row. On resume the
-  rows past the checkpoint's env step are dropped first (they will be produced again), so
-  the file never holds two rows for the same stretch of training.
+  rows past the checkpoint's env step are dropped first (:meth:`RunLogger.truncate_after`),
+  so the file never holds two rows for the same stretch of training.
 - ``RUN_DIR/tb/``: ``tf.summary`` scalars under the same names.
 - Weights & Biases, the same scalars, if the run's config asks (``--track``, :mod:`agents.r2d2.tracking`).
 - The console: a ``rich`` live panel on a terminal, a plain line per row otherwise.
-
-Usage::
-
-    logger = RunLogger(run_dir, mode="auto", total_env_steps=100_000)
-    logger.truncate_after(env_steps_at_checkpoint)     # only when resuming
-    logger.log({"env_steps": 1000, "recent_return": 0.3, ...})
-    logger.close()
 """
 
 from __future__ import annotations

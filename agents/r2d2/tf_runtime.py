@@ -1,27 +1,10 @@
 """The TensorFlow runtime of a training process: a quiet start-up, thread pools, direct graph calls.
 
-- :func:`quiet_tensorflow` / :func:`import_tensorflow_quietly`: TensorFlow without the
-  CUDA-probe lines a CPU-only machine prints (below);
-- :func:`configure_tf_threads`: the intra- and inter-op thread pools for the network's size;
-- :func:`flat_caller`: a traced graph called without ``tf.function``'s per-call argument binding.
-
-Quiet TensorFlow's start-up on a machine without a GPU.
-
-TensorFlow 2.21 prints its CUDA probe on every start of a CPU-only machine, before its
-logging is initialised (so ``TF_CPP_MIN_LOG_LEVEL`` does not reach these lines)::
-
-    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
-    I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
-    E0000 ... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ... UNKNOWN ERROR (303)
-
-:func:`install_quiet_tensorflow_import` (run when :mod:`agents.r2d2` is imported) makes
-the first ``import tensorflow`` of the process, by any module, do what
-:func:`import_tensorflow_quietly` does. :func:`quiet_tensorflow` (call it before anything
-imports TensorFlow) sets
-``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it; :func:`import_tensorflow_quietly`
-imports TensorFlow and probes its devices with the process's stderr captured, then
-writes back every captured line except the probe's (:data:`NOISE`). A user who sets
-``TF_CPP_MIN_LOG_LEVEL`` to 0 or 1 (asking for TensorFlow's info lines) sees everything.
+TensorFlow prints its CUDA probe on every start of a CPU-only machine, before its logging is
+initialised (so ``TF_CPP_MIN_LOG_LEVEL`` does not reach those lines).
+:func:`import_tensorflow_quietly` drops them (:data:`NOISE`) and writes back every other line;
+:func:`install_quiet_tensorflow_import`, run when :mod:`agents.r2d2` is imported, makes the
+process's first ``import tensorflow`` do the same. ``TF_CPP_MIN_LOG_LEVEL`` 0 or 1 shows everything.
 """
 
 from __future__ import annotations
@@ -176,11 +159,9 @@ def configure_tf_threads(requested: int, network_config: Any, notes: list[str] |
 
     ``requested`` N > 0: N threads in both pools. 0 (auto): one thread within an op and two
     ops at once (``(1, 2)``) for networks whose widest LSTM has at most
-    ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA;
-    TensorFlow's default otherwise. Such a learner step is two independent recurrences
-    (online and target network) of small ops: each on its own core beats splitting every op
-    over both; wider LSTMs need both cores for a matmul. Measured with
-    ``python scripts/bench_threads.py --threads 0 1 1x2`` (``docs/learner.md``, "Threads").
+    ``OP_PARALLEL_MAX_UNITS`` units, without the Nature-DQN conv stack and without XLA, so
+    that the online and the target network's small recurrences each keep a core busy;
+    TensorFlow's default otherwise (``docs/learner.md``, "Threads").
 
     TensorFlow fixes its pools when it runs its first op; if that happened before this call
     with other sizes, the pools stay as they are and, for an explicit request, ``notes``

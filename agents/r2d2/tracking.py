@@ -1,13 +1,9 @@
 """Weights & Biases logging of a run's metrics, beside metrics.csv and TensorBoard (off by default).
 
-A run whose ``config.json`` has ``track: true`` (``scripts/train.py --track``) opens a W&B run
-at its first metric row and logs every row there: the scalars TensorBoard gets, under the same
-names, against ``env_steps`` (W&B's x-axis for every metric; a resumed run re-logs the steps
-past its checkpoint, which a monotonic W&B ``step`` would drop). The W&B run's id is kept in
-``RUN_DIR/wandb.json``, so ``--resume`` continues the same W&B run; W&B's own files go to
-``RUN_DIR/wandb/``. ``WANDB_MODE=offline`` logs without an account (``wandb sync`` uploads
-later). Needs ``pip install -e .[wandb]``.
-
+A run whose ``config.json`` has ``track: true`` (``scripts/train.py --track``) logs every
+metric row to a W&B run, against ``env_steps`` (a resumed run re-logs the steps past its
+checkpoint, which a monotonic W&B ``step`` would drop); the W&B run's id is kept in
+``RUN_DIR/wandb.json``, so ``--resume`` continues it (docs/policy.md).
 :class:`agents.r2d2.run_logger.RunLogger` calls :func:`log_row` and :func:`close` (module
 functions, so the logger holds one opaque handle).
 """

@@ -2,16 +2,8 @@
 
 Every field has a one-line docstring: ``scripts/train.py --help`` shows them
 (:mod:`agents.r2d2.cli` builds the command line from these dataclasses with tyro), and
-a JSON file, a test or the command line all build the same config. This module imports
-no framework: ``--help`` stays fast.
-
-Usage::
-
-    from agents.r2d2.presets import get_preset
-    config = get_preset("tmaze")
-    config = config.replace(seed=3, r2d2=config.r2d2.replace(batch_size=16))
-    print(config.to_json())                     # what RUN_DIR/config.json holds
-    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+a JSON file (``to_json`` / ``from_dict``), a test or the command line all build the same
+config. This module imports no framework: ``--help`` stays fast.
 
 Replay ratio. ``replay_ratio`` counts *sequences*: learner samples per sequence inserted
 (Acme's ``samples_per_insert``). Once the replay holds ``min_replay_size`` sequences the
@@ -28,6 +20,7 @@ import json
 from typing import Any, Literal, get_args
 
 from agents.r2d2.config import ConfigMixin, R2D2Config
+from r2d2_state.files import read_json_object
 
 __all__ = ["TrainConfig", "ConfigurationError", "config_differences", "Backend", "BACKENDS", "ProgressMode",
            "PROGRESS_MODES", "RESUME_OVERRIDABLE"]
@@ -204,12 +197,8 @@ class TrainConfig(ConfigMixin):
           ConfigurationError: naming the file, for unreadable or invalid JSON, unknown
             fields or values of the wrong type or range.
         """
-        try:
-            with open(path, encoding="utf-8") as file:
-                values = json.load(file)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ConfigurationError(f"{path!r} is not a readable config ({type(error).__name__}: {error})") from None
-        if not isinstance(values, dict) or not isinstance(values.get("r2d2", {}), dict):
+        values = read_json_object(path, ConfigurationError, "TrainConfig")
+        if not isinstance(values.get("r2d2", {}), dict):
             raise ConfigurationError(f"{path!r} is not a TrainConfig: expected a JSON object with an 'r2d2' object")
         try:
             return cls.from_dict(values)
