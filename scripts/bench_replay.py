@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_common import run_part  # noqa: E402
 from r2d2_state.replay import FrameStack, SequenceAdder, SequenceReplay  # noqa: E402
 
 BATCH = 64
@@ -356,6 +357,7 @@ def main() -> None:
                         help="the Reverb peer venv's python (default: $REVERB_PEER_PYTHON or .reverb-venv/bin/python)")
     parser.add_argument("--reverb-steps", type=int, default=1_000_000, help="env steps Reverb is filled with")
     parser.add_argument("--no-reverb", action="store_true", help="skip the Reverb peer")
+    parser.add_argument("--_case", default=None, help=argparse.SUPPRESS)  # one case, in its own process
     args = parser.parse_args()
     try:
         import cpprb
@@ -364,16 +366,23 @@ def main() -> None:
         print("cpprb is not installed (pip install -e '.[bench]'): the cpprb ratios are skipped")
 
     frames = atari_like_frames(20_000 if args.quick else 50_000, args.seed)
-    cases = [
+    cases = {case.name: case for case in [
         Case("small", 100_000 if not args.quick else 20_000, (4,), 64, sample_iters=3000),
         Case("atari", 2_000, (84, 84), 512, sample_iters=150),
         Case("atari_stack4", 2_000, (84, 84), 512, sample_iters=100, stack=4),
-    ]
+    ]}
+    if args._case:
+        print(json.dumps(run_case(cases[args._case], frames, cpprb, args.quick, args.seed)))
+        return
     results = {}
-    for case in cases:
+    for case in cases.values():
         print(f"case {case.name}: {case.sequences} sequences x {case.length} steps (a new one every {case.period}), "
               f"{case.obs_shape}{' x 4-frame stacks' if case.stack else ''}, (h, c) of {case.units}", flush=True)
-        results[case.name] = run_case(case, frames, cpprb, args.quick, args.seed)
+        # Each case in a fresh process: a fresh batch costs page faults whose price depends on
+        # what the process allocated and freed before, so cases run in one process change
+        # each other's figures (cpprb allocates every batch; this replay recycles its buffers).
+        results[case.name] = run_part(__file__, "--_case", case.name, "--seed", str(args.seed),
+                                      *(["--quick"] if args.quick else []))
         for key, value in results[case.name].items():
             print(f"  {key:40s} {value if value is None else round(value, 4)}")
     shape_steps = 40_000 if args.quick else 200_000
