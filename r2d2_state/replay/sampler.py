@@ -73,7 +73,7 @@ class PrioritizedSampler:
         if keys.ndim != 1 or not (keys.dtype.kind in "iu" or keys.size == 0):
             raise TypeError(f"keys must be a 1-D integer array, got dtype {keys.dtype} shape {keys.shape!r}")
         keys = keys.astype(np.int64, copy=False)
-        if keys.size and (keys.min() < 0 or keys.max() >= self.next_key):
+        if keys.size and keys.view(np.uint64).max() >= self.next_key:  # negatives wrap above it
             bad = keys[(keys < 0) | (keys >= self.next_key)]
             raise IndexError(f"keys out of range: {bad[:5].tolist()!r} (issued keys are 0..{self.next_key - 1})")
         return keys
