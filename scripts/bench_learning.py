@@ -7,7 +7,7 @@ recipe and the reuse of its stored runs are described in ``docs/benchmarks.md``.
 result is appended to ``OUT/results.jsonl`` as it finishes (``--resume`` skips those).
 
 Usage:
-    python scripts/bench_learning.py                  # 3 tasks x 5 reporting seeds x 2 agents
+    python scripts/bench_learning.py                  # 4 tasks x 5 reporting seeds x 2 agents
     python scripts/bench_learning.py --quick          # T-maze corridor 5, seed 100
     python scripts/bench_learning.py --tasks tmaze5 --seeds 100 101 102 103 104 --peer-results runs/peer.jsonl
     python scripts/results_table.py runs/bench_learning/results.jsonl --write-readme
@@ -64,6 +64,9 @@ TASKS = {
     "tmaze10": Task("r2d2_state/TMaze-v0", {"corridor_length": 10}, "memory", 0.9, 100, 150_000, floor=-1.0),
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000,
                            floor=0.0),
+    # POPGym's RepeatFirst: say the suit of the episode's first card at each of its 51 steps,
+    # a memory longer than the generic default's trace; no preset was tuned on it.
+    "repeat_first": Task("popgym:popgym-RepeatFirstEasy-v0", {}, "memory", 0.9, 50, 150_000, floor=-1.0),
 }
 AGENTS = ("ours", "peer")
 TUNING_SEEDS = range(0, 10)

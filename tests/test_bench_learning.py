@@ -119,6 +119,24 @@ def test_budgets_and_evaluation_periods_are_per_task_and_overridable():
     assert bench_learning._task("cartpole_novel", None, 20_000).budget == 20_000
 
 
+@pytest.mark.parametrize("name", sorted(bench_learning.TASKS))
+def test_every_task_makes_its_env_and_names_a_preset(name):
+    import envs
+    from agents.r2d2.presets import PRESETS
+
+    task = bench_learning.TASKS[name]
+    if task.env_id.startswith("popgym:"):
+        pytest.importorskip("popgym")
+    assert task.preset in PRESETS and task.floor < task.threshold
+    env = envs.make_env(task.env_id, **task.env_kwargs)
+    try:
+        observation, _ = env.reset(seed=0)
+        assert env.observation_space.contains(observation)
+        assert env.observation_space.contains(env.step(env.action_space.sample())[0])
+    finally:
+        env.close()
+
+
 def test_cap_below_an_evaluation_period_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_learning.main(["--tasks", "cartpole_novel", "--max-env-steps", "2000", "--out", "/nonexistent/x"])
