@@ -30,6 +30,7 @@ LABELS = {
     "tmaze5": "T-maze corridor 5",
     "tmaze10": "T-maze corridor 10",
     "cartpole_novel": "CartPole without velocities",
+    "repeat_first": "POPGym RepeatFirst (easy)",
 }
 AGENT_NAMES = {"ours": "r2d2_state", "peer": "RecurrentPPO"}
 
@@ -96,7 +97,12 @@ def render(rows: list[dict[str, Any]], source: str, reps: int = bench_learning.B
     else:
         note = [f"Seeds {_seeds(seeds)} (reporting seeds: no preset was tuned on them)"]
     note.append(f"measured {', '.join(summary['dates'])} on {'; '.join(summary['machines'])}")
-    if summary["shared_machine"]:
+    tasks = [name for name in bench_learning.TASKS if any(r["task"] == name for r in rows)]
+    shared = [name for name in tasks if any(r.get("shared_machine") for r in rows if r["task"] == name)]
+    if shared and len(shared) < len(tasks):
+        note.append(f"{' and '.join(LABELS.get(name, name) for name in shared)} beside other jobs: "
+                    "their wall times are inflated by that load (the env steps are not)")
+    elif shared:
         note.append("beside other jobs: the wall times are inflated by that load (the env steps are not)")
     if summary["reused_peer_rows"]:
         note.append(f"{summary['reused_peer_rows']} of the peer's runs reused from this machine's stored results")

@@ -425,3 +425,13 @@ def test_diagnostics_compare_the_greedy_q_with_the_realised_return():
     assert out["learning_rate"] == pytest.approx(config.r2d2.learning_rate)
     # T-maze rewards are in [-1, 1] and each step's discounted return from there lies within them.
     assert -1.0 <= out["return_realised"] <= 1.0
+
+
+def test_the_results_table_names_the_tasks_measured_beside_other_jobs(tmp_path):
+    pytest.importorskip("rliable")
+    rows = [dict(_row([0.0, 0.95], task="tmaze5", seed=s, every=1_000), shared_machine=True) for s in (100, 101)]
+    rows += [_row([0.0, 500.0], task="cartpole_novel", seed=s) for s in (100, 101)]
+    table = results_table.render(rows, "results.jsonl", reps=50)
+    assert "T-maze corridor 5 beside other jobs: their wall times are inflated" in table
+    rows = [dict(row, shared_machine=True) for row in rows]
+    assert ", beside other jobs: the wall times are inflated" in results_table.render(rows, "results.jsonl", reps=50)
