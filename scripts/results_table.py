@@ -97,11 +97,16 @@ def render(rows: list[dict[str, Any]], source: str, reps: int = bench_learning.B
     else:
         note = [f"Seeds {_seeds(seeds)} (reporting seeds: no preset was tuned on them)"]
     note.append(f"measured {', '.join(summary['dates'])} on {'; '.join(summary['machines'])}")
-    tasks = [name for name in bench_learning.TASKS if any(r["task"] == name for r in rows)]
-    shared = [name for name in tasks if any(r.get("shared_machine") for r in rows if r["task"] == name)]
-    if shared and len(shared) < len(tasks):
-        note.append(f"{' and '.join(LABELS.get(name, name) for name in shared)} beside other jobs: "
-                    "their wall times are inflated by that load (the env steps are not)")
+    shared = []  # (task, agents) measured beside other jobs, when some runs were measured alone
+    for name in bench_learning.TASKS:
+        agents = [a for a in bench_learning.AGENTS if any(r.get("shared_machine") for r in rows
+                                                          if r["task"] == name and r["agent"] == a)]
+        if agents:
+            who = "both agents" if len(agents) == len(bench_learning.AGENTS) else AGENT_NAMES[agents[0]]
+            shared.append(f"{LABELS.get(name, name)} ({who})")
+    if shared and not all(r.get("shared_machine") for r in rows):
+        note.append(f"beside other jobs (wall times inflated by that load, env steps not; a wall-time ratio "
+                    f"between a run alone and one beside other jobs favours the first): {'; '.join(shared)}")
     elif shared:
         note.append("beside other jobs: the wall times are inflated by that load (the env steps are not)")
     if summary["reused_peer_rows"]:

@@ -432,6 +432,7 @@ def test_the_results_table_names_the_tasks_measured_beside_other_jobs(tmp_path):
     rows = [dict(_row([0.0, 0.95], task="tmaze5", seed=s, every=1_000), shared_machine=True) for s in (100, 101)]
     rows += [_row([0.0, 500.0], task="cartpole_novel", seed=s) for s in (100, 101)]
     table = results_table.render(rows, "results.jsonl", reps=50)
-    assert "T-maze corridor 5 beside other jobs: their wall times are inflated" in table
+    assert "a wall-time ratio between a run alone and one beside other jobs favours the first): " \
+           "T-maze corridor 5 (r2d2_state)" in table
     rows = [dict(row, shared_machine=True) for row in rows]
     assert ", beside other jobs: the wall times are inflated" in results_table.render(rows, "results.jsonl", reps=50)
