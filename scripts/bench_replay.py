@@ -5,7 +5,8 @@ Every sequence comes from a ``SequenceAdder`` driving 8 envs, as in training. Ca
 observations [4] float32, (h, c) of 64 units), ``atari`` (2k sequences, 84x84 uint8 single
 frames, (h, c) of 512 units) and ``atari_stack4`` (4-frame stacks, each frame stored once).
 For each: insert time with the replay full, and one prioritized sample of 64 + priority
-update, against cpprb's ``PrioritizedReplayBuffer`` holding the same sequences whole and,
+update, against cpprb's ``PrioritizedReplayBuffer`` holding the same sequences whole (each
+case in 3 fresh processes: times are medians, ratios the median of each process's own) and,
 for frames, a plain numpy copy of the batch's bytes (the floor). Stored bytes per env step
 at the R2D2 Atari shape (L = 40 + 80 + 5, period 40, LSTM 512), raw and compressed, with
 Reverb beside them when its venv exists (``scripts/reverb_peer.py``). Frames are real Atari
@@ -271,6 +272,8 @@ def run_case(case: Case, frames: np.ndarray, cpprb, quick: bool, seed: int) -> d
     result["sample_update_ms_ours"] = times["ours"] * 1e3
     if theirs is not None:
         result["sample_update_ms_cpprb"] = times["cpprb"] * 1e3
+        result["sample_update_vs_cpprb"] = times["cpprb"] / times["ours"]
+        result["insert_vs_cpprb"] = result["insert_ms_per_sequence_cpprb"] / result["insert_ms_per_sequence_ours"]
     if "floor" in times:
         result["copy_floor_ms"] = times["floor"] * 1e3
     stats = ours.stats()
@@ -358,6 +361,9 @@ def main() -> None:
                         help="the Reverb peer venv's python (default: $REVERB_PEER_PYTHON or .reverb-venv/bin/python)")
     parser.add_argument("--reverb-steps", type=int, default=1_000_000, help="env steps Reverb is filled with")
     parser.add_argument("--no-reverb", action="store_true", help="skip the Reverb peer")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="fresh processes per timing case (default 3, 1 with --quick): times are medians over "
+                             "them, ratios the median of each process's own ratio")
     parser.add_argument("--_case", default=None, help=argparse.SUPPRESS)  # one case, in its own process
     args = parser.parse_args()
     try:
@@ -375,15 +381,23 @@ def main() -> None:
     if args._case:
         print(json.dumps(run_case(cases[args._case], frames, cpprb, args.quick, args.seed)))
         return
-    results = {}
+    processes = args.processes if args.processes is not None else (1 if args.quick else 3)
+    if processes < 1:
+        parser.error(f"--processes must be >= 1, got {processes}")
+    results, per_process = {}, {}
     for case in cases.values():
         print(f"case {case.name}: {case.sequences} sequences x {case.length} steps (a new one every {case.period}), "
               f"{case.obs_shape}{' x 4-frame stacks' if case.stack else ''}, (h, c) of {case.units}", flush=True)
         # Each case in a fresh process: a fresh batch costs page faults whose price depends on
         # what the process allocated and freed before, so cases run in one process change
         # each other's figures (cpprb allocates every batch; this replay recycles its buffers).
-        results[case.name] = run_part(__file__, "--_case", case.name, "--seed", str(args.seed),
-                                      *(["--quick"] if args.quick else []))
+        # Several processes: cpprb's sampling time varies between fresh processes more than
+        # this replay's, so one process's ratio is a draw, their median the figure.
+        runs = [run_part(__file__, "--_case", case.name, "--seed", str(args.seed), *(["--quick"] if args.quick else []))
+                for _ in range(processes)]
+        results[case.name] = {key: None if runs[0][key] is None else float(np.median([run[key] for run in runs]))
+                              for key in runs[0]}
+        per_process[case.name] = runs
         for key, value in results[case.name].items():
             print(f"  {key:40s} {value if value is None else round(value, 4)}")
     shape_steps = 40_000 if args.quick else 200_000
@@ -436,12 +450,14 @@ def main() -> None:
         summary.update({
             "sample_update_ms_cpprb_small": round(small["sample_update_ms_cpprb"], 4),
             "sample_update_ms_cpprb_atari": round(atari["sample_update_ms_cpprb"], 4),
-            "sample_update_vs_cpprb_small": round(small["sample_update_ms_cpprb"] / small["sample_update_ms_ours"], 3),
-            "sample_update_vs_cpprb_atari": round(atari["sample_update_ms_cpprb"] / atari["sample_update_ms_ours"], 3),
-            "sample_update_vs_cpprb_atari_stack4": round(
-                atari4["sample_update_ms_cpprb"] / atari4["sample_update_ms_ours"], 3),
-            "insert_vs_cpprb_small": round(small["insert_ms_per_sequence_cpprb"] / small["insert_ms_per_sequence_ours"], 3),
-            "insert_vs_cpprb_atari": round(atari["insert_ms_per_sequence_cpprb"] / atari["insert_ms_per_sequence_ours"], 3),
+            "sample_update_vs_cpprb_small": round(small["sample_update_vs_cpprb"], 3),
+            "sample_update_vs_cpprb_atari": round(atari["sample_update_vs_cpprb"], 3),
+            "sample_update_vs_cpprb_atari_stack4": round(atari4["sample_update_vs_cpprb"], 3),
+            "insert_vs_cpprb_small": round(small["insert_vs_cpprb"], 3),
+            "insert_vs_cpprb_atari": round(atari["insert_vs_cpprb"], 3),
+            "sample_update_vs_cpprb_small_per_process": [round(run["sample_update_vs_cpprb"], 3)
+                                                         for run in per_process["small"]],
+            "insert_vs_cpprb_small_per_process": [round(run["insert_vs_cpprb"], 3) for run in per_process["small"]],
             "cpprb_bytes_per_env_step_over_frame_atari_stack4": round(
                 atari4["cpprb_bytes_per_env_step"] / FRAME_BYTES, 3),
         })
