@@ -14,7 +14,7 @@ frames when ale-py is installed (``scripts/atari_frames.py``), else synthetic (d
 "Benchmark").
 
 Usage:
-  python scripts/bench_replay.py                     # ~2 min and ~3 GB; Reverb adds ~2 min
+  python scripts/bench_replay.py                     # ~6 min and ~3 GB; Reverb adds ~2 min
   python scripts/bench_replay.py --quick             # a smoke run
   python scripts/bench_replay.py --paper-scale       # also 1M Atari steps raw (~7.7 GB) and 4M compressed (~2.4 GB)
 The last line printed is one JSON object (ratios: ``*_vs_cpprb_*`` ours / cpprb as
