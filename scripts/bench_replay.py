@@ -363,7 +363,7 @@ def main() -> None:
     parser.add_argument("--no-reverb", action="store_true", help="skip the Reverb peer")
     parser.add_argument("--processes", type=int, default=None,
                         help="fresh processes per timing case (default 3, 1 with --quick): times are medians over "
-                             "them, ratios the median of each process's own ratio")
+                             "them, cpprb ratios the median of each process's own ratio")
     parser.add_argument("--_case", default=None, help=argparse.SUPPRESS)  # one case, in its own process
     args = parser.parse_args()
     try:
