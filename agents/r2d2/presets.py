@@ -83,6 +83,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             # after solving
             "priority_exponent": 0.6, "target_update_period": 1_000, "learning_rate_decay_steps": 8_000,
             "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
+            # rewards as small as +-1/51 a step give gradients below the paper's epsilon of
+            # 1e-3, which then scales Adam's steps down; a 2 % floor held what was learned
+            "adam_epsilon": 1e-5, "learning_rate_end_fraction": 0.02,
             "network": {"lstm_units": (64,), "head_units": 64},
             # epsilons 0.9 .. 0.013: some actors explore hard, some act almost greedily
             "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
