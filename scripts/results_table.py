@@ -31,6 +31,7 @@ LABELS = {
     "tmaze10": "T-maze corridor 10",
     "cartpole_novel": "CartPole without velocities",
     "repeat_first": "POPGym RepeatFirst (easy)",
+    "repeat_previous": "POPGym RepeatPrevious (easy)",
 }
 AGENT_NAMES = {"ours": "r2d2_state", "peer": "RecurrentPPO"}
 
