@@ -308,6 +308,56 @@ def ours_config(task: Task, overrides: dict[str, Any] | None = None) -> Any:
     return TrainConfig.from_dict(merged(config.to_dict(), overrides)) if overrides else config
 
 
+def preset_config(task: Task, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole recipe a row of this project is measured with (``ours_config`` as JSON):
+    kept in the row, so that a table is never made from runs of a preset that has changed."""
+    return json.loads(ours_config(task, overrides).to_json())
+
+
+def config_changes(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Fields whose value differs between two ``preset_config`` dicts, as "r2d2.adam_epsilon:
+    0.001 -> 1e-05". A field only one of them has is not a change (a field added later keeps
+    the behaviour of before at its default)."""
+    changes = []
+    for key in sorted(set(recorded) & set(current)):
+        old, new = recorded[key], current[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {json.dumps(old)} -> {json.dumps(new)}")
+    return changes
+
+
+def stale_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row of this project whose recorded preset is not the task's preset now
+    (or that recorded none): its figures describe an agent that no longer exists."""
+    lines = []
+    for row in rows:
+        if row["agent"] != "ours" or row["task"] not in TASKS:
+            continue
+        where = f"{row['task']} seed {row['seed']}"
+        if "preset_config" not in row:
+            lines.append(f"{where}: no preset_config recorded")
+            continue
+        changes = config_changes(row["preset_config"], preset_config(TASKS[row["task"]], row.get("overrides")))
+        if changes:
+            lines.append(f"{where}: {'; '.join(changes)}")
+    return lines
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" when files differ from it), None outside git."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def run_ours(task: Task, seed: int, eval_every: int, run_dir: str, overrides: dict[str, Any] | None = None,
              diagnostics: bool = False) -> list[dict[str, Any]]:
     from agents.r2d2.loop import TrainingLoop
@@ -762,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         return (task_name, agent, seed, task.budget, task.eval_every, PEER_SPEC if agent == "peer" else None)
 
     have = {_row_key(r): r for r in done}
+    commit = git_commit()
     results = [have[key_of(*k)] for k in wanted if key_of(*k) in have]
 
     for task_name in args.tasks:
@@ -789,8 +840,10 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(budget=task.budget, eval_every=task.eval_every, machine=machine(),
                            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                            shared_machine=args.shared_machine, tuning_seed=seed in TUNING_SEEDS)
-                if agent == "ours" and args.overrides:
-                    row.update(overrides=args.overrides)
+                if agent == "ours":
+                    row.update(preset_config=preset_config(TASKS[task_name], args.overrides), commit=commit)
+                    if args.overrides:
+                        row.update(overrides=args.overrides)
                 if agent == "peer":
                     row.update(peer_spec=PEER_SPEC, peer_threads=args.peer_threads)
                     if args.peer_results is not None:

@@ -4,7 +4,8 @@ Reads the rows ``scripts/bench_learning.py`` wrote (``OUT/results.jsonl``), comp
 statistics with the benchmark's own code and renders a Markdown table that names the seeds,
 the dates and the machine. ``--write-readme`` puts it into README.md between the lines
 ``<!-- results-table: begin ...-->`` and ``<!-- results-table: end -->`` and leaves every
-other byte of the file as it was.
+other byte of the file as it was; it refuses rows of this project whose recorded preset is
+not the task's preset now (``bench_learning.stale_rows``).
 
 Usage:
     python scripts/results_table.py runs/bench_learning/results.jsonl                 # print the table
@@ -146,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.results}: no results rows")
     source = os.path.relpath(args.results, ROOT) if os.path.abspath(args.results).startswith(ROOT + os.sep) \
         else args.results
+    stale = bench_learning.stale_rows(rows)
+    if stale and args.write_readme is not None:
+        parser.error(f"{args.results}: {len(stale)} of this project's rows were measured with a preset that has "
+                     f"changed since (re-run them with scripts/bench_learning.py):\n  " + "\n  ".join(stale))
+    for line in stale:
+        print(f"warning: stale row, {line}", file=sys.stderr)
     table = render(rows, source)
     if args.write_readme is None:
         sys.stdout.write(table)

@@ -234,6 +234,10 @@ def test_tiny_benchmark_run_writes_results_plot_and_json(tmp_path):
         assert [e["env_steps"] // 1000 for e in row["evals"]] == [1, 2]
         assert all(e["train_time_s"] > 0 for e in row["evals"])
         assert row["machine"]["cores"] >= 1 and row["budget"] == 2000 and row["tuning_seed"] is False
+        if row["agent"] == "ours":  # the recipe it ran, and from which checkout
+            assert row["preset_config"] == bench_learning.preset_config(bench_learning.TASKS["tmaze5"])
+            assert row["commit"] is None or len(row["commit"].split("+")[0]) == 40
+    assert bench_learning.stale_rows(rows) == []
     assert (out / "learning_tmaze5.png").stat().st_size > 1000
 
 
@@ -301,9 +305,10 @@ Prose after the table.
 """
 
 
-def _fixture_rows(tmp_path):
-    rows = [dict(_row([0.0, 0.95, 0.95, 0.95], task="tmaze5", seed=s, every=1_000), shared_machine=True)
-            for s in (100, 101, 102, 103, 104)]
+def _fixture_rows(tmp_path, preset=None):
+    preset = preset or bench_learning.preset_config(bench_learning.TASKS["tmaze5"])
+    rows = [dict(_row([0.0, 0.95, 0.95, 0.95], task="tmaze5", seed=s, every=1_000), shared_machine=True,
+                 preset_config=preset) for s in (100, 101, 102, 103, 104)]
     rows += [_row([0.0, 0.0, 0.5, 0.95 if s < 102 else 0.0], task="tmaze5", agent="peer", seed=s, every=1_000)
              for s in (100, 101, 102, 103, 104)]
     path = tmp_path / "results.jsonl"
@@ -343,6 +348,53 @@ def test_the_results_table_refuses_a_readme_without_its_markers_and_leaves_it(tm
     assert "expected one line starting '<!-- results-table: begin' and one '<!-- results-table: end -->', " \
            "found 1 and 0" in capsys.readouterr().err
     assert readme.read_text() == broken
+
+
+def test_a_row_is_stale_when_its_task_preset_has_changed_since_it_ran():
+    task = bench_learning.TASKS["tmaze10"]
+    now = bench_learning.preset_config(task)
+    row = dict(_row([0.95]), preset_config=now)
+    assert bench_learning.stale_rows([row]) == []
+    before = json.loads(json.dumps(now))
+    before["r2d2"]["adam_epsilon"] = 0.001
+    before["r2d2"]["network"]["lstm_units"] = [32]
+    before["a_field_removed_since"] = 1  # only in the row: not a change
+    assert bench_learning.stale_rows([dict(row, preset_config=before)]) == [
+        f"tmaze10 seed 100: r2d2.adam_epsilon: 0.001 -> {json.dumps(now['r2d2']['adam_epsilon'])}; "
+        f"r2d2.network.lstm_units: [32] -> {json.dumps(now['r2d2']['network']['lstm_units'])}"]
+    assert bench_learning.stale_rows([_row([0.95])]) == ["tmaze10 seed 100: no preset_config recorded"]
+    # Rows run with overrides compare with the preset and those overrides.
+    overrides = {"r2d2": {"learning_rate": 3e-4}}
+    tried = dict(row, overrides=overrides, preset_config=bench_learning.preset_config(task, overrides))
+    assert bench_learning.stale_rows([tried]) == []
+    assert bench_learning.stale_rows([dict(tried, overrides=None)]) == [
+        f"tmaze10 seed 100: r2d2.learning_rate: 0.0003 -> {json.dumps(now['r2d2']['learning_rate'])}"]
+    assert bench_learning.stale_rows([_row([0.95], agent="peer")]) == []  # the peer has no preset
+
+
+def test_the_results_table_refuses_stale_rows_and_leaves_the_readme(tmp_path, capsys):
+    pytest.importorskip("rliable")
+    changed = bench_learning.preset_config(bench_learning.TASKS["tmaze5"])
+    changed["r2d2"]["discount"] = 0.9
+    results = _fixture_rows(tmp_path, preset=changed)
+    readme = tmp_path / "README.md"
+    readme.write_text(README_FIXTURE)
+    with pytest.raises(SystemExit) as exit_info:
+        results_table.main([str(results), "--write-readme", str(readme)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "5 of this project's rows were measured with a preset that has changed since" in err
+    assert "tmaze5 seed 100: r2d2.discount: 0.9 -> 0.7" in err
+    assert readme.read_text() == README_FIXTURE
+    assert results_table.main([str(results)]) == 0  # printed, with a warning per row
+    assert "warning: stale row, tmaze5 seed 104: r2d2.discount: 0.9 -> 0.7" in capsys.readouterr().err
+
+
+def test_the_committed_results_come_from_the_presets_of_now():
+    """A preset changed without re-running its reporting seeds fails here, not in a reader's hands."""
+    rows = bench_learning.read_rows(os.path.join(ROOT, "docs", "learning_results.jsonl"))
+    assert any(r["agent"] == "ours" for r in rows)
+    assert bench_learning.stale_rows(rows) == []
 
 
 def test_the_results_table_marks_tuning_seeds(tmp_path, capsys):
