@@ -33,6 +33,7 @@ LABELS = {
     "cartpole_novel": "CartPole without velocities",
     "repeat_first": "POPGym RepeatFirst (easy)",
     "repeat_previous": "POPGym RepeatPrevious (easy)",
+    "position_cartpole": "POPGym PositionOnlyCartPole (easy)",
 }
 AGENT_NAMES = {"ours": "r2d2_state", "peer": "RecurrentPPO"}
 
