@@ -65,8 +65,8 @@ TASKS = {
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000,
                            floor=0.0),
     # POPGym's RepeatFirst: say the suit of the episode's first card at each of its 51 steps,
-    # a memory longer than the generic default's trace, whose Adam epsilon and learning-rate
-    # floor were tuned on this task's tuning seeds.
+    # a memory longer than the generic default's trace, whose Adam epsilon was tuned on this
+    # task's tuning seeds.
     "repeat_first": Task("popgym:popgym-RepeatFirstEasy-v0", {}, "memory", 0.9, 50, 150_000, floor=-1.0),
     # POPGym's RepeatPrevious: name the suit of the card dealt 4 steps ago, a memory rewritten
     # at every step; the generic default's constant learning rate was tuned on this task's
