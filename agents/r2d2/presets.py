@@ -84,7 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
             # rewards as small as +-1/51 a step give gradients below the paper's epsilon of
             # 1e-3, which then scales Adam's steps down; with 1e-5 the paper's constant rate
-            # holds what was learned, and a decaying one stops before a slow memory is
+            # holds what was learned; a decaying one stalls before a slow memory is learned
             "adam_epsilon": 1e-5,
             "network": {"lstm_units": (64,), "head_units": 64},
             # epsilons 0.9 .. 0.013: some actors explore hard, some act almost greedily
