@@ -321,15 +321,25 @@ def preset_config(task: Task, overrides: dict[str, Any] | None = None) -> dict[s
     return json.loads(ours_config(task, overrides).to_json())
 
 
-def config_changes(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+def config_changes(recorded: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any] | None = None,
+                   prefix: str = "") -> list[str]:
     """Fields whose value differs between two ``preset_config`` dicts, as "r2d2.adam_epsilon:
-    0.001 -> 1e-05". A field only one of them has is not a change (a field added later keeps
-    the behaviour of before at its default)."""
+    0.001 -> 1e-05". A field added since the row ran (only in ``current``) is a change where
+    its value now departs from its default in ``defaults`` (``TrainConfig()`` as JSON): the
+    row ran with the behaviour of before, the default's. A field removed since is not."""
     changes = []
-    for key in sorted(set(recorded) & set(current)):
-        old, new = recorded[key], current[key]
+    defaults = defaults or {}
+    for key in sorted(set(current)):
+        new = current[key]
+        if key not in recorded:
+            if key in defaults and new != defaults[key]:
+                old = defaults[key]
+                changes.append(f"{prefix}{key}: (not recorded, the default) {json.dumps(old)} -> {json.dumps(new)}")
+            continue
+        old = recorded[key]
         if isinstance(old, dict) and isinstance(new, dict):
-            changes += config_changes(old, new, f"{prefix}{key}.")
+            nested = defaults.get(key) if isinstance(defaults.get(key), dict) else None
+            changes += config_changes(old, new, nested, f"{prefix}{key}.")
         elif old != new:
             changes.append(f"{prefix}{key}: {json.dumps(old)} -> {json.dumps(new)}")
     return changes
@@ -338,7 +348,9 @@ def config_changes(recorded: dict[str, Any], current: dict[str, Any], prefix: st
 def stale_rows(rows: list[dict[str, Any]]) -> list[str]:
     """One line per row of this project whose recorded preset is not the task's preset now
     (or that recorded none): its figures describe an agent that no longer exists."""
-    lines = []
+    from agents.r2d2.train_config import TrainConfig
+
+    lines, defaults = [], json.loads(TrainConfig().to_json())
     for row in rows:
         if row["agent"] != "ours" or row["task"] not in TASKS:
             continue
@@ -346,7 +358,8 @@ def stale_rows(rows: list[dict[str, Any]]) -> list[str]:
         if "preset_config" not in row:
             lines.append(f"{where}: no preset_config recorded")
             continue
-        changes = config_changes(row["preset_config"], preset_config(TASKS[row["task"]], row.get("overrides")))
+        changes = config_changes(row["preset_config"], preset_config(TASKS[row["task"]], row.get("overrides")),
+                                 defaults)
         if changes:
             lines.append(f"{where}: {'; '.join(changes)}")
     return lines
@@ -419,7 +432,7 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
     vec = envs.make_vector_env(config.env_id, DIAGNOSTIC_EPISODES, **config.env_make_kwargs)
     try:
         actor = R2D2Actor(loop.network_config, DIAGNOSTIC_EPISODES, 0.0, seed=config.seed + 2)
-        actor.set_weights(loop.learner.get_weights())
+        actor.set_weights(loop.learner.get_policy_weights())
         qs, rewards, steps, terminals, observations = [], [], [], [], []
         select, observe = actor.select_actions, actor.observe
 

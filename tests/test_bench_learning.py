@@ -363,6 +363,16 @@ def test_a_row_is_stale_when_its_task_preset_has_changed_since_it_ran():
         f"tmaze10 seed 100: r2d2.adam_epsilon: 0.001 -> {json.dumps(now['r2d2']['adam_epsilon'])}; "
         f"r2d2.network.lstm_units: [32] -> {json.dumps(now['r2d2']['network']['lstm_units'])}"]
     assert bench_learning.stale_rows([_row([0.95])]) == ["tmaze10 seed 100: no preset_config recorded"]
+    # A field added since the row ran: the row ran at its default, a change only where the preset departs.
+    added = json.loads(json.dumps(now))
+    del added["r2d2"]["eval_epsilon"]  # the preset keeps the default: the same agent
+    assert bench_learning.stale_rows([dict(row, preset_config=added)]) == []
+    departs = bench_learning.preset_config(task, {"r2d2": {"policy_average_rate": 0.01}})
+    recorded = json.loads(json.dumps(departs))
+    del recorded["r2d2"]["policy_average_rate"]
+    assert bench_learning.stale_rows([dict(row, overrides={"r2d2": {"policy_average_rate": 0.01}},
+                                           preset_config=recorded)]) == [
+        "tmaze10 seed 100: r2d2.policy_average_rate: (not recorded, the default) 0.0 -> 0.01"]
     # Rows run with overrides compare with the preset and those overrides.
     overrides = {"r2d2": {"learning_rate": 3e-4}}
     tried = dict(row, overrides=overrides, preset_config=bench_learning.preset_config(task, overrides))

@@ -6,8 +6,8 @@ Layout of ``RUN_DIR/checkpoints``::
       latest                      text: the name of the newest complete checkpoint
       ckpt-000000120000/          one checkpoint, named by its env step
         learner.index             tf.train.Checkpoint of learner.checkpoint_objects():
-        learner.data-00000-of-00001   online + target networks, Adam slots, learner step
-        weights.npz               the online weights as plain arrays (evaluation, actors)
+        learner.data-00000-of-00001   online + target (+ averaged) networks, Adam slots, learner step
+        weights.npz               the policy's weights as plain arrays (evaluate, predict, export)
         replay.npz                SequenceReplay.save (contents, priorities, RNG)
         state.json                loop counters, RNG states, anything JSON
         MANIFEST.json             size + sha256 of every file above, written last
@@ -277,7 +277,8 @@ class CheckpointManager:
         return LoadedCheckpoint(name=os.path.basename(path), path=path, state=state)
 
     def load_weights(self, name: str | None = None) -> tuple[list[np.ndarray], LoadedCheckpoint]:
-        """The online network's weights from a verified checkpoint (no learner needed)."""
+        """The policy's weights from a verified checkpoint (no learner needed): the online
+        network's, or their average when the run set ``r2d2.policy_average_rate``."""
         path, _ = self.verify(name)
         weights_path = os.path.join(path, WEIGHTS)
         try:

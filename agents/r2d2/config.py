@@ -125,6 +125,8 @@ class R2D2Config(ConfigMixin):
     """Global gradient-norm clip."""
     target_update_period: int = 2500
     """Learner steps between copies of the online weights into the target network."""
+    policy_average_rate: float = 0.0
+    """Polyak rate of the policy's weights: after each learner step averaged += rate * (online - averaged) (a plain mean over the first 1 / rate steps). Evaluations and the weights a checkpoint gives evaluate, predict and export are the averaged ones; actors act with the online ones. 0: the online weights (the paper)."""
     value_rescaling: bool = True
     """Use h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x on targets (and h^-1 on bootstraps)."""
     rescale_epsilon: float = 1e-3
@@ -178,6 +180,7 @@ class R2D2Config(ConfigMixin):
             (0.0 <= self.learning_rate_end_fraction <= 1.0, "learning_rate_end_fraction", "in [0, 1]"),
             (self.max_gradient_norm > 0.0, "max_gradient_norm", "> 0"),
             (self.target_update_period >= 1, "target_update_period", ">= 1"),
+            (0.0 <= self.policy_average_rate <= 1.0, "policy_average_rate", "in [0, 1]"),
             (self.rescale_epsilon > 0.0, "rescale_epsilon", "> 0"),
             (self.start_state in START_STATES, "start_state", f"one of {START_STATES}"),
             (self.staleness_period >= 0, "staleness_period", ">= 0"),

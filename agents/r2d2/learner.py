@@ -6,7 +6,8 @@ One learner step, all inside a single ``tf.function`` that traces once::
     online:  reset_states(start) -> burn-in (no gradient) -> trace (gradient) -> tail (no gradient)
     target:  reset_states(start) -> whole sequence (no gradient)
     loss, priorities: r2d2_state.losses.loss_and_priorities (as the actors' initial priorities)
-    update:  clip global norm, Adam; every target_update_period steps target <- online
+    update:  clip global norm, Adam; every target_update_period steps target <- online;
+             with policy_average_rate > 0, averaged <- Polyak average of online (the evaluated policy)
 
 :meth:`R2D2Learner.step` takes one batch (``replay.sample(batch_size)``), :meth:`R2D2Learner.steps`
 K batches sampled together in one graph call; both return the priorities for
@@ -107,6 +108,12 @@ class R2D2Learner:
         self.online = build_q_network(network_config, stateful=stateful, batch_size=batch, name="online")
         self.target = build_q_network(network_config, stateful=stateful, batch_size=batch, name="target")
         self.target.set_weights(self.online.get_weights())
+        # The evaluated policy's weights: a Polyak average of the online ones, whose greedy
+        # actions flip less from one update to the next where the action gap is small.
+        self.averaged = (build_q_network(network_config, stateful=False, name="averaged")
+                         if config.policy_average_rate > 0 else None)
+        if self.averaged is not None:
+            self.averaged.set_weights(self.online.get_weights())
         make = StatefulCore if stateful else StatelessCore
         self._online_core, self._target_core = make(self.online), make(self.target)
         learning_rate = config.learning_rate
@@ -201,15 +208,24 @@ class R2D2Learner:
         return out if out is not None else self._step_fn(batch, tf.convert_to_tensor(weights, tf.float32))
 
     def get_weights(self) -> list[np.ndarray]:
+        """The online network's weights (what actors act with)."""
         return self.online.get_weights()
+
+    def get_policy_weights(self) -> list[np.ndarray]:
+        """The weights of the trained policy: the averaged ones when ``policy_average_rate``
+        > 0, else the online ones. Evaluations and checkpoints' ``weights.npz`` use them."""
+        return (self.averaged if self.averaged is not None else self.online).get_weights()
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.online.set_weights(weights)
 
     def checkpoint_objects(self) -> dict[str, Any]:
         """Trackables for ``tf.train.Checkpoint``: networks, optimizer, step counter."""
-        return {"online": self.online, "target": self.target, "optimizer": self.optimizer,
-                "learner_steps": self.num_steps}
+        objects = {"online": self.online, "target": self.target, "optimizer": self.optimizer,
+                   "learner_steps": self.num_steps}
+        if self.averaged is not None:
+            objects["averaged"] = self.averaged
+        return objects
 
     def staleness(self, data: Mapping[str, Any]) -> dict[str, float]:
         """The paper's dQ (section 3) at the first and last trained step, per strategy.
@@ -302,6 +318,13 @@ class R2D2Learner:
             return tf.constant(True)
 
         tf.cond(self.num_steps % cfg.target_update_period == 0, copy_weights, lambda: tf.constant(False))
+        if self.averaged is not None:
+            # max(rate, 1 / n): the mean of all weights so far until that is the slower average,
+            # so the average does not start biased towards the initial weights.
+            rate = tf.maximum(tf.constant(cfg.policy_average_rate, tf.float32),
+                              1.0 / tf.cast(self.num_steps, tf.float32))
+            for a_var, o_var in zip(self.averaged.weights, self.online.weights):
+                a_var.assign_add(rate * (o_var - a_var))
 
         weight = out.weight
         count = tf.maximum(tf.reduce_sum(weight), 1.0)

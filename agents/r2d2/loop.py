@@ -266,7 +266,7 @@ class TrainingLoop:
             return self._saved[1]
         before = len(self.checkpoints.superseded)
         path = self.checkpoints.save(self.counters.env_steps, self.learner.checkpoint_objects(),
-                                     self.replay, self._state(), self.learner.get_weights())
+                                     self.replay, self._state(), self.learner.get_policy_weights())
         self._saved = (steps, path)
         for name, target in self.checkpoints.superseded[before:]:
             self.logger.message(f"checkpoint {name} existed (not written by this run): moved aside into {target}")
@@ -550,14 +550,14 @@ class TrainingLoop:
         return out
 
     def _evaluate(self) -> dict[str, Any]:
-        """Greedy (eval_epsilon) episodes with the learner's current weights."""
+        """Greedy (eval_epsilon) episodes with the learner's current policy weights."""
         if self._evaluator is None:
             self._evaluator = Evaluator(self.config, self.network_config)
         c = self.counters
         # wall_time_s was updated just before this evaluation; earlier ones are subtracted.
         train_time_s = c.wall_time_s - c.eval_time_s
         started = time.perf_counter()
-        returns = self._evaluator(self.learner.get_weights(), c.env_steps)
+        returns = self._evaluator(self.learner.get_policy_weights(), c.env_steps)
         c.eval_time_s += time.perf_counter() - started
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.last_eval = {"env_steps": c.env_steps, "mean": mean, "std": std, "episodes": len(returns),

@@ -1,6 +1,6 @@
 """R2D2Policy: a trained agent acting in the user's own loop, numpy in and out.
 
-Load the online Q-network of a run (or of one of its checkpoints) and call
+Load the trained Q-network of a run (or of one of its checkpoints) and call
 :meth:`R2D2Policy.predict` the way Stable-Baselines3 users call ``RecurrentPPO.predict``:
 batched over envs, the recurrent state carried from call to call by the caller. Nothing
 else is built: no replay, learner, optimizer or environment. Each row is fed exactly what
@@ -42,7 +42,7 @@ class R2D2Policy:
     Args:
       network_config: the architecture, with the env's fields filled in
         (``QNetworkConfig.for_env``).
-      weights: the online network's weights.
+      weights: the trained network's weights (a checkpoint's ``weights.npz``).
       epsilon: exploration rate of ``predict(..., deterministic=False)`` without its own
         ``epsilon`` (``load`` uses the run's ``r2d2.eval_epsilon``).
       seed: seeds the exploration draws (numpy ``default_rng``, drawn as the actor draws).

@@ -378,3 +378,42 @@ def test_run_files_and_checkpoints_get_the_modes_open_and_mkdir_give(trained):
     latest = trained.checkpoints.latest_name()
     assert mode("checkpoints", latest) == mode("checkpoints") == creation_mode(directory=True)
     assert mode("checkpoints", "latest") == creation_mode()
+
+
+def test_an_averaged_policy_is_what_evaluations_and_weights_npz_get_and_resume_restores(tmp_path, monkeypatch):
+    """With ``policy_average_rate`` the evaluations and the checkpoint's ``weights.npz``
+    (evaluate, predict, export) get the averaged weights, not the online ones, and a resume
+    restores the average exactly."""
+    from agents.r2d2 import loop as loop_module
+
+    evaluated = []
+    real_call = loop_module.Evaluator.__call__
+
+    def record(self, weights, env_steps):
+        evaluated.append([np.array(w) for w in weights])
+        return real_call(self, weights, env_steps)
+
+    monkeypatch.setattr(loop_module.Evaluator, "__call__", record)
+    config = get_preset("smoke")
+    config = config.replace(progress="none", run_dir=str(tmp_path / "run"), total_env_steps=400, eval_every=400,
+                            r2d2=config.r2d2.replace(policy_average_rate=0.05))
+    loop = TrainingLoop(config)
+    loop.run()
+    try:
+        policy = loop.learner.get_policy_weights()
+        assert int(loop.learner.num_steps.numpy()) > 20  # beyond the plain mean of the first 1 / rate steps
+        assert any(not np.allclose(a, b) for a, b in zip(policy, loop.learner.get_weights()))
+        assert evaluated, "no evaluation ran"
+        for a, b in zip(evaluated[-1], policy):
+            np.testing.assert_array_equal(a, b)
+        saved, _ = CheckpointManager(loop.run_dir).load_weights()
+        for a, b in zip(saved, policy):
+            np.testing.assert_array_equal(a, b)
+        resumed = TrainingLoop(config, loop.run_dir, resume=True)
+        try:
+            for a, b in zip(resumed.learner.get_policy_weights(), policy):
+                np.testing.assert_array_equal(a, b)
+        finally:
+            resumed.close()
+    finally:
+        loop.close()

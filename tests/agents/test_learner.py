@@ -155,6 +155,35 @@ def test_target_network_updates_every_period():
     assert same()
 
 
+def test_policy_weights_are_the_polyak_average_of_the_online_weights():
+    """After learner step n, averaged += max(rate, 1 / n) * (online - averaged): the mean of
+    every online weight so far for the first 1 / rate steps, then an exponential average."""
+    rate = 0.3
+    learner = R2D2Learner(CFG.replace(policy_average_rate=rate, learning_rate=1e-2), NET)
+    assert "averaged" in learner.checkpoint_objects()
+    data, weights = random_batch(CFG, NET, seed=3)
+    expected = [w.astype(np.float64) for w in learner.online.get_weights()]
+    for n in range(1, 7):
+        learner.step(data, weights)
+        step_rate = max(rate, 1.0 / n)
+        expected = [e + step_rate * (o - e) for e, o in zip(expected, learner.online.get_weights())]
+        for got, want in zip(learner.get_policy_weights(), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    online = learner.get_weights()  # what actors act with
+    assert any(not np.allclose(a, b) for a, b in zip(learner.get_policy_weights(), online))
+    for a, b in zip(learner.get_weights(), learner.online.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_without_averaging_the_policy_weights_are_the_online_ones():
+    learner = R2D2Learner(CFG, NET)
+    data, weights = random_batch(CFG, NET, seed=3)
+    learner.step(data, weights)
+    assert learner.averaged is None and "averaged" not in learner.checkpoint_objects()
+    for a, b in zip(learner.get_policy_weights(), learner.online.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_learner_drives_its_loss_down_on_a_fixed_batch():
     cfg = CFG.replace(learning_rate=3e-3, target_update_period=20)
     learner = R2D2Learner(cfg, NET)
@@ -255,6 +284,8 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match=r"actor_backend must be one of \('auto', 'numpy', 'tf'\), got 'torch'"):
         CFG.replace(actor_backend="torch")
     assert CFG.actor_backend == "auto" and R2D2Config.from_dict(CFG.replace(actor_backend="tf").to_dict()).actor_backend == "tf"
+    with pytest.raises(ValueError, match=r"policy_average_rate must be in \[0, 1\], got 1.5"):
+        CFG.replace(policy_average_rate=1.5)
     with pytest.raises(ValueError, match="unknown R2D2Config fields"):
         CFG.replace(batchsize=3)
     assert R2D2Config.from_dict(CFG.to_dict()) == CFG
@@ -312,11 +343,12 @@ def test_steps_in_one_call_equal_the_same_steps_one_by_one(stateful):
     for K changing from call to call (one trace)."""
     from r2d2_state.replay import per_batch_weights
 
-    cfg = CFG.replace(target_update_period=2, learning_rate_decay_steps=4)
+    cfg = CFG.replace(target_update_period=2, learning_rate_decay_steps=4, policy_average_rate=0.3)
     core = "stateful" if stateful else "stateless"
     fused, single = R2D2Learner(cfg, NET, core=core), R2D2Learner(cfg, NET, core=core)
     single.online.set_weights(fused.online.get_weights())
     single.target.set_weights(fused.target.get_weights())
+    single.averaged.set_weights(fused.averaged.get_weights())
     seed = 0
     for k in (3, 1, 2):
         batches = [random_batch(cfg, NET, seed=seed + j) for j in range(k)]
@@ -331,8 +363,8 @@ def test_steps_in_one_call_equal_the_same_steps_one_by_one(stateful):
             np.testing.assert_allclose(result.priorities, want.priorities, rtol=1e-5, atol=1e-6)
             assert list(result.metrics.values()) == pytest.approx(list(want.metrics.values()), rel=1e-5, abs=1e-6)
         assert int(fused.num_steps.numpy()) == int(single.num_steps.numpy())
-        for a, b in zip(fused.online.get_weights() + fused.target.get_weights(),
-                        single.online.get_weights() + single.target.get_weights()):
+        for a, b in zip(fused.online.get_weights() + fused.target.get_weights() + fused.get_policy_weights(),
+                        single.online.get_weights() + single.target.get_weights() + single.get_policy_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(fused.optimizer.variables, single.optimizer.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
