@@ -34,6 +34,7 @@ LABELS = {
     "repeat_first": "POPGym RepeatFirst (easy)",
     "repeat_previous": "POPGym RepeatPrevious (easy)",
     "position_cartpole": "POPGym PositionOnlyCartPole (easy)",
+    "velocity_cartpole": "POPGym VelocityOnlyCartPole (easy)",
 }
 AGENT_NAMES = {"ours": "r2d2_state", "peer": "RecurrentPPO"}
 

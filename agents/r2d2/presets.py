@@ -86,6 +86,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             # 1e-3, which then scales Adam's steps down; with 1e-5 the paper's constant rate
             # holds what was learned; a decaying one stalls before a slow memory is learned
             "adam_epsilon": 1e-5,
+            # the greedy policy of weights averaged over ~500 updates: where Q's action gap is
+            # small (balancing), the online weights' greedy actions flip from update to update
+            "policy_average_rate": 0.002,
             "network": {"lstm_units": (64,), "head_units": 64},
             # epsilons 0.9 .. 0.013: some actors explore hard, some act almost greedily
             "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
