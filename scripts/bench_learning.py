@@ -69,9 +69,10 @@ TASKS = {
     # task's tuning seeds.
     "repeat_first": Task("popgym:popgym-RepeatFirstEasy-v0", {}, "memory", 0.9, 50, 150_000, floor=-1.0),
     # POPGym's RepeatPrevious: name the suit of the card dealt 4 steps ago, a memory rewritten
-    # at every step; the generic default's constant learning rate was tuned on this task's
-    # tuning seeds.
-    "repeat_previous": Task("popgym:popgym-RepeatPreviousEasy-v0", {}, "memory", 0.9, 50, 150_000, floor=-1.0),
+    # at every step; its own preset was tuned on this task's tuning seeds (as was the generic
+    # default's constant learning rate).
+    "repeat_previous": Task("popgym:popgym-RepeatPreviousEasy-v0", {}, "repeat_previous", 0.9, 50, 150_000,
+                            floor=-1.0),
     # POPGym's PositionOnlyCartPole: balance for 200 steps seeing only the cart's position and
     # the pole's angle, so velocities must be inferred from the steps before; threshold 0.95
     # as CartPole's 475 of 500. The generic default's averaged policy was tuned on its tuning

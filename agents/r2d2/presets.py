@@ -11,6 +11,8 @@ preset               environment                            target
                                                             in seconds on 2 CPU cores
 ``memory``           T-maze, corridor 10; what ``--env ID``  any small memory task
                      gets without ``--preset``
+``repeat_previous``  POPGym ``RepeatPreviousEasy-v0``       eval return >= 0.9
+                     (``pip install -e .[bench]``)
 ``cartpole_novel``   ``r2d2_state/CartPoleNoVelocity-v1``   eval return 475
 ``smoke``            T-maze, corridor 2, tiny everything    tests: seconds, not minutes
 ``minigrid_memory``  ``MiniGrid-MemoryS7-v0``, 3x3 view,    eval return >= 0.9 (memoryless
@@ -91,6 +93,33 @@ PRESETS: dict[str, dict[str, Any]] = {
             "policy_average_rate": 0.002,
             "network": {"lstm_units": (64,), "head_units": 64},
             # epsilons 0.9 .. 0.013: some actors explore hard, some act almost greedily
+            "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
+            "actor_update_period": 4,
+        },
+    },
+    "repeat_previous": {
+        "env_id": "popgym:popgym-RepeatPreviousEasy-v0",
+        "replay_ratio": 128.0,
+        "min_replay_size": 64,
+        "eval_every": 5_000,
+        "eval_episodes": 50,
+        "eval_num_envs": 25,
+        "log_every": 2_500,
+        "r2d2": {
+            # the suit dealt 4 steps ago: a short memory in short traces, each sampled twice
+            # as often per env step as `memory`'s
+            "burn_in": 4, "trace_length": 12, "sequence_period": 6,
+            # each step's reward depends on that step's action alone: a short horizon of
+            # 1-step targets keeps the next steps' rewards out of the target's noise
+            "n_step": 1, "discount": 0.5,
+            "priority_exponent": 0.6, "target_update_period": 1_000,
+            "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
+            "adam_epsilon": 1e-5,  # rewards of +-1/48 a step (`memory`)
+            # at a constant rate the greedy return fell back once learned (~15k learner steps);
+            # falling to 1e-4 over ~90k env steps, it held
+            "learning_rate_decay_steps": 60_000,
+            "policy_average_rate": 0.002,
+            "network": {"lstm_units": (64,), "head_units": 64},
             "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
             "actor_update_period": 4,
         },
