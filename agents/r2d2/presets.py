@@ -109,14 +109,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             # the suit dealt 4 steps ago: a short memory in short traces, each sampled twice
             # as often per env step as `memory`'s
             "burn_in": 4, "trace_length": 12, "sequence_period": 6,
-            # each step's reward depends on that step's action alone: a short horizon of
-            # 1-step targets keeps the next steps' rewards out of the target's noise
+            # each step's reward depends on that step's action alone: 1-step targets and a
+            # short horizon keep the next steps' rewards (exploring actors') out of the targets
             "n_step": 1, "discount": 0.5,
             "priority_exponent": 0.6, "target_update_period": 1_000,
             "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
             "adam_epsilon": 1e-5,  # rewards of +-1/48 a step (`memory`)
-            # at a constant rate the greedy return fell back once learned (~15k learner steps);
-            # falling to 1e-4 over ~90k env steps, it held
+            # at a constant rate the greedy return fell back after it was learned; falling to
+            # 1e-4 over ~90k env steps, it held
             "learning_rate_decay_steps": 60_000,
             "policy_average_rate": 0.002,
             "network": {"lstm_units": (64,), "head_units": 64},
