@@ -75,10 +75,10 @@ TASKS = {
                             floor=-1.0),
     # POPGym's PositionOnlyCartPole: balance for 200 steps seeing only the cart's position and
     # the pole's angle, so velocities must be inferred from the steps before; threshold 0.95
-    # as CartPole's 475 of 500. The generic default's averaged policy was tuned on its tuning
-    # seeds.
-    "position_cartpole": Task("popgym:popgym-PositionOnlyCartPoleEasy-v0", {}, "memory", 0.95, 20, 150_000,
-                              floor=0.0),
+    # as CartPole's 475 of 500. Its own preset was tuned on its tuning seeds (as was the
+    # generic default's averaged policy).
+    "position_cartpole": Task("popgym:popgym-PositionOnlyCartPoleEasy-v0", {}, "position_cartpole", 0.95, 20,
+                              150_000, floor=0.0),
     # POPGym's VelocityOnlyCartPole: balance for 200 steps seeing only the velocities, so the
     # cart's position and the pole's angle must be integrated over the episode; chosen, with
     # its threshold and budget, before any run on it, as the untuned memory task once the

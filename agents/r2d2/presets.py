@@ -4,23 +4,25 @@ A preset is data: the fields where it departs from ``TrainConfig()`` and ``R2D2C
 (the paper's values), nested as in ``TrainConfig.to_dict()``. Why each departure, and the
 measurements behind it: docs/presets.md.
 
-===================  =====================================  ===========================
-preset               environment                            target
-===================  =====================================  ===========================
-``tmaze`` (default)  ``r2d2_state/TMaze-v0``, corridor 5    solve (eval return >= 0.9)
-                                                            in seconds on 2 CPU cores
-``memory``           T-maze, corridor 10; what ``--env ID``  any small memory task
-                     gets without ``--preset``
-``repeat_previous``  POPGym ``RepeatPreviousEasy-v0``       eval return >= 0.9
-                     (``pip install -e .[bench]``)
-``cartpole_novel``   ``r2d2_state/CartPoleNoVelocity-v1``   eval return 475
-``smoke``            T-maze, corridor 2, tiny everything    tests: seconds, not minutes
-``minigrid_memory``  ``MiniGrid-MemoryS7-v0``, 3x3 view,    eval return >= 0.9 (memoryless
-                     3 movement actions                     <= 0.5)
-                     (``pip install -e .[minigrid]``)
-``atari``            ``ALE/Pong-v5`` (any ``--env ALE/...``) the paper's settings (Table 2),
-                     (``pip install -e .[atari]``)          frames compressed in the replay
-===================  =====================================  ===========================
+=====================  =====================================  ===========================
+preset                 environment                            target
+=====================  =====================================  ===========================
+``tmaze`` (default)    ``r2d2_state/TMaze-v0``, corridor 5    solve (eval return >= 0.9)
+                                                              in seconds on 2 CPU cores
+``memory``             T-maze, corridor 10; what ``--env ID``  any small memory task
+                       gets without ``--preset``
+``repeat_previous``    POPGym ``RepeatPreviousEasy-v0``       eval return >= 0.9
+                       (``pip install -e .[bench]``)
+``cartpole_novel``     ``r2d2_state/CartPoleNoVelocity-v1``   eval return 475
+``position_cartpole``  POPGym ``PositionOnlyCartPoleEasy-v0``  eval return >= 0.95
+                       (``pip install -e .[bench]``)
+``smoke``              T-maze, corridor 2, tiny everything    tests: seconds, not minutes
+``minigrid_memory``    ``MiniGrid-MemoryS7-v0``, 3x3 view,    eval return >= 0.9 (memoryless
+                       3 movement actions                     <= 0.5)
+                       (``pip install -e .[minigrid]``)
+``atari``              ``ALE/Pong-v5`` (any ``--env ALE/...``) the paper's settings (Table 2),
+                       (``pip install -e .[atari]``)          frames compressed in the replay
+=====================  =====================================  ===========================
 
 Usage::
 
@@ -142,6 +144,24 @@ PRESETS: dict[str, dict[str, Any]] = {
             # weights' greedy policy then falls back, their average's holds
             "policy_average_rate": 0.002,
             # cart position (track ends at 2.4) and pole angle (limit 0.21) brought to a similar range
+            "network": {"lstm_units": (32,), "head_units": 32, "observation_scale": (2.0, 20.0)},
+            "num_envs": 8, "actor_update_period": 10,
+        },
+    },
+    "position_cartpole": {  # `cartpole_novel` on POPGym's 200-step version, rewards 1/200 a step
+        "env_id": "popgym:popgym-PositionOnlyCartPoleEasy-v0",
+        "time_budget_s": 600.0,
+        "replay_ratio": 64.0,
+        "min_replay_size": 64,
+        "eval_every": 5_000,
+        "eval_episodes": 20,
+        "eval_num_envs": 10,
+        "log_every": 2_500,
+        "r2d2": {
+            "burn_in": 4, "trace_length": 20, "sequence_period": 10, "discount": 0.995,
+            "replay_capacity": 30_000, "batch_size": 32, "learning_rate": 5e-4, "target_update_period": 200,
+            "adam_epsilon": 1e-5,  # rewards 200x smaller than CartPole's: gradients below 1e-3 (`memory`)
+            "policy_average_rate": 0.002,
             "network": {"lstm_units": (32,), "head_units": 32, "observation_scale": (2.0, 20.0)},
             "num_envs": 8, "actor_update_period": 10,
         },
