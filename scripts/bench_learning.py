@@ -267,11 +267,16 @@ def summarise(rows: list[dict[str, Any]], reps: int = BOOTSTRAP_REPS) -> dict[st
                                                       [o["auc"] for o in outcomes["peer"]], reps)
             per_agent["prob_improvement_auc"], per_agent["prob_improvement_auc_ci"] = _round(p), [_round(low), _round(high)]
             summary[f"prob_improvement_{task_name}"] = _round(p)
+        task_machines = sorted({machine_name(r["machine"]) for r in rows if r["task"] == task_name and r.get("machine")})
         for name, key in (("steps", "steps"), ("wall", "wall_s")):
             ratio, kind = compare(per_agent.get("ours"), per_agent.get("peer"), key)
+            if key == "wall_s" and ratio is not None and len(task_machines) > 1:
+                # machines of one kind differ several-fold in both agents' wall times
+                ratio, kind = None, "not_compared_machines_differ"
             summary[f"{name}_vs_peer_{task_name}"] = ratio
             if kind not in (None, "exact"):
                 summary[f"{name}_vs_peer_{task_name}_is"] = kind
+        per_agent["machines"] = task_machines
         summary[task_name] = per_agent
     summary["seeds"] = sorted({r["seed"] for r in rows})
     summary["tuning_seeds"] = sorted({r["seed"] for r in rows if r["seed"] in TUNING_SEEDS})

@@ -90,7 +90,10 @@ def render(rows: list[dict[str, Any]], source: str, reps: int = bench_learning.B
             for name, label in (("steps", "env steps"), ("wall", "wall time")):
                 ratio = summary[f"{name}_vs_peer_{task_name}"]
                 kind = summary.get(f"{name}_vs_peer_{task_name}_is")
-                ratios.append(f"{label} {ratio:g}" + (f" ({kind.replace('_', ' ')})" if kind else ""))
+                if ratio is None:  # wall times from two machines
+                    ratios.append(f"{label} not compared ({', '.join(per_agent['machines'])})")
+                else:
+                    ratios.append(f"{label} {ratio:g}" + (f" ({kind.replace('_', ' ')})" if kind else ""))
             low, high = per_agent["prob_improvement_auc_ci"]
             lines.append(f"| | ours / peer | | {ratios[0]} | {ratios[1]} | P(ours > peer) "
                          f"{per_agent['prob_improvement_auc']:.2f} [{low:.2f}, {high:.2f}] |")
@@ -100,7 +103,13 @@ def render(rows: list[dict[str, Any]], source: str, reps: int = bench_learning.B
                 "not reported figures)"]
     else:
         note = [f"Seeds {_seeds(seeds)} (reporting seeds: no preset was tuned on them)"]
-    note.append(f"measured {', '.join(summary['dates'])} on {'; '.join(summary['machines'])}")
+    if len(summary["machines"]) == 1:
+        note.append(f"measured {', '.join(summary['dates'])} on {summary['machines'][0]}")
+    else:  # which task ran where: wall times compare only within one machine
+        where = {m: [LABELS.get(t, t) for t in bench_learning.TASKS if m in summary.get(t, {}).get("machines", ())]
+                 for m in summary["machines"]}
+        places = "; ".join(f"{m} ({', '.join(tasks)})" for m, tasks in where.items())
+        note.append(f"measured {', '.join(summary['dates'])} on {places}")
     shared = []  # (task, agents) measured beside other jobs, when some runs were measured alone
     for name in bench_learning.TASKS:
         agents = [a for a in bench_learning.AGENTS if any(r.get("shared_machine") for r in rows

@@ -498,3 +498,23 @@ def test_the_results_table_names_the_tasks_measured_beside_other_jobs(tmp_path):
            "T-maze corridor 5 (r2d2_state)" in table
     rows = [dict(row, shared_machine=True) for row in rows]
     assert ", beside other jobs: the wall times are inflated" in results_table.render(rows, "results.jsonl", reps=50)
+
+
+def test_wall_times_of_one_task_from_two_machines_are_not_compared(tmp_path):
+    """A task's wall-time ratio comes from one machine's runs: with this project's rows
+    from one machine and the peer's from another, the ratio is withheld and the table says
+    where each task ran; env steps do not depend on the machine and are still compared."""
+    pytest.importorskip("rliable")
+    elsewhere = {"cpu": "other cpu", "cores": 2, "python_loop_1e6_s": 0.03}
+    rows = [_row([0.0, 0.95, 0.95], seed=s) for s in (100, 101)]
+    rows += [dict(_row([0.0, 0.0, 0.95], agent="peer", seed=s), machine=elsewhere) for s in (100, 101)]
+    rows += [_row([0.0, 0.95], task="tmaze5", agent=a, seed=100, every=1_000) for a in ("ours", "peer")]
+    summary = bench_learning.summarise(rows, reps=50)
+    assert summary["wall_vs_peer_tmaze10"] is None
+    assert summary["wall_vs_peer_tmaze10_is"] == "not_compared_machines_differ"
+    assert summary["steps_vs_peer_tmaze10"] == pytest.approx(10_000 / 15_000, abs=1e-3)
+    assert summary["wall_vs_peer_tmaze5"] == 1.0  # one machine: compared
+    table = results_table.render(rows, "results.jsonl", reps=50)
+    assert "| wall time not compared (other cpu, 2 cores, test cpu, 2 cores) |" in table
+    assert "on other cpu, 2 cores (T-maze corridor 10); test cpu, 2 cores (T-maze corridor 5, " \
+           "T-maze corridor 10)" in table
