@@ -101,27 +101,29 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "repeat_previous": {
         "env_id": "popgym:popgym-RepeatPreviousEasy-v0",
-        "replay_ratio": 128.0,
+        # `memory`'s samples per env step in batches of 8: four times its learner steps, and
+        # each step, run 8 to a graph call, costs little more than a batch of 32's
+        "replay_ratio": 32.0,
+        "learner_steps_per_call": 8,
         "min_replay_size": 64,
         "eval_every": 5_000,
         "eval_episodes": 50,
         "eval_num_envs": 25,
         "log_every": 2_500,
         "r2d2": {
-            # the suit dealt 4 steps ago: a short memory in short traces, each sampled twice
-            # as often per env step as `memory`'s
+            # the suit dealt 4 steps ago: a short memory in short traces
             "burn_in": 4, "trace_length": 12, "sequence_period": 6,
             # each step's reward depends on that step's action alone: 1-step targets and a
             # short horizon keep the next steps' rewards (exploring actors') out of the targets
             "n_step": 1, "discount": 0.5,
             "priority_exponent": 0.6, "target_update_period": 1_000,
-            "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
+            "replay_capacity": 20_000, "batch_size": 8, "learning_rate": 1.5e-3,
             "adam_epsilon": 1e-5,  # rewards of +-1/48 a step (`memory`)
             # at a constant rate the greedy return fell back after it was learned; falling to
-            # 1e-4 over ~90k env steps, it held
+            # a tenth over ~90k env steps, it held
             "learning_rate_decay_steps": 60_000,
             "policy_average_rate": 0.002,
-            "network": {"lstm_units": (64,), "head_units": 64},
+            "network": {"lstm_units": (32,), "head_units": 32},  # 4 suits to remember
             "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
             "actor_update_period": 4,
         },
