@@ -101,8 +101,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "repeat_previous": {
         "env_id": "popgym:popgym-RepeatPreviousEasy-v0",
-        # `memory`'s samples per env step in batches of 8: four times its learner steps, and
-        # each step, run 8 to a graph call, costs little more than a batch of 32's
+        # `memory`'s samples per env step in batches of 8: four times its learner steps (the
+        # memory forms sooner), each cheaper than a batch of 32's, 8 to a graph call
         "replay_ratio": 32.0,
         "learner_steps_per_call": 8,
         "min_replay_size": 64,
