@@ -99,35 +99,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "actor_update_period": 4,
         },
     },
-    "repeat_previous": {
-        "env_id": "popgym:popgym-RepeatPreviousEasy-v0",
-        # `memory`'s samples per env step in batches of 8: four times its learner steps (the
-        # memory forms sooner), each cheaper than a batch of 32's, 8 to a graph call
-        "replay_ratio": 32.0,
-        "learner_steps_per_call": 8,
-        "min_replay_size": 64,
-        "eval_every": 5_000,
-        "eval_episodes": 50,
-        "eval_num_envs": 25,
-        "log_every": 2_500,
-        "r2d2": {
-            # the suit dealt 4 steps ago: a short memory in short traces
-            "burn_in": 4, "trace_length": 12, "sequence_period": 6,
-            # each step's reward depends on that step's action alone: 1-step targets and a
-            # short horizon keep the next steps' rewards (exploring actors') out of the targets
-            "n_step": 1, "discount": 0.5,
-            "priority_exponent": 0.6, "target_update_period": 1_000,
-            "replay_capacity": 20_000, "batch_size": 8, "learning_rate": 1.5e-3,
-            "adam_epsilon": 1e-5,  # rewards of +-1/48 a step (`memory`)
-            # at a constant rate the greedy return fell back after it was learned; falling to
-            # a tenth over ~90k env steps, it held
-            "learning_rate_decay_steps": 60_000,
-            "policy_average_rate": 0.002,
-            "network": {"lstm_units": (32,), "head_units": 32},  # 4 suits to remember
-            "num_envs": 8, "epsilon_base": 0.9, "epsilon_alpha": 40.0,
-            "actor_update_period": 4,
-        },
-    },
     "cartpole_novel": {
         "env_id": "r2d2_state/CartPoleNoVelocity-v1",
         "time_budget_s": 600.0,
@@ -205,13 +176,37 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Each preset's departures from the defaults, by name (``get_preset`` builds the config)."""
 
 
-def _variant(base: str, fields: dict[str, Any], r2d2: dict[str, Any]) -> dict[str, Any]:
-    """Preset ``base`` with some of its top-level and ``r2d2`` fields replaced."""
+def _variant(base: str, fields: dict[str, Any], r2d2: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Preset ``base`` with some of its top-level and ``r2d2`` fields replaced, and its
+    top-level fields in ``drop`` back at their defaults."""
     preset = copy.deepcopy(PRESETS[base])
+    for name in drop:
+        del preset[name]
     preset.update(fields)
     preset["r2d2"].update(r2d2)
     return preset
 
+
+PRESETS["repeat_previous"] = _variant(
+    "memory", {
+        "env_id": "popgym:popgym-RepeatPreviousEasy-v0",
+        # `memory`'s samples per env step in batches of 8: four times its learner steps (the
+        # memory forms sooner), each cheaper than a batch of 32's, 8 to a graph call
+        "replay_ratio": 32.0, "learner_steps_per_call": 8,
+    }, {
+        # the suit dealt 4 steps ago: a short memory in short traces
+        "burn_in": 4, "trace_length": 12, "sequence_period": 6,
+        # each step's reward depends on that step's action alone: 1-step targets and a short
+        # horizon keep the next steps' rewards (exploring actors') out of the targets
+        "n_step": 1, "discount": 0.5,
+        "batch_size": 8, "learning_rate": 1.5e-3,
+        # at a constant rate the greedy return fell back after it was learned; falling to a
+        # tenth over ~90k env steps, it held
+        "learning_rate_decay_steps": 60_000,
+        "network": {"lstm_units": (32,), "head_units": 32},  # 4 suits to remember
+    },
+    drop=("env_kwargs",),  # `memory`'s T-maze corridor
+)
 
 # `cartpole_novel` on POPGym's 200-step version of the task, rewards 1/200 a step
 PRESETS["position_cartpole"] = _variant(
