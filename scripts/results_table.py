@@ -35,6 +35,7 @@ LABELS = {
     "repeat_previous": "POPGym RepeatPrevious (easy)",
     "position_cartpole": "POPGym PositionOnlyCartPole (easy)",
     "velocity_cartpole": "POPGym VelocityOnlyCartPole (easy)",
+    "noisy_cartpole": "POPGym NoisyPositionOnlyCartPole (easy)",
 }
 AGENT_NAMES = {"ours": "r2d2_state", "peer": "RecurrentPPO"}
 
