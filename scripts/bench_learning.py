@@ -440,8 +440,13 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
     and the fraction of them below 1 % of |max Q|; ``learning_rate``: the learner's now;
     ``terminated``: the fraction of episodes that ended by termination (not the time limit),
     and for a vector observation ``final_abs_<i>``: the mean |feature i| of their final
-    observations (which limit ended them); ``replay_size``: sequences in the replay.
+    observations (which limit ended them); where the env exposes its full state (POPGym's
+    ``get_state()``), ``final_state_abs_<i>`` likewise of the state it ended in (the limit that
+    ended an episode whose observation omits it, e.g. the cart's position on
+    VelocityOnlyCartPole); ``replay_size``: sequences in the replay.
     """
+    import gymnasium as gym
+
     import envs
     from agents.r2d2.actor import R2D2Actor
     from agents.r2d2.evaluation import run_episodes
@@ -452,7 +457,9 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
     try:
         actor = R2D2Actor(loop.network_config, DIAGNOSTIC_EPISODES, 0.0, seed=config.seed + 2)
         actor.set_weights(loop.learner.get_policy_weights())
-        qs, rewards, steps, terminals, observations = [], [], [], [], []
+        qs, rewards, steps, terminals, observations, states = [], [], [], [], [], []
+        has_state = isinstance(vec, gym.vector.SyncVectorEnv) and all(
+            callable(getattr(env.unwrapped, "get_state", None)) for env in vec.envs)
         select, observe = actor.select_actions, actor.observe
 
         def select_actions(obs: Any) -> Any:
@@ -465,6 +472,8 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
             rewards.append(np.asarray(reward, np.float64))
             steps.append(np.asarray(terminated) | np.asarray(truncated))
             terminals.append(np.asarray(terminated, bool))
+            if has_state:  # NEXT_STEP autoreset: a finished env still holds its final state
+                states.append(np.stack([np.asarray(env.unwrapped.get_state(), np.float64) for env in vec.envs]))
             observe(action, reward, terminated, truncated)
 
         actor.select_actions, actor.observe = select_actions, observe_step
@@ -478,6 +487,7 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
     top = -np.sort(-q, axis=-1)
     terminal, obs = np.stack(terminals), np.stack(observations)  # obs [time, N, ...]
     q_values, realised, gaps, best, finals, ended_by_termination = [], [], [], [], [], []
+    final_states = []
     for env in range(q.shape[1]):
         ends = np.flatnonzero(ended[:, env])
         if not ends.size:
@@ -495,11 +505,15 @@ def diagnose(loop: Any, config: Any) -> dict[str, float]:
         ended_by_termination.append(bool(terminal[end, env]))
         if terminal[end, env] and end + 1 < len(obs):
             finals.append(np.abs(obs[end + 1, env]))  # NEXT_STEP autoreset: the final observation comes next
+        if terminal[end, env] and states:
+            final_states.append(np.abs(states[end][env]))
     gap, best = np.concatenate(gaps), np.concatenate(best)
     lr = loop.learner.optimizer.learning_rate
     extra = {"terminated": float(np.mean(ended_by_termination)), "replay_size": len(loop.replay)}
     if finals and finals[0].ndim == 1:
         extra.update({f"final_abs_{i}": float(v) for i, v in enumerate(np.mean(finals, axis=0))})
+    if final_states and final_states[0].ndim == 1:
+        extra.update({f"final_state_abs_{i}": float(v) for i, v in enumerate(np.mean(final_states, axis=0))})
     return {**extra, "q_greedy": float(np.mean(np.concatenate(q_values))),
             "return_realised": float(np.mean(np.concatenate(realised))),
             "gap_median": float(np.median(gap)), "gap_small": float(np.mean(gap < 0.01 * np.maximum(best, 1e-6))),

@@ -518,3 +518,21 @@ def test_wall_times_of_one_task_from_two_machines_are_not_compared(tmp_path):
     assert "| wall time not compared (other cpu, 2 cores, test cpu, 2 cores) |" in table
     assert "on other cpu, 2 cores (T-maze corridor 10); test cpu, 2 cores (T-maze corridor 5, " \
            "T-maze corridor 10)" in table
+
+
+def test_diagnostics_name_the_state_an_episode_ended_in_where_the_observation_omits_it():
+    """VelocityOnlyCartPole hides the cart's position and the pole's angle; the diagnostics read
+    them from the env's full state at each early end, where one of them is past its limit."""
+    pytest.importorskip("popgym")
+    from agents.r2d2.loop import TrainingLoop
+    from agents.r2d2.presets import get_preset
+
+    config = get_preset("smoke").replace(env_id="popgym:popgym-VelocityOnlyCartpoleEasy-v0", env_kwargs={})
+    out = bench_learning.diagnose(TrainingLoop(config, "/nonexistent/run"), config)
+    assert out["terminated"] > 0.0  # a fresh network lets the pole fall
+    assert sorted(k for k in out if k.startswith("final_state_abs_")) == [f"final_state_abs_{i}" for i in range(4)]
+    # Every early end has |x| > 2.4 or |theta| > 12 degrees, so their means' ratios sum above 1;
+    # states read after the autoreset (|x|, |theta| <= 0.05) would not.
+    assert out["final_state_abs_0"] / 2.4 + out["final_state_abs_2"] / (12 * 2 * np.pi / 360) > 1.0
+    assert "final_state_abs_0" not in bench_learning.diagnose(TrainingLoop(get_preset("smoke"), "/nonexistent/run"),
+                                                              get_preset("smoke"))  # T-maze: no get_state()
