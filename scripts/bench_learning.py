@@ -65,8 +65,8 @@ TASKS = {
     "cartpole_novel": Task("r2d2_state/CartPoleNoVelocity-v1", {}, "cartpole_novel", 475.0, 20, 150_000,
                            floor=0.0),
     # POPGym's RepeatFirst: say the suit of the episode's first card at each of its 51 steps,
-    # a memory longer than the generic default's trace, whose Adam epsilon was tuned on this
-    # task's tuning seeds.
+    # a memory longer than the generic default's trace, whose Adam epsilon (and, with
+    # VelocityOnlyCartPole, its discount) was tuned on this task's tuning seeds.
     "repeat_first": Task("popgym:popgym-RepeatFirstEasy-v0", {}, "memory", 0.9, 50, 150_000, floor=-1.0),
     # POPGym's RepeatPrevious: name the suit of the card dealt 4 steps ago, a memory rewritten
     # at every step; its own preset was tuned on this task's tuning seeds (as was the generic
@@ -82,7 +82,8 @@ TASKS = {
     # POPGym's VelocityOnlyCartPole: balance for 200 steps seeing only the velocities, so the
     # cart's position and the pole's angle must be integrated over the episode; chosen, with
     # its threshold and budget, before any run on it, as the untuned memory task once the
-    # generic default's averaged policy was chosen on PositionOnlyCartPole's tuning seeds.
+    # generic default's averaged policy was chosen on PositionOnlyCartPole's tuning seeds;
+    # the generic default's horizon and target period were then tuned on its tuning seeds.
     "velocity_cartpole": Task("popgym:popgym-VelocityOnlyCartpoleEasy-v0", {}, "memory", 0.95, 20, 150_000,
                               floor=0.0),
     # POPGym's NoisyPositionOnlyCartPole: PositionOnlyCartPole with Gaussian noise (sigma 0.1)
