@@ -86,7 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             # toward its threshold, at 0.995 a wasted T-maze step drowned in the Q noise
             "discount": 0.97,
             # with the paper's exponent 0.9 the greedy return fell back after solving; with
-            # targets 5x staler, balancing's small action gaps fell back
+            # staler targets (every 1000), balancing's small action gaps fell back
             "priority_exponent": 0.6, "target_update_period": 200,
             "replay_capacity": 20_000, "batch_size": 32, "learning_rate": 1e-3,
             # rewards as small as +-1/51 a step give gradients below the paper's epsilon of
